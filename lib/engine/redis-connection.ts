@@ -1,0 +1,65 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { ResolvedOptions } from './options';
+
+export type RedisClient = Redis | Cluster;
+export type RedisMode = 'standalone' | 'sentinel' | 'cluster';
+type ResolvedRedis = NonNullable<ResolvedOptions['redis']>;
+
+/**
+ * Builds ioredis clients with the safety defaults a cache needs (see ../shared/notes/failure-modes.md):
+ * no offline queue (a request never waits for a reconnect), at most one retry per request, bounded connect,
+ * an idle socket timeout against half-open TCP, lazy connect so boot never blocks on Redis, RESP pinned.
+ * The read/write paths only see `RedisClient`; adding a mode touches this file alone.
+ */
+export class RedisConnectionFactory {
+  constructor(private readonly opts: ResolvedRedis) {}
+
+  get mode(): RedisMode {
+    return this.opts.mode ?? 'standalone';
+  }
+
+  /** A data client (`purpose` names the connection in CLIENT LIST). */
+  create(purpose: string, overrides: RedisOptions = {}): RedisClient {
+    const o = this.opts;
+    const safety: RedisOptions = {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: o.connectTimeout,
+      socketTimeout: o.socketTimeout,
+      protocol: o.protocol,
+      connectionName: `tiered-cache:${purpose}`,
+      // READONLY after a failover: reconnect and resend, the new master takes it.
+      reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), 2_000),
+    };
+    switch (o.mode) {
+      case 'cluster':
+        return new Cluster(o.nodes, {
+          lazyConnect: true,
+          enableOfflineQueue: false,
+          // Replica reads would re-cache values a master has already replaced.
+          scaleReads: 'master',
+          slotsRefreshTimeout: 3_000,
+          clusterRetryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 10), 2_000),
+          ...o.clusterOptions,
+          redisOptions: { ...safety, password: o.password, username: o.username, ...o.redisOptions, ...overrides },
+        });
+      case 'sentinel':
+        return new Redis({
+          ...safety,
+          sentinels: o.sentinels,
+          name: o.name,
+          password: o.password,
+          username: o.username,
+          sentinelPassword: o.sentinelPassword,
+          db: o.db,
+          failoverDetector: true,
+          ...o.redisOptions,
+          ...overrides,
+        } as RedisOptions);
+      default:
+        return new Redis((o as { url: string }).url, { ...safety, ...o.redisOptions, ...overrides });
+    }
+  }
+}

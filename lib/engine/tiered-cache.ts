@@ -1,0 +1,584 @@
+import { LRUCache } from 'lru-cache';
+import type { SetOptions, TieredCacheOptions } from '../interfaces/tiered-cache-options.interface';
+import { CacheDecodeError } from './codec';
+import { parseCallTtl } from './duration';
+import { CacheSerializationError } from './errors';
+import { escapeGlob, globToRegExp } from './glob';
+import { MemoryTier } from './memory.tier';
+import { resolveOptions, type ResolvedOptions } from './options';
+import { RedisConnectionFactory } from './redis-connection';
+import { L2_FAILED, RedisTier, type L2Write } from './redis.tier';
+import { ratio, type CacheStats } from './stats';
+import { WriteBehindQueue } from './write-behind-queue';
+
+/** What changed locally: the invalidation bus (and metrics) listen to this. */
+export type CacheChange =
+  | { type: 'delete'; keys: string[] }
+  | { type: 'overwrite'; keys: string[] }
+  | { type: 'pattern'; pattern: string }
+  | { type: 'tags'; tags: string[] }
+  | { type: 'clear' };
+
+interface Prepared extends L2Write {
+  key: string;
+  l1Ttl: number;
+  tags: readonly string[] | undefined;
+}
+
+interface Flight {
+  promise: Promise<unknown>;
+  /** Set when the key is invalidated while the factory runs: its result is returned but not cached. */
+  stale: boolean;
+}
+
+// lru-cache cannot hold null/undefined; null results (when cached) are stored as this marker.
+const NULL_MARKER = Object.freeze({ __tieredCacheNull: true });
+const RESERVED = '__tc:';
+const SAMPLE_MASK = 7;
+
+/**
+ * The cache engine: L1 (in-process LRU) in front of L2 (Redis). Free of Nest so it can be unit-tested and
+ * benchmarked alone. Nothing here throws because of Redis: L2 failures are misses, counted and logged.
+ */
+export class TieredCache {
+  readonly options: ResolvedOptions;
+  readonly l1: MemoryTier | undefined;
+  readonly l2: RedisTier | undefined;
+  private readonly writeBehind: WriteBehindQueue | undefined;
+  private readonly promoteCounts: LRUCache<string, number> | undefined;
+  private readonly inflight = new Map<string, Flight>();
+  private readonly listeners: Array<(change: CacheChange) => void> = [];
+  private readonly logThrottle = new Map<string, number>();
+  private readonly prefix: string;
+  private readonly tagPrefix: string;
+  private closed = false;
+
+  private n = {
+    l1Hits: 0,
+    l1Misses: 0,
+    l2Hits: 0,
+    l2Misses: 0,
+    l2Errors: 0,
+    promotions: 0,
+    corrupt: 0,
+    gets: 0,
+    sets: 0,
+    deletes: 0,
+    latencyTotal: 0,
+    latencySamples: 0,
+  };
+
+  constructor(options: TieredCacheOptions = {}) {
+    this.options = resolveOptions(options);
+    const o = this.options;
+    this.prefix = o.keyPrefix;
+    this.tagPrefix = o.keyPrefix + RESERVED + 'tag:';
+    if (o.l1.enabled) this.l1 = new MemoryTier(o.l1.maxEntries, o.l1.maxBytes, o.l1.cleanupInterval);
+    if (o.redis) {
+      const factory = new RedisConnectionFactory(o.redis);
+      this.l2 = new RedisTier(factory, o.redis.maxConnections, o.redis.commandTimeout, o.redis.connectTimeout, (op, err) =>
+        this.onL2Error(op, err),
+      );
+      if (o.writeBehind) {
+        this.writeBehind = new WriteBehindQueue(this.l2, o.writeBehind.batchSize, o.writeBehind.maxQueue, o.writeBehind.flushInterval);
+      }
+      if (o.l1.enabled && o.l2.promoteAfter > 1) this.promoteCounts = new LRUCache({ max: o.l1.maxEntries });
+    }
+  }
+
+  /** Connects L2 (bounded by connectTimeout). Resolves false, never throws, when Redis is not there. */
+  async connect(): Promise<boolean> {
+    if (!this.l2) return true;
+    const ok = await this.l2.connect();
+    if (!ok) this.log('warn', 'connect', 'Redis is not reachable; serving from L1 and reconnecting in the background');
+    return ok;
+  }
+
+  /** Flushes queued writes and closes every connection and timer. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.writeBehind) {
+      const lost = await this.writeBehind.close();
+      if (lost > 0) this.log('error', 'shutdown', `${lost} queued write-behind entries could not be written to Redis`);
+    }
+    await this.l2?.close();
+    this.l1?.close();
+  }
+
+  onChange(listener: (change: CacheChange) => void): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
+
+  /** Physical Redis key of a cache key. */
+  redisKey(key: string): string {
+    return this.prefix + key;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    checkKey(key);
+    const sample = (++this.n.gets & SAMPLE_MASK) === 0;
+    const t0 = sample ? performance.now() : 0;
+    if (this.l1) {
+      const hit = this.l1.get(key);
+      if (hit !== undefined) {
+        this.n.l1Hits++;
+        if (sample) this.sampleLatency(t0);
+        return this.fromL1(hit) as T;
+      }
+      this.n.l1Misses++;
+    }
+    const v = this.l2 ? await this.readL2(key) : undefined;
+    if (sample) this.sampleLatency(t0);
+    return v as T | undefined;
+  }
+
+  async has(key: string): Promise<boolean> {
+    checkKey(key);
+    if (this.l1?.has(key)) return true;
+    if (!this.l2) return false;
+    const r = await this.l2.exists(this.prefix + key);
+    return r === true;
+  }
+
+  /** Remaining TTL in milliseconds, or undefined when the key is absent (or has no TTL). */
+  async ttl(key: string): Promise<number | undefined> {
+    checkKey(key);
+    if (this.l2) {
+      const r = await this.l2.pttl(this.prefix + key);
+      if (r !== L2_FAILED) return r > 0 ? r : undefined;
+    }
+    return this.l1?.remainingTtl(key);
+  }
+
+  async mget<T = unknown>(keys: readonly string[]): Promise<Array<T | undefined>> {
+    const out = new Array<T | undefined>(keys.length);
+    const missing: number[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      checkKey(keys[i]);
+      this.n.gets++;
+      const hit = this.l1?.get(keys[i]);
+      if (hit !== undefined) {
+        this.n.l1Hits++;
+        out[i] = this.fromL1(hit) as T;
+      } else {
+        if (this.l1) this.n.l1Misses++;
+        missing.push(i);
+      }
+    }
+    if (missing.length === 0 || !this.l2) return out;
+    const promote = this.l1 !== undefined;
+    const rows = await this.l2.mget(missing.map((i) => this.prefix + keys[i]), promote);
+    if (rows === L2_FAILED) {
+      this.n.l2Misses += missing.length;
+      return out;
+    }
+    for (let j = 0; j < missing.length; j++) {
+      const key = keys[missing[j]];
+      const [payload, pttl] = rows[j];
+      out[missing[j]] = this.acceptL2(key, payload, promote ? pttl : undefined) as T | undefined;
+    }
+    return out;
+  }
+
+  /**
+   * Read-through: L1 → L2 → factory. Concurrent calls for one missing key share one lookup and one factory
+   * run. A factory error reaches every waiter unchanged and nothing is cached.
+   */
+  getOrSet<T>(key: string, factory: () => T | Promise<T>, options?: SetOptions): Promise<T> {
+    checkKey(key);
+    const sample = (++this.n.gets & SAMPLE_MASK) === 0;
+    const t0 = sample ? performance.now() : 0;
+    if (this.l1) {
+      const hit = this.l1.get(key);
+      if (hit !== undefined) {
+        this.n.l1Hits++;
+        if (sample) this.sampleLatency(t0);
+        return Promise.resolve(this.fromL1(hit) as T);
+      }
+      this.n.l1Misses++;
+    }
+    const running = this.inflight.get(key);
+    if (running) return running.promise as Promise<T>;
+    const flight: Flight = { promise: undefined as unknown as Promise<T>, stale: false };
+    flight.promise = this.fill(key, factory, options, flight, sample ? t0 : -1);
+    this.inflight.set(key, flight);
+    return flight.promise as Promise<T>;
+  }
+
+  private async fill<T>(key: string, factory: () => T | Promise<T>, options: SetOptions | undefined, flight: Flight, t0: number): Promise<T> {
+    try {
+      if (this.l2) {
+        const v = await this.readL2(key);
+        if (v !== undefined) {
+          if (t0 >= 0) this.sampleLatency(t0);
+          return v as T;
+        }
+      }
+      if (t0 >= 0) this.sampleLatency(t0);
+      const value = await factory();
+      if (this.options.readThrough && !flight.stale && !this.closed) await this.store(key, value, options, true);
+      return value;
+    } finally {
+      if (this.inflight.get(key) === flight) this.inflight.delete(key);
+    }
+  }
+
+  private async readL2(key: string): Promise<unknown> {
+    const l2 = this.l2 as RedisTier;
+    const pkey = this.prefix + key;
+    let promote = false;
+    if (this.l1) {
+      promote = this.promoteCounts ? (this.promoteCounts.get(key) ?? 0) + 1 >= this.options.l2.promoteAfter : true;
+    }
+    if (promote) {
+      const r = await l2.getWithPttl(pkey);
+      if (r === L2_FAILED) {
+        this.n.l2Misses++;
+        return undefined;
+      }
+      return this.acceptL2(key, r[0], r[1]);
+    }
+    const payload = await l2.get(pkey);
+    if (payload === L2_FAILED) {
+      this.n.l2Misses++;
+      return undefined;
+    }
+    return this.acceptL2(key, payload, undefined);
+  }
+
+  /** Decodes an L2 payload, counts the hit or miss, and promotes into L1 when `pttl` is given. */
+  private acceptL2(key: string, payload: string | null, pttl: number | undefined): unknown {
+    if (payload === null) {
+      this.n.l2Misses++;
+      return undefined;
+    }
+    let value: unknown;
+    try {
+      value = this.options.codec.decode(payload);
+    } catch (err) {
+      // Another writer's garbage is a miss: remove it so the next read refills it.
+      this.n.corrupt++;
+      this.n.l2Misses++;
+      this.log('warn', 'corrupt', `undecodable payload under "${key}" treated as a miss and deleted (${(err as Error).message})`);
+      void this.l2?.del([this.prefix + key]);
+      return undefined;
+    }
+    if (value === undefined || (value === null && !this.options.cacheNullValues)) {
+      this.n.l2Misses++;
+      return undefined;
+    }
+    this.n.l2Hits++;
+    if (this.l1 && !this.closed) {
+      if (pttl === undefined) {
+        // Not promoted this time (promoteAfter > 1): count the hit toward promotion.
+        this.promoteCounts?.set(key, (this.promoteCounts.get(key) ?? 0) + 1);
+      } else if (pttl !== -2 && !this.inflight.get(key)?.stale) {
+        // An L1 copy must never outlive the L2 entry it came from.
+        const ttl = pttl > 0 ? Math.min(this.options.l1.ttl, pttl) : this.options.l1.ttl;
+        this.l1.set(key, this.toL1(value), ttl, undefined, payload.length);
+        this.promoteCounts?.delete(key);
+        this.n.promotions++;
+      }
+    }
+    return value;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Stores a value. Resolves false when nothing was stored (`undefined`, or `null` without cacheNullValues). */
+  async set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    checkKey(key);
+    return this.store(key, value, options, false);
+  }
+
+  private async store(key: string, value: unknown, options: SetOptions | undefined, fromFill: boolean): Promise<boolean> {
+    if (value === undefined || (value === null && !this.options.cacheNullValues)) return false;
+    const w = this.prepare(key, value, options);
+    this.n.sets++;
+    const existed = this.l1?.has(key) ?? false;
+    if (!fromFill) this.markStale(key);
+    if (this.l1) this.l1.set(key, this.toL1(value), w.l1Ttl, w.tags, w.payload.length);
+    if (this.l2) {
+      if (this.writeBehind) this.writeBehind.enqueue(w);
+      else await this.l2.set(w);
+    }
+    this.promoteCounts?.delete(key);
+    if (!fromFill && (existed || this.l2)) this.emit({ type: 'overwrite', keys: [key] });
+    return true;
+  }
+
+  async mset(entries: ReadonlyArray<readonly [string, unknown]> | Record<string, unknown>, options?: SetOptions): Promise<number> {
+    const list = Array.isArray(entries) ? (entries as ReadonlyArray<readonly [string, unknown]>) : Object.entries(entries);
+    // Encode everything first: one bad value rejects the whole batch before anything is written.
+    const writes: Array<Prepared & { value: unknown }> = [];
+    for (const [key, value] of list) {
+      checkKey(key);
+      if (value === undefined || (value === null && !this.options.cacheNullValues)) continue;
+      writes.push({ ...this.prepare(key, value, options), value });
+    }
+    for (const w of writes) {
+      this.markStale(w.key);
+      if (this.l1) this.l1.set(w.key, this.toL1(w.value), w.l1Ttl, w.tags, w.payload.length);
+    }
+    this.n.sets += writes.length;
+    if (this.l2 && writes.length > 0) {
+      if (this.writeBehind) for (const w of writes) this.writeBehind.enqueue(w);
+      else await this.l2.setMany(writes);
+    }
+    if (writes.length > 0) this.emit({ type: 'overwrite', keys: writes.map((w) => w.key) });
+    return writes.length;
+  }
+
+  private prepare(key: string, value: unknown, options: SetOptions | undefined): Prepared {
+    const ttl = parseCallTtl('ttl', options?.ttl, this.options.l2.enabled ? this.options.l2.ttl : this.options.defaultTtl);
+    const l1Ttl = Math.min(parseCallTtl('l1Ttl', options?.l1Ttl, this.options.l1.ttl), ttl);
+    const tags = options?.tags;
+    if (tags !== undefined) {
+      if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string' || t.length === 0)) {
+        throw new TypeError(`tags for "${key}" must be an array of non-empty strings`);
+      }
+    }
+    const payload = this.options.codec.encode(value, key);
+    if (typeof payload !== 'string') throw new CacheSerializationError(key, `codec ${this.options.codec.name} did not return a string`);
+    if (payload.length > this.options.maxValueBytes) {
+      throw new CacheSerializationError(key, `serialized size ${payload.length} exceeds maxValueBytes ${this.options.maxValueBytes}`);
+    }
+    return {
+      key,
+      pkey: this.prefix + key,
+      payload,
+      ttl,
+      l1Ttl,
+      tags: tags && tags.length > 0 ? tags : undefined,
+      tagKeys: tags && tags.length > 0 ? tags.map((t) => this.tagPrefix + t) : undefined,
+    };
+  }
+
+  // ---------------------------------------------------------------- invalidation
+
+  /** Removes keys from both tiers at once; resolves to how many existed. */
+  async delete(keys: string | readonly string[]): Promise<number> {
+    const list = typeof keys === 'string' ? [keys] : [...keys];
+    if (list.length === 0) return 0;
+    const removed = new Array<boolean>(list.length).fill(false);
+    for (let i = 0; i < list.length; i++) {
+      checkKey(list[i]);
+      this.markStale(list[i]);
+      this.promoteCounts?.delete(list[i]);
+      if (this.l1?.delete(list[i])) removed[i] = true;
+      if (this.writeBehind?.discardKey(this.prefix + list[i])) removed[i] = true;
+    }
+    if (this.l2) {
+      const r = await this.l2.del(list.map((k) => this.prefix + k));
+      if (r !== L2_FAILED) r.forEach((ok, i) => ok && (removed[i] = true));
+    }
+    this.n.deletes += list.length;
+    this.emit({ type: 'delete', keys: list });
+    return removed.filter(Boolean).length;
+  }
+
+  /** Removes every key matching a Redis glob (`property:*`), in L1 and L2 (SCAN + UNLINK, never KEYS). */
+  async invalidatePattern(glob: string): Promise<number> {
+    if (typeof glob !== 'string' || glob.length === 0) throw new TypeError('invalidatePattern needs a non-empty glob');
+    const re = globToRegExp(glob);
+    for (const [k, f] of this.inflight) if (re.test(k)) f.stale = true;
+    const l1Count = this.l1?.deleteMatching(re) ?? 0;
+    this.writeBehind?.discard((w) => re.test(w.pkey.slice(this.prefix.length)));
+    let l2Count = 0;
+    if (this.l2) {
+      const r = await this.l2.scanDelete(escapeGlob(this.prefix) + glob);
+      if (r !== L2_FAILED) l2Count = r;
+    }
+    this.emit({ type: 'pattern', pattern: glob });
+    // L1 is (mostly) a subset of L2, so the larger count is the honest one without holding every key name.
+    return Math.max(l1Count, l2Count);
+  }
+
+  /** Removes every entry tagged with any of `tags`, in L1 and L2, in O(tagged entries). */
+  async invalidateTags(tags: string | readonly string[]): Promise<number> {
+    const list = typeof tags === 'string' ? [tags] : [...tags];
+    if (list.length === 0) return 0;
+    for (const f of this.inflight.values()) f.stale = true;
+    const l1Count = this.l1?.deleteTagged(list) ?? 0;
+    const tagKeys = new Set(list.map((t) => this.tagPrefix + t));
+    this.writeBehind?.discard((w) => !!w.tagKeys?.some((k) => tagKeys.has(k)));
+    let l2Count = 0;
+    if (this.l2) {
+      for (const tk of tagKeys) {
+        const r = await this.l2.popTag(tk);
+        if (r !== L2_FAILED) l2Count += r;
+      }
+    }
+    this.emit({ type: 'tags', tags: list });
+    return Math.max(l1Count, l2Count);
+  }
+
+  /** Empties this cache's namespace (L1, and L2 keys under keyPrefix only; never FLUSHDB). */
+  async clear(): Promise<number> {
+    for (const f of this.inflight.values()) f.stale = true;
+    const l1Count = this.l1?.clear() ?? 0;
+    this.writeBehind?.clear();
+    this.promoteCounts?.clear();
+    let l2Count = 0;
+    if (this.l2) {
+      const r = await this.l2.scanDelete(escapeGlob(this.prefix) + '*');
+      if (r !== L2_FAILED) l2Count = r;
+    }
+    this.emit({ type: 'clear' });
+    return Math.max(l1Count, l2Count);
+  }
+
+  /** Drops local L1 entries only (used by the invalidation bus for other instances' changes). */
+  dropLocal(change: CacheChange): number {
+    const l1 = this.l1;
+    switch (change.type) {
+      case 'delete':
+      case 'overwrite':
+        for (const k of change.keys) this.markStale(k);
+        return l1 ? change.keys.reduce((n, k) => n + (l1.delete(k) ? 1 : 0), 0) : 0;
+      case 'pattern': {
+        const re = globToRegExp(change.pattern);
+        for (const [k, f] of this.inflight) if (re.test(k)) f.stale = true;
+        return l1?.deleteMatching(re) ?? 0;
+      }
+      case 'tags':
+        for (const f of this.inflight.values()) f.stale = true;
+        return l1?.deleteTagged(change.tags) ?? 0;
+      case 'clear':
+        for (const f of this.inflight.values()) f.stale = true;
+        return l1?.clear() ?? 0;
+    }
+  }
+
+  /** Writes out the write-behind queue now. */
+  async flush(): Promise<void> {
+    await this.writeBehind?.flush();
+  }
+
+  // ---------------------------------------------------------------- stats
+
+  stats(): CacheStats {
+    const n = this.n;
+    const l1 = this.l1;
+    const hits = n.l1Hits + n.l2Hits;
+    const misses = n.gets - hits;
+    return {
+      l1: {
+        enabled: !!l1,
+        hits: n.l1Hits,
+        misses: n.l1Misses,
+        hitRatio: ratio(n.l1Hits, n.l1Misses),
+        size: l1?.size ?? 0,
+        maxSize: l1?.maxEntries ?? 0,
+        utilization: l1 ? (l1.size / l1.maxEntries) * 100 : 0,
+        bytes: l1?.bytes ?? 0,
+        maxBytes: l1?.maxBytes,
+        evictions: l1?.evictions ?? 0,
+      },
+      l2: {
+        enabled: !!this.l2,
+        status: this.l2 ? this.l2.status : 'disabled',
+        hits: n.l2Hits,
+        misses: n.l2Misses,
+        hitRatio: ratio(n.l2Hits, n.l2Misses),
+        promotions: n.promotions,
+        errors: n.l2Errors,
+        timeouts: this.l2?.deadlines.timeouts ?? 0,
+        corrupt: n.corrupt,
+      },
+      overall: {
+        gets: n.gets,
+        hits,
+        misses: Math.max(0, misses),
+        hitRatio: ratio(hits, Math.max(0, misses)),
+        meanLatencyMs: n.latencySamples === 0 ? 0 : n.latencyTotal / n.latencySamples,
+        sets: n.sets,
+        deletes: n.deletes,
+      },
+      writeBehind: {
+        enabled: !!this.writeBehind,
+        queueLength: this.writeBehind?.length ?? 0,
+        flushed: this.writeBehind?.flushed ?? 0,
+        dropped: this.writeBehind?.dropped ?? 0,
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private fromL1(hit: object): unknown {
+    if (hit === NULL_MARKER) return null;
+    return this.options.l1.protection === 'clone' ? structuredClone(hit) : hit;
+  }
+
+  private toL1(value: unknown): object {
+    if (value === null) return NULL_MARKER;
+    if (this.options.l1.protection === 'freeze') deepFreeze(value);
+    return value as object;
+  }
+
+  private markStale(key: string): void {
+    const f = this.inflight.get(key);
+    if (f) f.stale = true;
+  }
+
+  private sampleLatency(t0: number): void {
+    this.n.latencyTotal += performance.now() - t0;
+    this.n.latencySamples++;
+  }
+
+  private emit(change: CacheChange): void {
+    for (const l of this.listeners) {
+      try {
+        l(change);
+      } catch (err) {
+        this.log('error', 'listener', `change listener failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private onL2Error(op: string, err: unknown): void {
+    this.n.l2Errors++;
+    const msg = err instanceof Error ? err.message : String(err);
+    this.log('warn', `l2:${op}`, `Redis ${op} failed: ${msg}`);
+  }
+
+  /** Logs at most once a minute per kind, so a Redis outage does not flood the logs. */
+  log(level: 'warn' | 'error', kind: string, message: string): void {
+    const now = Date.now();
+    const last = this.logThrottle.get(kind);
+    if (last !== undefined && now - last < 60_000) return;
+    if (this.logThrottle.size > 100) this.logThrottle.clear();
+    this.logThrottle.set(kind, now);
+    this.options.logger[level](message);
+  }
+}
+
+function checkKey(key: string): void {
+  if (typeof key !== 'string' || key.length === 0) throw new TypeError(`cache key must be a non-empty string, got ${String(key)}`);
+  if (key.charCodeAt(0) === 95 && key.startsWith(RESERVED)) throw new TypeError(`cache keys starting with "${RESERVED}" are reserved`);
+}
+
+function deepFreeze(value: unknown): void {
+  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return;
+  Object.freeze(value);
+  if (value instanceof Map) {
+    for (const [k, v] of value) {
+      deepFreeze(k);
+      deepFreeze(v);
+    }
+  } else if (value instanceof Set) {
+    for (const v of value) deepFreeze(v);
+  } else {
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+}
+
+export { CacheDecodeError };

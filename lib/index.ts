@@ -1,0 +1,11 @@
+export { TieredCacheModule } from './tiered-cache.module';
+export { CacheManagerService } from './cache-manager.service';
+export { TIERED_CACHE_OPTIONS } from './tiered-cache.module-definition';
+export { TIERED_CACHE } from './constants';
+export { tieredCacheOptionsFromEnv } from './env';
+export { TieredCache, type CacheChange } from './engine/tiered-cache';
+export type { CacheStats } from './engine/stats';
+export { defaultCodec, jsonCodec, CacheDecodeError, type CacheCodec } from './engine/codec';
+export { TieredCacheOptionsError, CacheSerializationError } from './engine/errors';
+export { parseDuration, type Duration } from './engine/duration';
+export type * from './interfaces/tiered-cache-options.interface';

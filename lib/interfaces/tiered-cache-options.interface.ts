@@ -1,0 +1,121 @@
+import type { RedisOptions, ClusterOptions } from 'ioredis';
+import type { CacheCodec } from '../engine/codec';
+import type { Duration } from '../engine/duration';
+
+export type { Duration };
+
+/** How callers are protected from mutating a cached object that other callers share. */
+export type L1Protection = 'none' | 'clone' | 'freeze';
+
+export interface L1Options {
+  /** Default true. */
+  enabled?: boolean;
+  /** Max entries (default 10,000). */
+  maxEntries?: number;
+  /** Optional cap on the approximate bytes held (sizes are estimated from the serialized form). */
+  maxBytes?: number;
+  /** L1 TTL (default 5 minutes); an entry never outlives its L2 TTL either. */
+  ttl?: Duration;
+  /** How often expired entries are purged in the background (default 60s). */
+  cleanupInterval?: Duration;
+  /** 'none' (default, fastest: callers share one object), 'clone' (structuredClone on every read), 'freeze' (deep-freeze on write). */
+  protection?: L1Protection;
+}
+
+export interface L2Options {
+  /** Default true when `redis` is configured, else false. */
+  enabled?: boolean;
+  /** L2 TTL (default `defaultTtl`). */
+  ttl?: Duration;
+  /** L2 hits of one key before it is copied into L1 (default 1). */
+  promoteAfter?: number;
+}
+
+interface RedisCommonOptions {
+  /** Our own deadline on every L2 call (default 250ms). A slow Redis never holds a request longer. */
+  commandTimeout?: Duration;
+  /** Bounded wait for the first connection at boot (default 3s); boot never blocks longer. */
+  connectTimeout?: Duration;
+  /** Idle socket timeout: detects half-open TCP connections (default 10s). */
+  socketTimeout?: Duration;
+  /** Data connections, used round-robin (standalone/Sentinel; default 1: ioredis multiplexes). */
+  maxConnections?: number;
+  /** RESP version; pinned to 2 by default so managed Redis without HELLO works too. */
+  protocol?: 2 | 3;
+  /** Extra ioredis options, applied last (except the safety defaults named above). */
+  redisOptions?: RedisOptions;
+}
+
+export interface StandaloneRedisOptions extends RedisCommonOptions {
+  mode?: 'standalone';
+  /** `redis://[user:pass@]host:port[/db]` or `rediss://…` for TLS. */
+  url: string;
+}
+
+export interface SentinelRedisOptions extends RedisCommonOptions {
+  mode: 'sentinel';
+  sentinels: Array<{ host: string; port: number }>;
+  /** The master group name. */
+  name: string;
+  password?: string;
+  username?: string;
+  sentinelPassword?: string;
+  db?: number;
+}
+
+export interface ClusterRedisOptions extends RedisCommonOptions {
+  mode: 'cluster';
+  nodes: Array<{ host: string; port: number } | string>;
+  password?: string;
+  username?: string;
+  clusterOptions?: ClusterOptions;
+}
+
+export type RedisConnectionOptions = StandaloneRedisOptions | SentinelRedisOptions | ClusterRedisOptions;
+
+export interface WriteBehindOptions {
+  /** Flush interval (default 100ms). */
+  flushInterval?: Duration;
+  /** Entries per pipelined batch (default 500). */
+  batchSize?: number;
+  /** Max queued writes (default 10,000); past it the oldest queued write is dropped and counted. */
+  maxQueue?: number;
+}
+
+export interface TieredCacheOptions {
+  /** Namespace of every Redis key and channel (default 'cache:'). */
+  keyPrefix?: string;
+  /** TTL when a call gives none (default 1h). Numbers are **milliseconds**. */
+  defaultTtl?: Duration;
+  l1?: L1Options;
+  l2?: L2Options;
+  /** A redis URL or connection options. Without it the cache is L1-only. */
+  redis?: string | RedisConnectionOptions;
+  /** Default true: `set` resolves after L1 and L2 are written. */
+  writeThrough?: boolean;
+  /** Write L1 at once, queue L2 writes. Mutually exclusive with writeThrough. */
+  writeBehind?: boolean | WriteBehindOptions;
+  /** Default true: getOrSet (and @Cacheable) store what the factory returns. false = cache-aside only. */
+  readThrough?: boolean;
+  /** Store `null` results (default false: null is a miss). `undefined` is never stored. */
+  cacheNullValues?: boolean;
+  /** 'default' (round-trips Date/BigInt/Map/Set), 'json' (plain JSON for other languages), or your own. */
+  codec?: 'default' | 'json' | CacheCodec;
+  /** Values whose serialized form exceeds this are rejected before anything is written (default 1 MiB). */
+  maxValueBytes?: number;
+  /** Called for operational events (L2 errors, corrupt payloads); defaults to console.warn, once per kind per minute. */
+  logger?: CacheLogger;
+}
+
+export interface CacheLogger {
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface SetOptions {
+  /** L2 TTL (and the L1 TTL cap). Numbers are milliseconds. */
+  ttl?: Duration;
+  /** L1 TTL for this entry (never longer than `ttl`). */
+  l1Ttl?: Duration;
+  tags?: readonly string[];
+}
