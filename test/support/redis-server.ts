@@ -36,6 +36,7 @@ export class RedisServer {
     await new Promise<void>((resolve) => {
       p.once('exit', () => resolve());
       p.kill('SIGKILL');
+      p.kill('SIGCONT');
     });
   }
 
@@ -43,6 +44,15 @@ export class RedisServer {
   async restart(): Promise<void> {
     await this.kill();
     await this.launch();
+  }
+
+  /** SIGSTOP: the port stays open but nothing answers, like a hung or black-holed host. */
+  pause(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.proc?.kill('SIGCONT');
   }
 
   stop(): Promise<void> {
