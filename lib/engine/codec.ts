@@ -57,7 +57,7 @@ function toTagged(value: unknown, key: string, stack: object[]): Tagged {
       return value;
     case 'number':
       if (Number.isFinite(value) && !Object.is(value, -0)) return value;
-      return { [TAG]: 'n', v: String(value) };
+      return { [TAG]: 'n', v: Object.is(value, -0) ? '-0' : String(value) };
     case 'bigint':
       return { [TAG]: 'b', v: value.toString() };
     case 'undefined':

@@ -12,6 +12,8 @@ import type {
 export interface ResolvedOptions {
   keyPrefix: string;
   defaultTtl: number;
+  /** TTL of an entry when a call gives none: l2.ttl with L2; L1-only, l1.ttl if set, else defaultTtl. */
+  entryTtl: number;
   l1: { enabled: boolean; maxEntries: number; maxBytes: number | undefined; ttl: number; cleanupInterval: number; protection: L1Protection };
   l2: { enabled: boolean; ttl: number; promoteAfter: number };
   redis: (RedisConnectionOptions & { commandTimeout: number; connectTimeout: number; socketTimeout: number; maxConnections: number; protocol: 2 | 3 }) | undefined;
@@ -77,6 +79,7 @@ export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions 
   return {
     keyPrefix,
     defaultTtl,
+    entryTtl: l2.enabled ? l2.ttl : l1In.ttl !== undefined ? l1.ttl : defaultTtl,
     l1,
     l2,
     redis: l2.enabled ? redis : undefined,

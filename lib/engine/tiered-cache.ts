@@ -337,8 +337,9 @@ export class TieredCache {
   }
 
   private prepare(key: string, value: unknown, options: SetOptions | undefined): Prepared {
-    const ttl = parseCallTtl('ttl', options?.ttl, this.options.l2.enabled ? this.options.l2.ttl : this.options.defaultTtl);
-    const l1Ttl = Math.min(parseCallTtl('l1Ttl', options?.l1Ttl, this.options.l1.ttl), ttl);
+    const ttl = parseCallTtl('ttl', options?.ttl, this.options.entryTtl);
+    // With L2, l1.ttl bounds how stale one instance's copy can get; L1-only, the entry's ttl is its lifetime.
+    const l1Ttl = Math.min(parseCallTtl('l1Ttl', options?.l1Ttl, this.l2 ? this.options.l1.ttl : ttl), ttl);
     const tags = options?.tags;
     if (tags !== undefined) {
       if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string' || t.length === 0)) {
