@@ -1,0 +1,212 @@
+import { Redis } from 'ioredis';
+import { TieredCache, type TieredCacheOptions } from '../../lib';
+import { RedisServer } from '../support/redis-server';
+
+const quiet = { warn() {}, error() {} };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('engine against a real Redis', () => {
+  let redis: RedisServer;
+  let raw: Redis;
+  const caches: TieredCache[] = [];
+  let n = 0;
+
+  /** Each test gets its own key prefix so tests cannot see each other's keys. */
+  async function cache(opts: TieredCacheOptions = {}): Promise<TieredCache> {
+    const c = new TieredCache({ redis: redis.url, keyPrefix: `t${++n}:`, logger: quiet, ...opts });
+    caches.push(c);
+    await c.connect();
+    return c;
+  }
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    raw = new Redis(redis.url);
+  });
+  afterEach(async () => {
+    await Promise.all(caches.splice(0).map((c) => c.close()));
+  });
+  afterAll(async () => {
+    raw.disconnect();
+    await redis.stop();
+  });
+
+  it('writes through to Redis under the key prefix with a millisecond TTL', async () => {
+    const c = await cache({ keyPrefix: 'app:' });
+    await c.set('user:1', { name: 'Ann' }, { ttl: 1500 });
+    const pttl = await raw.pttl('app:user:1');
+    expect(pttl).toBeGreaterThan(1400);
+    expect(pttl).toBeLessThanOrEqual(1500);
+    expect(await raw.get('app:user:1')).toContain('Ann');
+  });
+
+  it('reads L2 when L1 misses, and a second instance sees the first one\'s writes', async () => {
+    const a = await cache({ keyPrefix: 'shared:' });
+    const b = await cache({ keyPrefix: 'shared:' });
+    await a.set('k', { when: new Date(1000), tags: new Set(['x']) });
+    expect(await b.get('k')).toEqual({ when: new Date(1000), tags: new Set(['x']) });
+    expect(b.stats().l1.misses).toBe(1);
+    expect(b.stats().l2.hits).toBe(1);
+  });
+
+  it('promotes to L1 after one L2 hit by default', async () => {
+    const a = await cache({ keyPrefix: 'p1:' });
+    const b = await cache({ keyPrefix: 'p1:' });
+    await a.set('k', 1);
+    await b.get('k');
+    expect(b.stats().l2.promotions).toBe(1);
+    await b.get('k');
+    expect(b.stats().l1.hits).toBe(1);
+    expect(b.stats().l2.hits).toBe(1);
+  });
+
+  it('promotes after promoteAfter=2 L2 hits, as the original design did', async () => {
+    const a = await cache({ keyPrefix: 'p2:' });
+    const b = await cache({ keyPrefix: 'p2:', l2: { promoteAfter: 2 } });
+    await a.set('k', 1);
+    await b.get('k');
+    expect(b.stats().l2.promotions).toBe(0);
+    await b.get('k');
+    expect(b.stats().l2.promotions).toBe(1);
+    await b.get('k');
+    expect(b.stats()).toMatchObject({ l1: { hits: 1 }, l2: { hits: 2 } });
+  });
+
+  it('a promoted L1 copy never outlives the remaining L2 TTL', async () => {
+    const a = await cache({ keyPrefix: 'cap:' });
+    const b = await cache({ keyPrefix: 'cap:', l1: { ttl: '1h' } });
+    await a.set('k', 'v', { ttl: 200 });
+    expect(await b.get('k')).toBe('v');
+    const l1Ttl = b.l1!.remainingTtl('k')!;
+    expect(l1Ttl).toBeLessThanOrEqual(200);
+    await sleep(260);
+    expect(b.l1!.has('k')).toBe(false);
+    expect(await b.get('k')).toBeUndefined();
+  });
+
+  it('L1 ttl caps an entry even when L2 keeps it longer', async () => {
+    const c = await cache({ l1: { ttl: 30 } });
+    await c.set('k', 1, { ttl: '1h' });
+    await sleep(60);
+    expect(c.l1!.has('k')).toBe(false);
+    expect(await c.get('k')).toBe(1);
+    expect(c.stats().l2.hits).toBe(1);
+  });
+
+  it('treats a corrupted payload as a miss, deletes it and logs once', async () => {
+    const warnings: string[] = [];
+    const c = await cache({ keyPrefix: 'bad:', logger: { warn: (m) => warnings.push(m), error() {} } });
+    await raw.set('bad:k1', 'garbage{{{');
+    await raw.set('bad:k2', '\u0001tc1:{"truncated":');
+    expect(await c.get('k1')).toBeUndefined();
+    expect(await c.get('k2')).toBeUndefined();
+    expect(await c.getOrSet('k1', () => 'fresh')).toBe('fresh');
+    await sleep(20);
+    expect(await raw.exists('bad:k2')).toBe(0);
+    expect(c.stats().l2.corrupt).toBe(2);
+    expect(warnings.filter((w) => w.includes('undecodable'))).toHaveLength(1);
+  });
+
+  it('the json codec writes plain JSON another service can read', async () => {
+    const c = await cache({ keyPrefix: 'json:', codec: 'json' });
+    await c.set('k', { a: [1, 2] });
+    expect(JSON.parse((await raw.get('json:k'))!)).toEqual({ a: [1, 2] });
+  });
+
+  it('mget reads many keys in one pipelined batch', async () => {
+    const a = await cache({ keyPrefix: 'mg:' });
+    const b = await cache({ keyPrefix: 'mg:', l1: { enabled: false } });
+    await a.mset(Array.from({ length: 100 }, (_, i) => [`k${i}`, { i }] as const));
+    const before = Number(/total_commands_processed:(\d+)/.exec(await raw.info('stats'))![1]);
+    const vals = await b.mget(Array.from({ length: 101 }, (_, i) => `k${i}`));
+    const after = Number(/total_commands_processed:(\d+)/.exec(await raw.info('stats'))![1]);
+    expect(vals.slice(0, 3)).toEqual([{ i: 0 }, { i: 1 }, { i: 2 }]);
+    expect(vals[100]).toBeUndefined();
+    // One MGET (+ the INFO call itself), not 101 GETs.
+    expect(after - before).toBeLessThanOrEqual(2);
+  });
+
+  it('getOrSet falls back from L1 to L2 before running the factory', async () => {
+    const a = await cache({ keyPrefix: 'gos:' });
+    const b = await cache({ keyPrefix: 'gos:' });
+    await a.set('k', 'from-l2');
+    let runs = 0;
+    expect(await b.getOrSet('k', () => (runs++, 'factory'))).toBe('from-l2');
+    expect(runs).toBe(0);
+    expect(await b.getOrSet('other', () => (runs++, 'factory'))).toBe('factory');
+    expect(await raw.exists('gos:other')).toBe(1);
+  });
+
+  it('has/ttl/delete consult L2', async () => {
+    const a = await cache({ keyPrefix: 'h:' });
+    const b = await cache({ keyPrefix: 'h:' });
+    await a.set('k', 1, { ttl: '10s' });
+    expect(await b.has('k')).toBe(true);
+    expect(await b.ttl('k')).toBeGreaterThan(9000);
+    expect(await b.delete('k')).toBe(1);
+    expect(await a.has('k')).toBe(true); // a's L1 still holds it: cross-instance eviction is the bus's job
+    expect(await raw.exists('h:k')).toBe(0);
+  });
+
+  it('invalidatePattern uses SCAN+UNLINK inside the namespace only', async () => {
+    const c = await cache({ keyPrefix: 'ns*:' });
+    await raw.set('other:property:1', 'keep');
+    await raw.set('nsX:property:1', 'keep'); // the prefix's '*' is literal, not a wildcard
+    for (let i = 0; i < 1200; i++) await raw.set(`ns*:property:${i}`, '\u0001tc1:1');
+    await c.set('property:a', 1);
+    await c.set('lead:1', 1);
+    expect(await c.invalidatePattern('property:*')).toBe(1201);
+    expect(await raw.exists('other:property:1', 'nsX:property:1', 'ns*:lead:1')).toBe(3);
+    expect(c.l1!.has('property:a')).toBe(false);
+  });
+
+  it('clear empties the namespace and nothing else (never FLUSHDB)', async () => {
+    const c = await cache({ keyPrefix: 'clr:' });
+    await raw.set('neighbour', 'keep');
+    await c.mset({ a: 1, b: 2 });
+    await c.set('t', 1, { tags: ['x'] });
+    expect(await c.clear()).toBeGreaterThanOrEqual(3);
+    expect(await raw.exists('clr:a', 'clr:b', 'clr:t')).toBe(0);
+    expect(await raw.get('neighbour')).toBe('keep');
+  });
+
+  it('tags: invalidateTags removes tagged entries from both tiers without scanning', async () => {
+    const a = await cache({ keyPrefix: 'tg:' });
+    const b = await cache({ keyPrefix: 'tg:' });
+    await a.set('p1', 1, { tags: ['property:1'], ttl: '1m' });
+    await a.set('p2', 2, { tags: ['property:1', 'tenant:9'] });
+    await a.set('p3', 3, { tags: ['tenant:9'] });
+    expect(await raw.pttl('tg:__tc:tag:property:1')).toBeGreaterThan(0);
+    expect(await b.invalidateTags(['property:1'])).toBe(2);
+    expect(await raw.exists('tg:p1', 'tg:p2', 'tg:p3')).toBe(1);
+    expect(await b.get('p3')).toBe(3);
+  });
+
+  it('write-behind: L1 at once, L2 on the flush interval, batched', async () => {
+    const c = await cache({ keyPrefix: 'wb:', writeBehind: { flushInterval: 50, batchSize: 1000 } });
+    await c.set('k', 1);
+    expect(await c.get('k')).toBe(1);
+    expect(c.stats().writeBehind.queueLength).toBe(1);
+    expect(await raw.exists('wb:k')).toBe(0);
+    await sleep(150);
+    expect(await raw.exists('wb:k')).toBe(1);
+    expect(c.stats().writeBehind).toMatchObject({ queueLength: 0, flushed: 1 });
+  });
+
+  it('write-behind: nothing queued is lost on close, and a delete is never undone by a late flush', async () => {
+    const c = await cache({ keyPrefix: 'wb2:', writeBehind: { flushInterval: '1h', batchSize: 50 } });
+    for (let i = 0; i < 120; i++) await c.set(`k${i}`, i);
+    await c.set('gone', 1);
+    await c.delete('gone');
+    await c.close();
+    expect(await raw.exists(...Array.from({ length: 120 }, (_, i) => `wb2:k${i}`))).toBe(120);
+    expect(await raw.exists('wb2:gone')).toBe(0);
+  });
+
+  it('write-behind: the queue is bounded and counts what it drops', async () => {
+    const c = await cache({ keyPrefix: 'wb3:', writeBehind: { flushInterval: '1h', batchSize: 10_000, maxQueue: 5 } });
+    for (let i = 0; i < 8; i++) await c.set(`k${i}`, i);
+    expect(c.stats().writeBehind).toMatchObject({ queueLength: 5, dropped: 3 });
+    expect(await c.get('k0')).toBe(0); // still in L1
+  });
+});
