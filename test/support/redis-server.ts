@@ -13,9 +13,9 @@ export class RedisServer {
     private readonly extraArgs: string[],
   ) {}
 
-  static async start(extraArgs: string[] = []): Promise<RedisServer> {
+  static async start(extraArgs: string[] = [], port?: number): Promise<RedisServer> {
     assertRedisInstalled();
-    const server = new RedisServer(await freePort(), extraArgs);
+    const server = new RedisServer(port ?? (await freePort()), extraArgs);
     await server.launch();
     return server;
   }

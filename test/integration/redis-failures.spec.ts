@@ -1,0 +1,128 @@
+import { TieredCache } from '../../lib';
+import { RedisServer, freePort } from '../support/redis-server';
+
+const quiet = { warn() {}, error() {} };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(cond: () => boolean, ms = 8000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(25);
+  }
+}
+
+/** Wall time of a call, to check "bounded by the deadline" with a generous margin (not a speed assertion). */
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = Date.now();
+  const v = await fn();
+  return [v, Date.now() - t0];
+}
+
+describe('Redis unavailable or failing', () => {
+  const caches: TieredCache[] = [];
+  afterEach(async () => {
+    await Promise.all(caches.splice(0).map((c) => c.close()));
+  });
+
+  it('boots with Redis down, serves from L1 and the factory, and uses L2 once Redis is there', async () => {
+    const port = await freePort();
+    const c = new TieredCache({ redis: { url: `redis://127.0.0.1:${port}`, connectTimeout: 300 }, logger: quiet });
+    caches.push(c);
+    expect(await c.connect()).toBe(false);
+    expect(await c.set('k', 1)).toBe(true);
+    expect(await c.get('k')).toBe(1);
+    expect(await c.getOrSet('f', () => 'computed')).toBe('computed');
+    expect(await c.get('missing')).toBeUndefined();
+    expect(await c.delete('k')).toBe(1);
+    expect(c.stats().l2.status).not.toBe('ready');
+
+    const server = await RedisServer.start([], port);
+    try {
+      await waitFor(() => c.l2!.ready);
+      await c.set('back', { v: 2 });
+      const other = new TieredCache({ redis: server.url, logger: quiet });
+      caches.push(other);
+      await other.connect();
+      expect(await other.get('back')).toEqual({ v: 2 });
+    } finally {
+      await server.stop();
+    }
+  });
+
+  describe('with a server that dies and hangs', () => {
+    let redis: RedisServer;
+    beforeAll(async () => (redis = await RedisServer.start()));
+    afterAll(() => redis.stop());
+
+    it('Redis killed mid-traffic: no call throws, L1 keeps answering, L2 is used again after restart', async () => {
+      const c = new TieredCache({ redis: redis.url, keyPrefix: 'kill:', logger: quiet });
+      caches.push(c);
+      await c.connect();
+      await c.set('warm', 'l1-value');
+      const traffic = (async () => {
+        const errors: unknown[] = [];
+        for (let i = 0; i < 300; i++) {
+          try {
+            await c.get('warm');
+            await c.getOrSet(`miss:${i}`, () => i);
+            await c.set(`w:${i}`, i);
+            await c.delete(`w:${i}`);
+          } catch (err) {
+            errors.push(err);
+          }
+          await sleep(2);
+        }
+        return errors;
+      })();
+      await sleep(100);
+      await redis.kill();
+      const errors = await traffic;
+      expect(errors).toEqual([]);
+      expect(await c.get('warm')).toBe('l1-value');
+      expect(c.stats().l2.errors).toBeGreaterThan(0);
+
+      await redis.restart();
+      await waitFor(() => c.l2!.ready);
+      await c.set('after', 'restart');
+      const fresh = new TieredCache({ redis: redis.url, keyPrefix: 'kill:', logger: quiet });
+      caches.push(fresh);
+      await fresh.connect();
+      expect(await fresh.get('after')).toBe('restart');
+    });
+
+    it('a hung Redis (no answer) never holds a call past the command timeout', async () => {
+      const c = new TieredCache({ redis: { url: redis.url, commandTimeout: 100 }, keyPrefix: 'hung:', l1: { enabled: false }, logger: quiet });
+      caches.push(c);
+      await c.connect();
+      await c.set('k', 1);
+      redis.pause();
+      try {
+        const [v, ms] = await timed(() => c.get('k'));
+        expect(v).toBeUndefined();
+        expect(ms).toBeLessThan(2000); // 20x the deadline: proves "bounded", not "fast"
+        const [stored, setMs] = await timed(() => c.set('k2', 2));
+        expect(stored).toBe(true);
+        expect(setMs).toBeLessThan(2000);
+        const [computed] = await timed(() => c.getOrSet('k3', () => 'source'));
+        expect(computed).toBe('source');
+        expect(c.stats().l2.timeouts).toBeGreaterThanOrEqual(3);
+      } finally {
+        redis.resume();
+      }
+    });
+
+    it('the offline queue does not pile up requests while disconnected', async () => {
+      const c = new TieredCache({ redis: redis.url, keyPrefix: 'oq:', logger: quiet });
+      caches.push(c);
+      await c.connect();
+      await redis.kill();
+      await waitFor(() => !c.l2!.ready);
+      const results = await Promise.all(Array.from({ length: 1000 }, (_, i) => c.get(`k${i}`)));
+      expect(results.every((r) => r === undefined)).toBe(true);
+      const client = c.l2!.client as unknown as { offlineQueue: { length: number } };
+      expect(client.offlineQueue.length).toBe(0);
+      await redis.restart();
+    });
+  });
+});
