@@ -1,0 +1,28 @@
+// An ESM NestJS 12 app loading the CommonJS build of nestjs-tiered-cache.
+import 'reflect-metadata';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { CacheManagerService, TieredCacheModule } from 'nestjs-tiered-cache';
+
+test('Nest 12: TieredCacheModule boots and CacheManagerService works (L1-only)', async () => {
+  const nestMajor = JSON.parse((await import('node:fs')).readFileSync(new URL('./node_modules/@nestjs/core/package.json', import.meta.url), 'utf8')).version.split('.')[0];
+  assert.equal(nestMajor, '12');
+  class AppModule {}
+  Module({ imports: [TieredCacheModule.forRoot({ keyPrefix: 'compat:' })] })(AppModule);
+  const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
+  const cache = app.get(CacheManagerService);
+  await cache.set('k', { when: new Date(0) });
+  assert.deepEqual(await cache.get('k'), { when: new Date(0) });
+  let runs = 0;
+  const results = await Promise.all([1, 2, 3].map(() => cache.getOrSet('f', async () => ++runs)));
+  assert.deepEqual(results, [1, 1, 1]);
+  await app.close();
+});
+
+test('Nest 12: invalid options fail at boot naming the option', async () => {
+  class BadModule {}
+  Module({ imports: [TieredCacheModule.forRoot({ l1: { maxEntries: -1 } })] })(BadModule);
+  await assert.rejects(NestFactory.createApplicationContext(BadModule, { logger: false, abortOnError: false }), /l1\.maxEntries/);
+});
