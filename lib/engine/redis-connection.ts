@@ -29,6 +29,9 @@ export class RedisConnectionFactory {
       socketTimeout: o.socketTimeout,
       protocol: o.protocol,
       connectionName: `tiered-cache:${purpose}`,
+      // ioredis arms an un-unref'd timer of this length when closing a socket that already failed; the
+      // 2s default keeps a shutting-down process (and Jest) alive for nothing.
+      disconnectTimeout: 200,
       // READONLY after a failover: reconnect and resend, the new master takes it.
       reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), 2_000),

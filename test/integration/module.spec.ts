@@ -2,7 +2,7 @@ import { Injectable, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { Redis } from 'ioredis';
 import { CacheManagerService, TIERED_CACHE, TieredCache, TieredCacheModule, tieredCacheOptionsFromEnv } from '../../lib';
-import { RedisServer } from '../support/redis-server';
+import { RedisServer, freePort } from '../support/redis-server';
 
 const quiet = { warn() {}, error() {} };
 
@@ -86,7 +86,7 @@ describe('TieredCacheModule', () => {
 
   it('boots with Redis down (connect bounded) and keeps serving from L1', async () => {
     const app = await (
-      await Test.createTestingModule({ imports: [TieredCacheModule.forRoot({ redis: { url: 'redis://127.0.0.1:1', connectTimeout: 200 }, logger: quiet })] }).compile()
+      await Test.createTestingModule({ imports: [TieredCacheModule.forRoot({ redis: { url: `redis://127.0.0.1:${await freePort()}`, connectTimeout: 200 }, logger: quiet })] }).compile()
     ).init();
     const cache = app.get(CacheManagerService);
     await cache.set('k', 1);
