@@ -1,4 +1,4 @@
-import type { CacheOperations } from './decorators/cache-operations';
+import type { CacheOperations, InstalledWrapper } from './decorators/cache-operations';
 import type { TieredCache } from './engine/tiered-cache';
 import type { SetOptions } from './interfaces/tiered-cache-options.interface';
 import {
@@ -29,40 +29,32 @@ export function methodKeyPrefix(ops: CacheOperations): string | undefined {
  * decided once (templates bound to parameter positions, TTLs parsed, static tags) is decided here, so a
  * cache hit costs a key build and an L1 lookup.
  */
-export function createMethodWrapper(ops: CacheOperations, engine: TieredCache): AnyMethod {
+export function createMethodWrapper(ops: CacheOperations, engine: TieredCache): InstalledWrapper {
   const where = `${ops.className}.${ops.methodName}`;
   const names = parameterNames(ops.original);
   const compiler: TemplateCompiler = {
     template: (source, segment) => KeyTemplate.parse(source, where).bind(names, where, segment),
     call: <R>(fn: (...args: never[]) => R) => (args: Args) => (fn as unknown as (...a: Args) => R)(...args),
   };
-  let inner: AnyMethod = ops.original;
-  if (ops.cacheable) inner = cacheableWrapper(ops, engine, compiler, where);
+  if (ops.cacheable) return cacheableWrapper(ops, engine, compiler, where);
+  let inner: InstalledWrapper = (self, args) => ops.original.apply(self, args);
   if (ops.put) inner = putWrapper(ops, inner, engine, compiler, where);
   if (ops.evict.length > 0) inner = evictWrapper(ops, inner, engine, compiler, where);
   return inner;
 }
 
-function cacheableWrapper(ops: CacheOperations, engine: TieredCache, c: TemplateCompiler, where: string): AnyMethod {
+function cacheableWrapper(ops: CacheOperations, engine: TieredCache, c: TemplateCompiler, where: string): InstalledWrapper {
   const o = ops.cacheable!;
   const original = ops.original;
   const prefix = methodKeyPrefix(ops);
-  const keyOf = prefix !== undefined ? (args: Args) => buildArgumentsKey(prefix, args) : compileKey(c, o.key!, `${where} key`);
+  const keyOf = prefix !== undefined ? defaultKeys(prefix) : compileKey(c, o.key!, `${where} key`);
   const tags = compileTags(c, o.tags, where);
   const dynamicTags = typeof tags === 'function' ? tags : undefined;
   const base = baseSetOptions(`@Cacheable() on ${where}`, o, tags);
   const condition = o.condition as ((...args: Args) => boolean) | undefined;
   const unless = o.unless as ((result: unknown) => boolean) | undefined;
 
-  return function cached(this: unknown, ...args: unknown[]): unknown {
-    if (condition !== undefined && condition(...args) !== true) return original.apply(this, args);
-    let key: string;
-    try {
-      key = keyOf(args);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const self = this;
+  const miss = (self: unknown, args: unknown[], key: string): Promise<unknown> => {
     // The engine reads the options when it stores the factory's result, so tags that depend on the
     // result can still be filled in by the factory.
     const options: SetOptions = dynamicTags ? { ...base } : base;
@@ -90,18 +82,55 @@ function cacheableWrapper(ops: CacheOperations, engine: TieredCache, c: Template
       return ran ? produced : original.apply(self, args);
     });
   };
+
+  return (self, args) => {
+    if (condition !== undefined && condition(...args) !== true) return original.apply(self, args);
+    let key: string;
+    try {
+      key = keyOf(args);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // The hit path: one L1 lookup, no closures, no promise chaining.
+    const hit = engine.peekLocal(key);
+    return hit !== undefined ? Promise.resolve(hit) : miss(self, args, key);
+  };
 }
 
-function putWrapper(ops: CacheOperations, inner: AnyMethod, engine: TieredCache, c: TemplateCompiler, where: string): AnyMethod {
+/**
+ * Default keys, with the key of a single scalar argument remembered: a hot method is called with the same
+ * few ids over and over, and reusing one key string lets L1 reuse its hash instead of hashing a new string.
+ */
+function defaultKeys(prefix: string): (args: Args) => string {
+  const memo = new Map<unknown, string>();
+  return (args) => {
+    if (args.length === 1) {
+      const a = args[0];
+      const t = typeof a;
+      if (t === 'number' || (t === 'string' && (a as string).length <= 64)) {
+        let k = memo.get(a);
+        if (k === undefined) {
+          k = buildArgumentsKey(prefix, args);
+          if (memo.size >= 1000) memo.clear();
+          memo.set(a, k);
+        }
+        return k;
+      }
+    }
+    return buildArgumentsKey(prefix, args);
+  };
+}
+
+function putWrapper(ops: CacheOperations, inner: InstalledWrapper, engine: TieredCache, c: TemplateCompiler, where: string): InstalledWrapper {
   const o = ops.put!;
   const keyOf = compileKey(c, o.key, `${where} key`);
   const tags = compileTags(c, o.tags, where);
   const base = baseSetOptions(`@CachePut() on ${where}`, o, tags);
   const condition = o.condition as ((...args: Args) => boolean) | undefined;
   const unless = o.unless as ((result: unknown) => boolean) | undefined;
-  return async function put(this: unknown, ...args: unknown[]): Promise<unknown> {
+  return async (self, args) => {
     const wanted = condition === undefined || condition(...args) === true;
-    const result = await inner.apply(this, args);
+    const result = await inner(self, args);
     if (!wanted || (unless !== undefined && unless(result) === true)) return result;
     const key = keyOf(args);
     const options = typeof tags === 'function' ? { ...base, tags: tags(args, result) } : base;
@@ -117,12 +146,12 @@ function putWrapper(ops: CacheOperations, inner: AnyMethod, engine: TieredCache,
   };
 }
 
-function evictWrapper(ops: CacheOperations, inner: AnyMethod, engine: TieredCache, c: TemplateCompiler, where: string): AnyMethod {
+function evictWrapper(ops: CacheOperations, inner: InstalledWrapper, engine: TieredCache, c: TemplateCompiler, where: string): InstalledWrapper {
   const before = ops.evict.filter((e) => e.beforeInvocation === true).map((e) => compileEvict(c, e, `@CacheEvict() on ${where}`, engine));
   const after = ops.evict.filter((e) => e.beforeInvocation !== true).map((e) => compileEvict(c, e, `@CacheEvict() on ${where}`, engine));
-  return async function evicting(this: unknown, ...args: unknown[]): Promise<unknown> {
+  return async (self, args) => {
     for (const evict of before) await evict(args, undefined);
-    const result = await inner.apply(this, args);
+    const result = await inner(self, args);
     for (const evict of after) await evict(args, result);
     return result;
   };

@@ -7,6 +7,9 @@ import { KeyTemplate } from '../keys/key-template';
 
 type AnyMethod = (this: unknown, ...args: unknown[]) => unknown;
 
+/** What the explorer installs in an instance's slot: the method's cached behaviour. */
+export type InstalledWrapper = (self: unknown, args: unknown[]) => unknown;
+
 /** What the decorators record on a method; the explorer and the interceptor act on it. */
 export interface CacheOperations {
   /** Where the explorer installs this method's wrapper on an instance (per instance, so per app). */
@@ -49,8 +52,8 @@ export function recordOperation(
     const original = current as AnyMethod;
     const slot = Symbol(`tiered-cache ${className}.${methodName}`);
     const stub = function (this: unknown, ...args: unknown[]): unknown {
-      const wrapper = this === null || this === undefined ? undefined : (this as Record<symbol, AnyMethod | undefined>)[slot];
-      return wrapper === undefined ? original.apply(this, args) : wrapper.apply(this, args);
+      const wrapper = this === null || this === undefined ? undefined : (this as Record<symbol, InstalledWrapper | undefined>)[slot];
+      return wrapper === undefined ? original.apply(this, args) : wrapper(this, args);
     };
     Object.defineProperty(stub, 'name', { value: original.name, configurable: true });
     Object.setPrototypeOf(stub, original);
