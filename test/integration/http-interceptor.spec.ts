@@ -220,3 +220,44 @@ describe('TieredCacheInterceptor (real Redis, Express)', () => {
     expect(r.headers['x-cache']).toBeUndefined();
   });
 });
+
+@Controller('global')
+class GlobalController {
+  @Get('cached')
+  @Cacheable({ keyPrefix: 'global-cached' })
+  cached() {
+    bump('g-cached');
+    return { n: counts['g-cached'] };
+  }
+
+  @Get('plain')
+  plain() {
+    bump('g-plain');
+    return { n: counts['g-plain'] };
+  }
+}
+
+describe('TieredCacheInterceptor as a global interceptor (L1 only)', () => {
+  let app: INestApplication;
+  beforeAll(async () => {
+    const { APP_INTERCEPTOR } = await import('@nestjs/core');
+    const ref = await Test.createTestingModule({
+      imports: [TieredCacheModule.forRoot({ isGlobal: true })],
+      controllers: [GlobalController],
+      providers: [{ provide: APP_INTERCEPTOR, useClass: TieredCacheInterceptor }],
+    }).compile();
+    app = ref.createNestApplication();
+    await app.init();
+  });
+  afterAll(() => app.close());
+
+  it('caches decorated handlers only', async () => {
+    await request(app.getHttpServer()).get('/global/cached');
+    const hit = await request(app.getHttpServer()).get('/global/cached');
+    expect(hit.headers['x-cache']).toBe('HIT');
+    await request(app.getHttpServer()).get('/global/plain');
+    const plain = await request(app.getHttpServer()).get('/global/plain');
+    expect(plain.headers['x-cache']).toBeUndefined();
+    expect(plain.body).toEqual({ n: 2 });
+  });
+});
