@@ -42,7 +42,7 @@ async function main() {
   async function viaDecorator(n) {
     for (let i = 0; i < n; i++) await svc.findById(42);
   }
-  // Two arguments, one an object: the default key is a digest (no memo), as for a search method.
+  // Two arguments, one an object: the default key encodes the object canonically (no memo), as for a search method.
   async function viaDigest(n) {
     for (let i = 0; i < n; i++) await svc.search('tenant-1', { city: 'Austin', beds: 3 });
   }
@@ -81,7 +81,7 @@ async function main() {
   console.log(`| \`CacheManagerService.get\` (L1 hit) | ${fmt(g)} | 1.00 | reference |`);
   console.log(`| \`@Cacheable\` service method, one id (L1 hit) | ${fmt(d)} | ${ratio.toFixed(2)} | ≥ 0.80 ${ratio >= 0.8 ? '✓' : '✗'} |`);
   const k = med(dig);
-  console.log(`| \`@Cacheable\` service method, string + object args, digest key (L1 hit) | ${fmt(k)} | ${(k / g).toFixed(2)} | (info) |`);
+  console.log(`| \`@Cacheable\` service method, string + object args, canonical-content key (L1 hit) | ${fmt(k)} | ${(k / g).toFixed(2)} | (info) |`);
 }
 
 main().catch((err) => {

@@ -1,4 +1,4 @@
-import { hashText, stableDigest } from './stable-digest';
+import { canonicalize, hashText } from './stable-digest';
 
 /**
  * Turns one value into one key segment. A segment never contains `:` (the separator), glob characters
@@ -62,5 +62,7 @@ export function stringSegment(s: string): string {
 
 function objectSegment(value: unknown): string {
   if (value instanceof Date) return '~d' + value.getTime();
-  return '~h' + stableDigest(value);
+  // Small objects are keyed by their escaped canonical text (no hashing on the hot path), larger ones by
+  // its digest; stringSegment is injective either way.
+  return '~o' + stringSegment(canonicalize(value));
 }
