@@ -9,3 +9,12 @@ export { defaultCodec, jsonCodec, CacheDecodeError, type CacheCodec } from './en
 export { TieredCacheOptionsError, CacheSerializationError } from './engine/errors';
 export { parseDuration, type Duration } from './engine/duration';
 export type * from './interfaces/tiered-cache-options.interface';
+export { Cacheable } from './decorators/cacheable.decorator';
+export { CacheEvict } from './decorators/cache-evict.decorator';
+export { CachePut } from './decorators/cache-put.decorator';
+export { TieredCacheInterceptor } from './interceptors/tiered-cache.interceptor';
+export { MethodCacheExplorer, CacheDecoratorError } from './method-cache.explorer';
+export { CACHE_OPERATIONS_METADATA, TIERED_CACHE_INTERCEPTOR_OPTIONS } from './constants';
+export { canonicalize, stableDigest } from './keys/stable-digest';
+export { buildArgumentsKey } from './keys/method-key';
+export type * from './interfaces/cache-decorator-options.interface';

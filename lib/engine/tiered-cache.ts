@@ -188,6 +188,18 @@ export class TieredCache {
   }
 
   /**
+   * Synchronous L1-only read for hot paths (the @Cacheable wrapper): the value on an L1 hit (counted as a
+   * get and a hit), else undefined and nothing counted — the caller goes on to getOrSet, which counts it.
+   */
+  peekLocal<T = unknown>(key: string): T | undefined {
+    const hit = this.l1?.get(key);
+    if (hit === undefined) return undefined;
+    this.n.gets++;
+    this.n.l1Hits++;
+    return this.fromL1(hit) as T;
+  }
+
+  /**
    * Read-through: L1 → L2 → factory. Concurrent calls for one missing key share one lookup and one factory
    * run. A factory error reaches every waiter unchanged and nothing is cached.
    */

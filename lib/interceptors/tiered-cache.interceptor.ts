@@ -1,0 +1,234 @@
+import { Inject, Injectable, Optional, StreamableFile, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import { SSE_METADATA } from '@nestjs/common/constants';
+import { concat, defer, EMPTY, from, lastValueFrom, mergeMap, tap, type Observable } from 'rxjs';
+import { CacheManagerService } from '../cache-manager.service';
+import {
+  baseSetOptions,
+  compileEvict,
+  compileKey,
+  compileTags,
+  MethodFailure,
+  NotStored,
+  type Args,
+  type Evictor,
+  type Render,
+  type TagsOf,
+  type TemplateCompiler,
+} from '../cache-invocation';
+import { TIERED_CACHE_INTERCEPTOR_OPTIONS } from '../constants';
+import { getCacheOperations, type CacheOperations } from '../decorators/cache-operations';
+import type { TieredCacheInterceptorOptions } from '../interfaces/cache-decorator-options.interface';
+import type { SetOptions } from '../interfaces/tiered-cache-options.interface';
+import { KeyTemplate } from '../keys/key-template';
+import { canonicalize, hashText } from '../keys/stable-digest';
+
+/** The parts of a request and response this interceptor reads (Express and Fastify both have them). */
+interface HttpRequest {
+  method: string;
+  url: string;
+  originalUrl?: string;
+  headers: Record<string, string | string[] | undefined>;
+  params?: Record<string, unknown>;
+  query?: Record<string, unknown>;
+}
+interface HttpResponse {
+  statusCode: number;
+  setHeader?(name: string, value: string): unknown;
+  header?(name: string, value: string): unknown;
+  getHeader(name: string): unknown;
+}
+
+/** What is stored for a cached response. */
+interface CachedResponse {
+  s: number;
+  b: unknown;
+}
+
+interface CompiledRoute {
+  sse: boolean;
+  cache?: {
+    base: Render;
+    vary: string[];
+    public: boolean;
+    options: SetOptions;
+    tags: TagsOf | undefined;
+    condition: ((req: HttpRequest) => boolean) | undefined;
+    unless: ((body: unknown) => boolean) | undefined;
+  };
+  before: Evictor[];
+  after: Evictor[];
+}
+
+/** Headers that identify a caller: a request carrying one is cached only if the route varies on it. */
+const CREDENTIAL_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
+
+/**
+ * Caches HTTP responses of route handlers marked @Cacheable, and runs @CacheEvict around handlers.
+ * Use with `@UseInterceptors(TieredCacheInterceptor)` or globally (APP_INTERCEPTOR); only decorated
+ * handlers are affected.
+ *
+ * - Only GET and HEAD responses with a 2xx status are cached, never one that sets a cookie or says
+ *   `Cache-Control: private|no-store`, never streams or files. Errors are never cached.
+ * - The key is `<key or keyPrefix or http:Controller.handler>:~r<digest>`, the digest covering the path,
+ *   the full query string (parameter order ignored) and the values of the `vary` headers.
+ * - A request carrying credentials (Authorization, Cookie) the route does not vary on is not cached at all
+ *   (`X-Cache: BYPASS`): its response may belong to that user. Name the header in `vary`, or declare the
+ *   route `public: true` if its response is the same for everyone.
+ * - Responses carry `X-Cache: HIT` or `MISS`. Concurrent identical requests run the handler once.
+ * - Templates name route params, then query parameters (`'property:{id}'`); key, tags and condition
+ *   functions receive the request.
+ */
+@Injectable()
+export class TieredCacheInterceptor implements NestInterceptor {
+  // Bounded by the number of route handlers.
+  private readonly routes = new WeakMap<object, CompiledRoute>();
+  private readonly vary: string[];
+
+  constructor(
+    private readonly cache: CacheManagerService,
+    @Optional() @Inject(TIERED_CACHE_INTERCEPTOR_OPTIONS) options?: TieredCacheInterceptorOptions,
+  ) {
+    this.vary = (options?.vary ?? []).map((h) => h.toLowerCase());
+  }
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    if (context.getType() !== 'http') return next.handle();
+    const handler = context.getHandler();
+    const ops = getCacheOperations(handler);
+    if (!ops) return next.handle();
+    const route = this.route(handler, ops);
+    const http = context.switchToHttp();
+    const req = http.getRequest<HttpRequest>();
+    const res = http.getResponse<HttpResponse>();
+    let out$: Observable<unknown>;
+    if (route.cache && (req.method === 'GET' || req.method === 'HEAD') && !route.sse) out$ = this.cached(route, route.cache, req, res, next);
+    else out$ = next.handle();
+    if (route.before.length === 0 && route.after.length === 0) return out$;
+    return this.evicting(route, req, out$);
+  }
+
+  private cached(route: CompiledRoute, c: NonNullable<CompiledRoute['cache']>, req: HttpRequest, res: HttpResponse, next: CallHandler): Observable<unknown> {
+    if (!c.public && CREDENTIAL_HEADERS.some((h) => req.headers[h] !== undefined && !c.vary.includes(h))) {
+      setHeader(res, 'X-Cache', 'BYPASS');
+      return next.handle();
+    }
+    if (c.condition !== undefined && c.condition(req) !== true) return next.handle();
+    return defer(() => {
+      const key = this.key(c, req);
+      const engine = this.cache.engine;
+      const options: SetOptions = c.tags ? { ...c.options } : c.options;
+      let ran = false;
+      let produced: unknown;
+      const factory = async (): Promise<CachedResponse> => {
+        ran = true;
+        let body: unknown;
+        try {
+          body = await lastValueFrom(next.handle(), { defaultValue: undefined });
+        } catch (err) {
+          throw new MethodFailure(err);
+        }
+        produced = body;
+        if (!storable(res, body) || (c.unless !== undefined && c.unless(body) === true)) throw new NotStored(body);
+        if (c.tags) (options as { tags?: readonly string[] }).tags = c.tags([req], body);
+        return { s: res.statusCode, b: body };
+      };
+      return engine.getOrSet<CachedResponse>(key, factory, options).then(
+        (entry) => {
+          if (ran) {
+            setHeader(res, 'X-Cache', 'MISS');
+          } else {
+            res.statusCode = entry.s;
+            setHeader(res, 'X-Cache', 'HIT');
+          }
+          return entry.b;
+        },
+        (err: unknown) => {
+          if (err instanceof MethodFailure) throw err.error;
+          if (!(err instanceof NotStored)) {
+            engine.log('warn', 'decorator-store', `response of ${key.split(':~r')[0]} not cached (${(err as Error)?.message ?? String(err)})`);
+          }
+          setHeader(res, 'X-Cache', 'MISS');
+          // A request that waited on another's uncacheable response runs its own handler: that response
+          // (status, headers) was never meant to be shared.
+          return ran ? produced : lastValueFrom(next.handle(), { defaultValue: undefined });
+        },
+      );
+    });
+  }
+
+  private evicting(route: CompiledRoute, req: HttpRequest, out$: Observable<unknown>): Observable<unknown> {
+    let last: unknown;
+    const args: Args = [req];
+    const before$ = route.before.length === 0 ? EMPTY : defer(async () => {
+      for (const e of route.before) await e(args, undefined);
+    }).pipe(mergeMap(() => EMPTY));
+    // Evict after the handler completes and before the response is sent, so a client's next GET is fresh.
+    const after$ = defer(async () => {
+      for (const e of route.after) await e(args, last);
+    }).pipe(mergeMap(() => EMPTY));
+    return concat(before$, out$.pipe(tap((v) => (last = v))), after$);
+  }
+
+  private key(c: NonNullable<CompiledRoute['cache']>, req: HttpRequest): string {
+    const url = req.originalUrl ?? req.url;
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = q < 0 ? '' : url.slice(q + 1).split('&').sort().join('&');
+    const vary = c.vary.map((h) => req.headers[h] ?? null);
+    return c.base([req]) + ':~r' + hashText(canonicalize([path, query, vary]));
+  }
+
+  private route(handler: object, ops: CacheOperations): CompiledRoute {
+    let route = this.routes.get(handler);
+    if (route) return route;
+    const where = `${ops.className}.${ops.methodName}`;
+    const engine = this.cache.engine;
+    const compiler: TemplateCompiler = {
+      template: (source, segment) => {
+        const t = KeyTemplate.parse(source, where);
+        return (args) => t.render((root) => lookup(args[0] as HttpRequest, root), segment);
+      },
+      call: <R>(fn: (...args: never[]) => R) => (args: Args) => (fn as unknown as (...a: Args) => R)(...args),
+    };
+    route = { sse: Reflect.getMetadata(SSE_METADATA, handler) === true, before: [], after: [] };
+    const o = ops.cacheable;
+    if (o) {
+      const tags = compileTags(compiler, o.tags, where);
+      const prefix = o.keyPrefix ?? `http:${ops.className}.${ops.methodName}`;
+      route.cache = {
+        base: o.key !== undefined ? compileKey(compiler, o.key, `${where} key`) : () => prefix,
+        vary: [...new Set([...this.vary, ...(o.vary ?? []).map((h) => h.toLowerCase())])].sort(),
+        public: o.public === true,
+        options: baseSetOptions(`@Cacheable() on ${where}`, o, tags),
+        tags: typeof tags === 'function' ? tags : undefined,
+        condition: o.condition as ((req: HttpRequest) => boolean) | undefined,
+        unless: o.unless as ((body: unknown) => boolean) | undefined,
+      };
+    }
+    for (const e of ops.evict) {
+      (e.beforeInvocation ? route.before : route.after).push(compileEvict(compiler, e, `@CacheEvict() on ${where}`, engine));
+    }
+    this.routes.set(handler, route);
+    return route;
+  }
+}
+
+function lookup(req: HttpRequest, root: string): unknown {
+  const p = req.params?.[root];
+  return p !== undefined ? p : req.query?.[root];
+}
+
+function setHeader(res: HttpResponse, name: string, value: string): void {
+  if (typeof res.setHeader === 'function') res.setHeader(name, value);
+  else res.header?.(name, value);
+}
+
+function storable(res: HttpResponse, body: unknown): boolean {
+  if (res.statusCode < 200 || res.statusCode >= 300) return false;
+  if (res.getHeader('set-cookie') !== undefined) return false;
+  const cc = res.getHeader('cache-control');
+  if (typeof cc === 'string' && /\b(no-store|private)\b/i.test(cc)) return false;
+  if (body === undefined || body === null) return false;
+  if (body instanceof StreamableFile || Buffer.isBuffer(body) || typeof (body as { pipe?: unknown }).pipe === 'function') return false;
+  return true;
+}
