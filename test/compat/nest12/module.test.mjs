@@ -26,3 +26,28 @@ test('Nest 12: invalid options fail at boot naming the option', async () => {
   Module({ imports: [TieredCacheModule.forRoot({ l1: { maxEntries: -1 } })] })(BadModule);
   await assert.rejects(NestFactory.createApplicationContext(BadModule, { logger: false, abortOnError: false }), /l1\.maxEntries/);
 });
+
+test('Nest 12: @Cacheable on a provider method runs the method once', async () => {
+  const { Injectable } = await import('@nestjs/common');
+  const { Cacheable } = await import('nestjs-tiered-cache');
+  let runs = 0;
+  class PropertyService {
+    async findById(id) {
+      runs++;
+      return { id, loadedAt: runs };
+    }
+  }
+  Injectable()(PropertyService);
+  const desc = Object.getOwnPropertyDescriptor(PropertyService.prototype, 'findById');
+  Object.defineProperty(PropertyService.prototype, 'findById', Cacheable({ key: 'property:{id}', ttl: '1m' })(PropertyService.prototype, 'findById', desc) ?? desc);
+  class AppModule {}
+  Module({ imports: [TieredCacheModule.forRoot({})], providers: [PropertyService] })(AppModule);
+  const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
+  const svc = app.get(PropertyService);
+  const results = await Promise.all(Array.from({ length: 20 }, () => svc.findById('7')));
+  assert.equal(runs, 1);
+  assert.deepEqual(results[19], { id: '7', loadedAt: 1 });
+  assert.deepEqual(await svc.findById('8'), { id: '8', loadedAt: 2 });
+  assert.equal(await app.get(CacheManagerService).has('property:7'), true);
+  await app.close();
+});
