@@ -1,6 +1,7 @@
 import { resolveCodec, type CacheCodec } from './codec';
 import { parseDuration } from './duration';
 import { TieredCacheOptionsError } from './errors';
+import { compileRules, type CompiledRule } from '../invalidation/invalidation-rule';
 import type {
   CacheLogger,
   L1Protection,
@@ -21,6 +22,10 @@ export interface ResolvedOptions {
   codec: CacheCodec;
   maxValueBytes: number;
   logger: CacheLogger;
+  /** Cross-instance invalidation bus; undefined when off or without L2. */
+  bus: { maxMessageBytes: number; retryQueueSize: number; heartbeatInterval: number } | undefined;
+  invalidation: { batchSize: number; maxDelay: number };
+  invalidationRules: CompiledRule[];
 }
 
 export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions {
@@ -86,6 +91,30 @@ export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions 
     codec: resolveCodec(codec),
     maxValueBytes: positiveInt('maxValueBytes', input.maxValueBytes, 1024 * 1024),
     logger: input.logger ?? consoleLogger,
+    bus: l2.enabled ? resolveBus(input.bus) : undefined,
+    invalidation: resolveInvalidation(input.invalidation),
+    invalidationRules: compileRules('invalidationRules', input.invalidationRules),
+  };
+}
+
+function resolveBus(input: TieredCacheOptions['bus']): ResolvedOptions['bus'] {
+  if (input === false) return undefined;
+  const b = input === undefined || input === true ? {} : input;
+  if (typeof b !== 'object' || b === null) throw new TieredCacheOptionsError('bus', input, 'expected true, false or an options object');
+  if (!bool('bus.enabled', b.enabled, true)) return undefined;
+  return {
+    maxMessageBytes: positiveInt('bus.maxMessageBytes', b.maxMessageBytes, 64 * 1024),
+    retryQueueSize: positiveInt('bus.retryQueueSize', b.retryQueueSize, 10_000),
+    heartbeatInterval: parseDuration('bus.heartbeatInterval', b.heartbeatInterval ?? '5s'),
+  };
+}
+
+function resolveInvalidation(input: TieredCacheOptions['invalidation']): ResolvedOptions['invalidation'] {
+  const i = input ?? {};
+  if (typeof i !== 'object' || i === null) throw new TieredCacheOptionsError('invalidation', input, 'expected { batchSize?, maxDelay? }');
+  return {
+    batchSize: positiveInt('invalidation.batchSize', i.batchSize, 100),
+    maxDelay: parseDuration('invalidation.maxDelay', i.maxDelay ?? 100),
   };
 }
 

@@ -10,6 +10,9 @@ import { RedisConnectionFactory } from './redis-connection';
 import { L2_FAILED, RedisTier, type L2Write } from './redis.tier';
 import { ratio, type CacheStats } from './stats';
 import { WriteBehindQueue } from './write-behind-queue';
+import { InvalidationBus, type BusStats } from '../invalidation/invalidation-bus';
+import { InvalidationQueue } from '../invalidation/invalidation-queue';
+import { InvalidationCounters } from '../invalidation/invalidation-stats';
 
 /** What changed locally: the invalidation bus (and metrics) listen to this. */
 export type CacheChange =
@@ -52,6 +55,14 @@ export class TieredCache {
   private readonly prefix: string;
   private readonly tagPrefix: string;
   private closed = false;
+  private closing = false;
+  /** Cross-instance L1 invalidation (Redis pub/sub); undefined without L2 or when turned off. */
+  readonly bus: InvalidationBus | undefined;
+  /** Counters the event-invalidation layer increments; reported under stats().invalidation. */
+  readonly invalidationCounters = new InvalidationCounters();
+  private readonly invalidationQueue: InvalidationQueue;
+  /** False while the bus is not subscribed: L1 may have missed other instances' changes. */
+  private l1Trusted = true;
 
   private n = {
     l1Hits: 0,
@@ -83,25 +94,30 @@ export class TieredCache {
         this.writeBehind = new WriteBehindQueue(this.l2, o.writeBehind.batchSize, o.writeBehind.maxQueue, o.writeBehind.flushInterval);
       }
       if (o.l1.enabled && o.l2.promoteAfter > 1) this.promoteCounts = new LRUCache({ max: o.l1.maxEntries });
+      if (o.bus) this.bus = new InvalidationBus(this, factory, o.bus);
     }
+    this.invalidationQueue = new InvalidationQueue((keys) => this.delete(keys), o.invalidation.batchSize, o.invalidation.maxDelay);
   }
 
   /** Connects L2 (bounded by connectTimeout). Resolves false, never throws, when Redis is not there. */
   async connect(): Promise<boolean> {
     if (!this.l2) return true;
-    const ok = await this.l2.connect();
+    const [ok] = await Promise.all([this.l2.connect(), this.bus?.connect(this.options.redis?.connectTimeout ?? 0)]);
     if (!ok) this.log('warn', 'connect', 'Redis is not reachable; serving from L1 and reconnecting in the background');
     return ok;
   }
 
   /** Flushes queued writes and closes every connection and timer. */
   async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    this.closing = true;
+    await this.invalidationQueue.close();
     this.closed = true;
     if (this.writeBehind) {
       const lost = await this.writeBehind.close();
       if (lost > 0) this.log('error', 'shutdown', `${lost} queued write-behind entries could not be written to Redis`);
     }
+    await this.bus?.close();
     await this.l2?.close();
     this.l1?.close();
   }
@@ -125,7 +141,7 @@ export class TieredCache {
     checkKey(key);
     const sample = (++this.n.gets & SAMPLE_MASK) === 0;
     const t0 = sample ? performance.now() : 0;
-    if (this.l1) {
+    if (this.l1 && (this.l1Trusted || !this.l2?.ready)) {
       const hit = this.l1.get(key);
       if (hit !== undefined) {
         this.n.l1Hits++;
@@ -160,10 +176,11 @@ export class TieredCache {
   async mget<T = unknown>(keys: readonly string[]): Promise<Array<T | undefined>> {
     const out = new Array<T | undefined>(keys.length);
     const missing: number[] = [];
+    const l1 = this.l1Trusted || !this.l2?.ready ? this.l1 : undefined;
     for (let i = 0; i < keys.length; i++) {
       checkKey(keys[i]);
       this.n.gets++;
-      const hit = this.l1?.get(keys[i]);
+      const hit = l1?.get(keys[i]);
       if (hit !== undefined) {
         this.n.l1Hits++;
         out[i] = this.fromL1(hit) as T;
@@ -195,7 +212,7 @@ export class TieredCache {
     checkKey(key);
     const sample = (++this.n.gets & SAMPLE_MASK) === 0;
     const t0 = sample ? performance.now() : 0;
-    if (this.l1) {
+    if (this.l1 && (this.l1Trusted || !this.l2?.ready)) {
       const hit = this.l1.get(key);
       if (hit !== undefined) {
         this.n.l1Hits++;
@@ -275,7 +292,7 @@ export class TieredCache {
       return undefined;
     }
     this.n.l2Hits++;
-    if (this.l1 && !this.closed) {
+    if (this.l1 && !this.closed && this.l1Trusted) {
       if (pttl === undefined) {
         // Not promoted this time (promoteAfter > 1): count the hit toward promotion.
         this.promoteCounts?.set(key, (this.promoteCounts.get(key) ?? 0) + 1);
@@ -384,6 +401,17 @@ export class TieredCache {
     return removed.filter(Boolean).length;
   }
 
+  /**
+   * Queued invalidation: dropped from this instance's L1 at once, deleted from L2 (and broadcast) in
+   * batches of `invalidation.batchSize` or after `invalidation.maxDelay`. Use `delete` for immediate effect.
+   */
+  invalidate(keys: string | readonly string[]): Promise<void> {
+    const list = typeof keys === 'string' ? [keys] : [...keys];
+    for (const k of list) checkKey(k);
+    this.dropLocal({ type: 'delete', keys: list });
+    return this.invalidationQueue.add(list);
+  }
+
   /** Removes every key matching a Redis glob (`property:*`), in L1 and L2 (SCAN + UNLINK, never KEYS). */
   async invalidatePattern(glob: string): Promise<number> {
     if (typeof glob !== 'string' || glob.length === 0) throw new TypeError('invalidatePattern needs a non-empty glob');
@@ -462,6 +490,14 @@ export class TieredCache {
     await this.writeBehind?.flush();
   }
 
+  /**
+   * Called by the invalidation bus. While untrusted, reads skip L1 whenever L2 can answer and L2 hits are not
+   * copied into L1; with Redis wholly unreachable L1 still serves (bounded by its TTL, emptied on resubscribe).
+   */
+  setL1Trusted(trusted: boolean): void {
+    this.l1Trusted = trusted;
+  }
+
   // ---------------------------------------------------------------- stats
 
   stats(): CacheStats {
@@ -508,6 +544,14 @@ export class TieredCache {
         flushed: this.writeBehind?.flushed ?? 0,
         dropped: this.writeBehind?.dropped ?? 0,
       },
+      invalidation: {
+        ...this.invalidationCounters,
+        queued: this.invalidationQueue.queued,
+        applied: this.invalidationQueue.applied,
+        batches: this.invalidationQueue.batches,
+        queueLength: this.invalidationQueue.length,
+      },
+      bus: this.bus?.stats() ?? DISABLED_BUS,
     };
   }
 
@@ -560,6 +604,21 @@ export class TieredCache {
     this.options.logger[level](message);
   }
 }
+
+const DISABLED_BUS: BusStats = Object.freeze({
+  enabled: false,
+  subscribed: false,
+  instanceId: '',
+  published: 0,
+  publishFailures: 0,
+  received: 0,
+  echoes: 0,
+  malformed: 0,
+  l1Dropped: 0,
+  l1ClearsOnReconnect: 0,
+  retryQueue: 0,
+  retryOverflows: 0,
+});
 
 function checkKey(key: string): void {
   if (typeof key !== 'string' || key.length === 0) throw new TypeError(`cache key must be a non-empty string, got ${String(key)}`);
