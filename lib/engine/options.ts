@@ -91,22 +91,23 @@ export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions 
     codec: resolveCodec(codec),
     maxValueBytes: positiveInt('maxValueBytes', input.maxValueBytes, 1024 * 1024),
     logger: input.logger ?? consoleLogger,
-    bus: l2.enabled ? resolveBus(input.bus) : undefined,
+    bus: resolveBus(input.bus, l2.enabled),
     invalidation: resolveInvalidation(input.invalidation),
     invalidationRules: compileRules('invalidationRules', input.invalidationRules),
   };
 }
 
-function resolveBus(input: TieredCacheOptions['bus']): ResolvedOptions['bus'] {
+function resolveBus(input: TieredCacheOptions['bus'], l2: boolean): ResolvedOptions['bus'] {
   if (input === false) return undefined;
   const b = input === undefined || input === true ? {} : input;
   if (typeof b !== 'object' || b === null) throw new TieredCacheOptionsError('bus', input, 'expected true, false or an options object');
-  if (!bool('bus.enabled', b.enabled, true)) return undefined;
-  return {
+  const resolved = {
     maxMessageBytes: positiveInt('bus.maxMessageBytes', b.maxMessageBytes, 64 * 1024),
     retryQueueSize: positiveInt('bus.retryQueueSize', b.retryQueueSize, 10_000),
     heartbeatInterval: parseDuration('bus.heartbeatInterval', b.heartbeatInterval ?? '5s'),
   };
+  // Without L2 there is no Redis to carry it (and nothing shared to keep consistent).
+  return bool('bus.enabled', b.enabled, true) && l2 ? resolved : undefined;
 }
 
 function resolveInvalidation(input: TieredCacheOptions['invalidation']): ResolvedOptions['invalidation'] {
