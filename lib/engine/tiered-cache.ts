@@ -440,12 +440,24 @@ export class TieredCache {
     let l2Count = 0;
     if (this.l2) {
       for (const tk of tagKeys) {
-        const r = await this.l2.popTag(tk);
+        // L1 copies promoted from L2 carry no tag index (here or on other instances): drop them by key, batch by batch.
+        const r = await this.l2.popTag(tk, (pkeys) => this.droppedByTag(pkeys));
         if (r !== L2_FAILED) l2Count += r;
       }
     }
     this.emit({ type: 'tags', tags: list });
     return Math.max(l1Count, l2Count);
+  }
+
+  private droppedByTag(pkeys: readonly string[]): void {
+    const keys: string[] = [];
+    for (const p of pkeys) if (p.startsWith(this.prefix)) keys.push(p.slice(this.prefix.length));
+    if (keys.length === 0) return;
+    for (const k of keys) {
+      this.markStale(k);
+      this.l1?.delete(k);
+    }
+    this.emit({ type: 'delete', keys });
   }
 
   /** Empties this cache's namespace (L1, and L2 keys under keyPrefix only; never FLUSHDB). */

@@ -124,6 +124,14 @@ export class InvalidationBus {
     await Promise.all([this.sub, this.pub].map((c) => this.quit(c)));
   }
 
+  /** Resolves when every change made so far has been handed to Redis (or parked in the outbox after a failure). */
+  async drain(): Promise<void> {
+    while (this.flushScheduled || this.publishing) {
+      if (this.publishing) await this.publishing;
+      else await new Promise((r) => setImmediate(r));
+    }
+  }
+
   stats(): BusStats {
     return {
       enabled: true,
