@@ -5,6 +5,7 @@ import { parseCallTtl } from './duration';
 import { CacheSerializationError } from './errors';
 import { escapeGlob, globToRegExp } from './glob';
 import { MemoryTier } from './memory.tier';
+import { ReadGuard } from './read-guard';
 import { resolveOptions, type ResolvedOptions } from './options';
 import { RedisConnectionFactory } from './redis-connection';
 import { L2_FAILED, RedisTier, type L2Write } from './redis.tier';
@@ -63,6 +64,7 @@ export class TieredCache {
   private readonly invalidationQueue: InvalidationQueue;
   /** False while the bus is not subscribed: L1 may have missed other instances' changes. */
   private l1Trusted = true;
+  private readonly readGuard = new ReadGuard();
 
   private n = {
     l1Hits: 0,
@@ -191,17 +193,22 @@ export class TieredCache {
     }
     if (missing.length === 0 || !this.l2) return out;
     const promote = this.l1 !== undefined;
-    const rows = await this.l2.mget(missing.map((i) => this.prefix + keys[i]), promote);
-    if (rows === L2_FAILED) {
-      this.n.l2Misses += missing.length;
+    const since = this.readGuard.begin();
+    try {
+      const rows = await this.l2.mget(missing.map((i) => this.prefix + keys[i]), promote);
+      if (rows === L2_FAILED) {
+        this.n.l2Misses += missing.length;
+        return out;
+      }
+      for (let j = 0; j < missing.length; j++) {
+        const key = keys[missing[j]];
+        const [payload, pttl] = rows[j];
+        out[missing[j]] = this.acceptL2(key, payload, promote ? pttl : undefined, since) as T | undefined;
+      }
       return out;
+    } finally {
+      this.readGuard.end();
     }
-    for (let j = 0; j < missing.length; j++) {
-      const key = keys[missing[j]];
-      const [payload, pttl] = rows[j];
-      out[missing[j]] = this.acceptL2(key, payload, promote ? pttl : undefined) as T | undefined;
-    }
-    return out;
   }
 
   /**
@@ -255,12 +262,17 @@ export class TieredCache {
       promote = this.promoteCounts ? (this.promoteCounts.get(key) ?? 0) + 1 >= this.options.l2.promoteAfter : true;
     }
     if (promote) {
-      const r = await l2.getWithPttl(pkey);
-      if (r === L2_FAILED) {
-        this.n.l2Misses++;
-        return undefined;
+      const since = this.readGuard.begin();
+      try {
+        const r = await l2.getWithPttl(pkey);
+        if (r === L2_FAILED) {
+          this.n.l2Misses++;
+          return undefined;
+        }
+        return this.acceptL2(key, r[0], r[1], since);
+      } finally {
+        this.readGuard.end();
       }
-      return this.acceptL2(key, r[0], r[1]);
     }
     const payload = await l2.get(pkey);
     if (payload === L2_FAILED) {
@@ -271,7 +283,7 @@ export class TieredCache {
   }
 
   /** Decodes an L2 payload, counts the hit or miss, and promotes into L1 when `pttl` is given. */
-  private acceptL2(key: string, payload: string | null, pttl: number | undefined): unknown {
+  private acceptL2(key: string, payload: string | null, pttl: number | undefined, since = -1): unknown {
     if (payload === null) {
       this.n.l2Misses++;
       return undefined;
@@ -296,7 +308,7 @@ export class TieredCache {
       if (pttl === undefined) {
         // Not promoted this time (promoteAfter > 1): count the hit toward promotion.
         this.promoteCounts?.set(key, (this.promoteCounts.get(key) ?? 0) + 1);
-      } else if (pttl !== -2 && !this.inflight.get(key)?.stale) {
+      } else if (pttl !== -2 && !this.inflight.get(key)?.stale && !(since >= 0 && this.readGuard.changedSince(key, since))) {
         // An L1 copy must never outlive the L2 entry it came from.
         const ttl = pttl > 0 ? Math.min(this.options.l1.ttl, pttl) : this.options.l1.ttl;
         this.l1.set(key, this.toL1(value), ttl, undefined, payload.length);
@@ -416,6 +428,7 @@ export class TieredCache {
   async invalidatePattern(glob: string): Promise<number> {
     if (typeof glob !== 'string' || glob.length === 0) throw new TypeError('invalidatePattern needs a non-empty glob');
     const re = globToRegExp(glob);
+    this.readGuard.dropAll();
     for (const [k, f] of this.inflight) if (re.test(k)) f.stale = true;
     const l1Count = this.l1?.deleteMatching(re) ?? 0;
     this.writeBehind?.discard((w) => re.test(w.pkey.slice(this.prefix.length)));
@@ -433,6 +446,7 @@ export class TieredCache {
   async invalidateTags(tags: string | readonly string[]): Promise<number> {
     const list = typeof tags === 'string' ? [tags] : [...tags];
     if (list.length === 0) return 0;
+    this.readGuard.dropAll();
     for (const f of this.inflight.values()) f.stale = true;
     const l1Count = this.l1?.deleteTagged(list) ?? 0;
     const tagKeys = new Set(list.map((t) => this.tagPrefix + t));
@@ -462,6 +476,7 @@ export class TieredCache {
 
   /** Empties this cache's namespace (L1, and L2 keys under keyPrefix only; never FLUSHDB). */
   async clear(): Promise<number> {
+    this.readGuard.dropAll();
     for (const f of this.inflight.values()) f.stale = true;
     const l1Count = this.l1?.clear() ?? 0;
     this.writeBehind?.clear();
@@ -485,13 +500,16 @@ export class TieredCache {
         return l1 ? change.keys.reduce((n, k) => n + (l1.delete(k) ? 1 : 0), 0) : 0;
       case 'pattern': {
         const re = globToRegExp(change.pattern);
+        this.readGuard.dropAll();
         for (const [k, f] of this.inflight) if (re.test(k)) f.stale = true;
         return l1?.deleteMatching(re) ?? 0;
       }
       case 'tags':
+        this.readGuard.dropAll();
         for (const f of this.inflight.values()) f.stale = true;
         return l1?.deleteTagged(change.tags) ?? 0;
       case 'clear':
+        this.readGuard.dropAll();
         for (const f of this.inflight.values()) f.stale = true;
         return l1?.clear() ?? 0;
     }
@@ -581,6 +599,7 @@ export class TieredCache {
   }
 
   private markStale(key: string): void {
+    this.readGuard.dropKey(key);
     const f = this.inflight.get(key);
     if (f) f.stale = true;
   }

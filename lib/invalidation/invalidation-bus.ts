@@ -122,6 +122,9 @@ export class InvalidationBus {
     clearInterval(this.heartbeat);
     clearTimeout(this.retryTimer);
     await Promise.all([this.sub, this.pub].map((c) => this.quit(c)));
+    // Deaf from now on: L1 may not be trusted any more (matters only if the engine lives on).
+    this.subscribedNow = false;
+    this.engine.setL1Trusted(false);
   }
 
   /** Resolves when every change made so far has been handed to Redis (or parked in the outbox after a failure). */

@@ -172,6 +172,28 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     expect(b.stats().l2.hits).toBeGreaterThanOrEqual(2);
   });
 
+  it('a change arriving while an L2 read is in flight keeps the old value out of L1', async () => {
+    const a = await instance();
+    const b = await instance();
+    await a.set('k', 'old');
+    await delivered(a, b);
+    // B's read of the old value is on the wire when A's delete message is applied.
+    const read = b.get('k');
+    b.dropLocal({ type: 'delete', keys: ['k'] });
+    expect(await read).toBe('old'); // it was current when read...
+    expect(b.l1!.has('k')).toBe(false); // ...but is not kept
+    // Same for B's own write racing its own read: the newer local value wins in L1.
+    const read2 = b.get('k');
+    const write = b.set('k', 'mine');
+    await Promise.all([read2, write]);
+    expect(await b.get('k')).toBe('mine');
+    // And for a wide drop (pattern) during an mget.
+    const many = b.mget(['k']);
+    b.dropLocal({ type: 'pattern', pattern: 'k*' });
+    await many;
+    expect(b.l1!.has('k')).toBe(false);
+  });
+
   it('bus: false: no subscription; another instance’s change reaches L1 only by TTL', async () => {
     const a = await instance({ bus: false });
     const b = await instance({ bus: false });
