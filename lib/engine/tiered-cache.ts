@@ -159,7 +159,7 @@ export class TieredCache {
 
   async has(key: string): Promise<boolean> {
     checkKey(key);
-    if (this.l1?.has(key)) return true;
+    if ((this.l1Trusted || !this.l2?.ready) && this.l1?.has(key)) return true;
     if (!this.l2) return false;
     const r = await this.l2.exists(this.prefix + key);
     return r === true;
