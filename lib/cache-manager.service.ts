@@ -57,6 +57,11 @@ export class CacheManagerService implements OnModuleInit, OnApplicationShutdown 
     return this.engine.getOrSet(key, factory, options);
   }
 
+  /** Queued, batched invalidation (`invalidation.batchSize` / `maxDelay`); `delete` is immediate. */
+  invalidate(keys: string | readonly string[]): Promise<void> {
+    return this.engine.invalidate(keys);
+  }
+
   invalidatePattern(glob: string): Promise<number> {
     return this.engine.invalidatePattern(glob);
   }

@@ -66,6 +66,11 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
   if (readThrough !== undefined) opts.readThrough = readThrough;
   const nulls = bool('CACHE_NULL_VALUES');
   if (nulls !== undefined) opts.cacheNullValues = nulls;
+  // Cross-instance invalidation (the pub/sub bus) and the batching of invalidate(key).
+  const invalidationEnabled = bool('CACHE_INVALIDATION_ENABLED');
+  if (invalidationEnabled !== undefined) opts.bus = invalidationEnabled;
+  const invalidation = prune({ batchSize: int('CACHE_INVALIDATION_BATCH_SIZE'), maxDelay: dur('CACHE_INVALIDATION_TIMEOUT') });
+  if (Object.keys(invalidation).length > 0) opts.invalidation = invalidation;
   return opts;
 }
 

@@ -18,3 +18,13 @@ export { CACHE_OPERATIONS_METADATA, TIERED_CACHE_INTERCEPTOR_OPTIONS } from './c
 export { canonicalize, stableDigest } from './keys/stable-digest';
 export { buildArgumentsKey } from './keys/method-key';
 export type * from './interfaces/cache-decorator-options.interface';
+export { InvalidationStrategyFor } from './invalidation/decorators/invalidation-strategy-for.decorator';
+export type { InvalidationStrategy } from './invalidation/invalidation-strategy.interface';
+export { InvalidationExplorer } from './invalidation/invalidation.explorer';
+export { EventInvalidationListener } from './invalidation/event-invalidation.listener';
+export { InvalidationBus, type BusStats } from './invalidation/invalidation-bus';
+export type { InvalidationStats } from './invalidation/invalidation-stats';
+export { RuleBasedInvalidationStrategy } from './invalidation/strategies/rule-based-invalidation.strategy';
+export { PropertyInvalidationStrategy, PROPERTY_KEY_LAYOUT, DEFAULT_PROPERTY_LAYOUT, type PropertyKeyLayout } from './invalidation/strategies/property-invalidation.strategy';
+export { ScoreInvalidationStrategy, SCORE_KEY_LAYOUT, DEFAULT_SCORE_LAYOUT, type ScoreKeyLayout } from './invalidation/strategies/score-invalidation.strategy';
+export { TimelineInvalidationStrategy, TIMELINE_KEY_LAYOUT, DEFAULT_TIMELINE_LAYOUT, type TimelineKeyLayout } from './invalidation/strategies/timeline-invalidation.strategy';

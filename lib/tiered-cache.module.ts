@@ -1,5 +1,7 @@
 import { Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
+import { EventInvalidationListener } from './invalidation/event-invalidation.listener';
+import { InvalidationExplorer } from './invalidation/invalidation.explorer';
 import { CacheManagerService } from './cache-manager.service';
 import { TIERED_CACHE } from './constants';
 import { ConfigurableModuleClass } from './tiered-cache.module-definition';
@@ -14,6 +16,8 @@ import { MethodCacheExplorer } from './method-cache.explorer';
   providers: [
     MethodCacheExplorer,
     CacheManagerService,
+    InvalidationExplorer,
+    EventInvalidationListener,
     { provide: TIERED_CACHE, useFactory: (svc: CacheManagerService) => svc.engine, inject: [CacheManagerService] },
   ],
   exports: [CacheManagerService, TIERED_CACHE],

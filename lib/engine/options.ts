@@ -1,6 +1,7 @@
 import { resolveCodec, type CacheCodec } from './codec';
 import { parseDuration } from './duration';
 import { TieredCacheOptionsError } from './errors';
+import { compileRules, type CompiledRule } from '../invalidation/invalidation-rule';
 import type {
   CacheLogger,
   L1Protection,
@@ -23,6 +24,10 @@ export interface ResolvedOptions {
   codec: CacheCodec;
   maxValueBytes: number;
   logger: CacheLogger;
+  /** Cross-instance invalidation bus; undefined when off or without L2. */
+  bus: { maxMessageBytes: number; retryQueueSize: number; heartbeatInterval: number } | undefined;
+  invalidation: { batchSize: number; maxDelay: number };
+  invalidationRules: CompiledRule[];
 }
 
 export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions {
@@ -89,6 +94,31 @@ export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions 
     codec: resolveCodec(codec),
     maxValueBytes: positiveInt('maxValueBytes', input.maxValueBytes, 1024 * 1024),
     logger: input.logger ?? consoleLogger,
+    bus: resolveBus(input.bus, l2.enabled),
+    invalidation: resolveInvalidation(input.invalidation),
+    invalidationRules: compileRules('invalidationRules', input.invalidationRules),
+  };
+}
+
+function resolveBus(input: TieredCacheOptions['bus'], l2: boolean): ResolvedOptions['bus'] {
+  if (input === false) return undefined;
+  const b = input === undefined || input === true ? {} : input;
+  if (typeof b !== 'object' || b === null) throw new TieredCacheOptionsError('bus', input, 'expected true, false or an options object');
+  const resolved = {
+    maxMessageBytes: positiveInt('bus.maxMessageBytes', b.maxMessageBytes, 64 * 1024),
+    retryQueueSize: positiveInt('bus.retryQueueSize', b.retryQueueSize, 10_000),
+    heartbeatInterval: parseDuration('bus.heartbeatInterval', b.heartbeatInterval ?? '5s'),
+  };
+  // Without L2 there is no Redis to carry it (and nothing shared to keep consistent).
+  return bool('bus.enabled', b.enabled, true) && l2 ? resolved : undefined;
+}
+
+function resolveInvalidation(input: TieredCacheOptions['invalidation']): ResolvedOptions['invalidation'] {
+  const i = input ?? {};
+  if (typeof i !== 'object' || i === null) throw new TieredCacheOptionsError('invalidation', input, 'expected { batchSize?, maxDelay? }');
+  return {
+    batchSize: positiveInt('invalidation.batchSize', i.batchSize, 100),
+    maxDelay: parseDuration('invalidation.maxDelay', i.maxDelay ?? 100),
   };
 }
 

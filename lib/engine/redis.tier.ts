@@ -168,7 +168,7 @@ export class RedisTier {
   }
 
   /**
-   * Removes every key recorded in a tag set, in O(tagged keys). SPOP takes members out atomically, so a key
+   * Removes every key recorded in a tag set, in O(tagged keys); `onKeys` gets each batch once it is deleted. SPOP takes members out atomically, so a key
    * tagged while this runs is either popped here or stays indexed for the next invalidation.
    */
   async popTag(tagKey: string, onKeys?: (pkeys: string[]) => void): Promise<number | L2Failed> {
@@ -177,9 +177,10 @@ export class RedisTier {
       const members = await this.run('tag', (c) => c.spop(tagKey, TAG_POP_BATCH));
       if (members === L2_FAILED) return removed > 0 ? removed : L2_FAILED;
       if (!members || members.length === 0) return removed;
-      onKeys?.(members);
       const r = await this.del(members);
       if (r === L2_FAILED) return removed > 0 ? removed : L2_FAILED;
+      // After the delete: a reader told about these keys must not find the old values in L2 any more.
+      onKeys?.(members);
       for (const ok of r) if (ok) removed++;
     }
   }

@@ -1,3 +1,6 @@
+import type { BusStats } from '../invalidation/invalidation-bus';
+import type { InvalidationStats } from '../invalidation/invalidation-stats';
+
 /** The shape of `stats()`. Ratios are 0..1; `utilization` is a percentage. */
 export interface CacheStats {
   l1: {
@@ -34,6 +37,10 @@ export interface CacheStats {
     deletes: number;
   };
   writeBehind: { enabled: boolean; queueLength: number; flushed: number; dropped: number };
+  /** Event-driven invalidation and the `invalidate(key)` batch queue. */
+  invalidation: InvalidationStats;
+  /** Cross-instance invalidation bus. */
+  bus: BusStats;
 }
 
 export function ratio(hits: number, misses: number): number {

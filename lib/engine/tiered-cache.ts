@@ -5,11 +5,15 @@ import { parseCallTtl } from './duration';
 import { CacheSerializationError } from './errors';
 import { escapeGlob, globToRegExp } from './glob';
 import { MemoryTier } from './memory.tier';
+import { ReadGuard } from './read-guard';
 import { resolveOptions, type ResolvedOptions } from './options';
 import { RedisConnectionFactory } from './redis-connection';
 import { L2_FAILED, RedisTier, type L2Write } from './redis.tier';
 import { ratio, type CacheStats } from './stats';
 import { WriteBehindQueue } from './write-behind-queue';
+import { InvalidationBus, type BusStats } from '../invalidation/invalidation-bus';
+import { InvalidationQueue } from '../invalidation/invalidation-queue';
+import { InvalidationCounters } from '../invalidation/invalidation-stats';
 
 /** What changed locally: the invalidation bus (and metrics) listen to this. */
 export type CacheChange =
@@ -52,6 +56,15 @@ export class TieredCache {
   private readonly prefix: string;
   private readonly tagPrefix: string;
   private closed = false;
+  private closing = false;
+  /** Cross-instance L1 invalidation (Redis pub/sub); undefined without L2 or when turned off. */
+  readonly bus: InvalidationBus | undefined;
+  /** Counters the event-invalidation layer increments; reported under stats().invalidation. */
+  readonly invalidationCounters = new InvalidationCounters();
+  private readonly invalidationQueue: InvalidationQueue;
+  /** False while the bus is not subscribed: L1 may have missed other instances' changes. */
+  private l1Trusted = true;
+  private readonly readGuard = new ReadGuard();
 
   private n = {
     l1Hits: 0,
@@ -83,25 +96,30 @@ export class TieredCache {
         this.writeBehind = new WriteBehindQueue(this.l2, o.writeBehind.batchSize, o.writeBehind.maxQueue, o.writeBehind.flushInterval);
       }
       if (o.l1.enabled && o.l2.promoteAfter > 1) this.promoteCounts = new LRUCache({ max: o.l1.maxEntries });
+      if (o.bus) this.bus = new InvalidationBus(this, factory, o.bus);
     }
+    this.invalidationQueue = new InvalidationQueue((keys) => this.delete(keys), o.invalidation.batchSize, o.invalidation.maxDelay);
   }
 
   /** Connects L2 (bounded by connectTimeout). Resolves false, never throws, when Redis is not there. */
   async connect(): Promise<boolean> {
     if (!this.l2) return true;
-    const ok = await this.l2.connect();
+    const [ok] = await Promise.all([this.l2.connect(), this.bus?.connect(this.options.redis?.connectTimeout ?? 0)]);
     if (!ok) this.log('warn', 'connect', 'Redis is not reachable; serving from L1 and reconnecting in the background');
     return ok;
   }
 
   /** Flushes queued writes and closes every connection and timer. */
   async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    this.closing = true;
+    await this.invalidationQueue.close();
     this.closed = true;
     if (this.writeBehind) {
       const lost = await this.writeBehind.close();
       if (lost > 0) this.log('error', 'shutdown', `${lost} queued write-behind entries could not be written to Redis`);
     }
+    await this.bus?.close();
     await this.l2?.close();
     this.l1?.close();
   }
@@ -125,7 +143,7 @@ export class TieredCache {
     checkKey(key);
     const sample = (++this.n.gets & SAMPLE_MASK) === 0;
     const t0 = sample ? performance.now() : 0;
-    if (this.l1) {
+    if (this.l1 && (this.l1Trusted || !this.l2?.ready)) {
       const hit = this.l1.get(key);
       if (hit !== undefined) {
         this.n.l1Hits++;
@@ -141,7 +159,7 @@ export class TieredCache {
 
   async has(key: string): Promise<boolean> {
     checkKey(key);
-    if (this.l1?.has(key)) return true;
+    if ((this.l1Trusted || !this.l2?.ready) && this.l1?.has(key)) return true;
     if (!this.l2) return false;
     const r = await this.l2.exists(this.prefix + key);
     return r === true;
@@ -160,10 +178,11 @@ export class TieredCache {
   async mget<T = unknown>(keys: readonly string[]): Promise<Array<T | undefined>> {
     const out = new Array<T | undefined>(keys.length);
     const missing: number[] = [];
+    const l1 = this.l1Trusted || !this.l2?.ready ? this.l1 : undefined;
     for (let i = 0; i < keys.length; i++) {
       checkKey(keys[i]);
       this.n.gets++;
-      const hit = this.l1?.get(keys[i]);
+      const hit = l1?.get(keys[i]);
       if (hit !== undefined) {
         this.n.l1Hits++;
         out[i] = this.fromL1(hit) as T;
@@ -174,17 +193,22 @@ export class TieredCache {
     }
     if (missing.length === 0 || !this.l2) return out;
     const promote = this.l1 !== undefined;
-    const rows = await this.l2.mget(missing.map((i) => this.prefix + keys[i]), promote);
-    if (rows === L2_FAILED) {
-      this.n.l2Misses += missing.length;
+    const since = this.readGuard.begin();
+    try {
+      const rows = await this.l2.mget(missing.map((i) => this.prefix + keys[i]), promote);
+      if (rows === L2_FAILED) {
+        this.n.l2Misses += missing.length;
+        return out;
+      }
+      for (let j = 0; j < missing.length; j++) {
+        const key = keys[missing[j]];
+        const [payload, pttl] = rows[j];
+        out[missing[j]] = this.acceptL2(key, payload, promote ? pttl : undefined, since) as T | undefined;
+      }
       return out;
+    } finally {
+      this.readGuard.end();
     }
-    for (let j = 0; j < missing.length; j++) {
-      const key = keys[missing[j]];
-      const [payload, pttl] = rows[j];
-      out[missing[j]] = this.acceptL2(key, payload, promote ? pttl : undefined) as T | undefined;
-    }
-    return out;
   }
 
   /**
@@ -207,7 +231,7 @@ export class TieredCache {
     checkKey(key);
     const sample = (++this.n.gets & SAMPLE_MASK) === 0;
     const t0 = sample ? performance.now() : 0;
-    if (this.l1) {
+    if (this.l1 && (this.l1Trusted || !this.l2?.ready)) {
       const hit = this.l1.get(key);
       if (hit !== undefined) {
         this.n.l1Hits++;
@@ -250,12 +274,17 @@ export class TieredCache {
       promote = this.promoteCounts ? (this.promoteCounts.get(key) ?? 0) + 1 >= this.options.l2.promoteAfter : true;
     }
     if (promote) {
-      const r = await l2.getWithPttl(pkey);
-      if (r === L2_FAILED) {
-        this.n.l2Misses++;
-        return undefined;
+      const since = this.readGuard.begin();
+      try {
+        const r = await l2.getWithPttl(pkey);
+        if (r === L2_FAILED) {
+          this.n.l2Misses++;
+          return undefined;
+        }
+        return this.acceptL2(key, r[0], r[1], since);
+      } finally {
+        this.readGuard.end();
       }
-      return this.acceptL2(key, r[0], r[1]);
     }
     const payload = await l2.get(pkey);
     if (payload === L2_FAILED) {
@@ -266,7 +295,7 @@ export class TieredCache {
   }
 
   /** Decodes an L2 payload, counts the hit or miss, and promotes into L1 when `pttl` is given. */
-  private acceptL2(key: string, payload: string | null, pttl: number | undefined): unknown {
+  private acceptL2(key: string, payload: string | null, pttl: number | undefined, since = -1): unknown {
     if (payload === null) {
       this.n.l2Misses++;
       return undefined;
@@ -287,11 +316,11 @@ export class TieredCache {
       return undefined;
     }
     this.n.l2Hits++;
-    if (this.l1 && !this.closed) {
+    if (this.l1 && !this.closed && this.l1Trusted) {
       if (pttl === undefined) {
         // Not promoted this time (promoteAfter > 1): count the hit toward promotion.
         this.promoteCounts?.set(key, (this.promoteCounts.get(key) ?? 0) + 1);
-      } else if (pttl !== -2 && !this.inflight.get(key)?.stale) {
+      } else if (pttl !== -2 && !this.inflight.get(key)?.stale && !(since >= 0 && this.readGuard.changedSince(key, since))) {
         // An L1 copy must never outlive the L2 entry it came from.
         const ttl = pttl > 0 ? Math.min(this.options.l1.ttl, pttl) : this.options.l1.ttl;
         this.l1.set(key, this.toL1(value), ttl, undefined, payload.length);
@@ -397,10 +426,22 @@ export class TieredCache {
     return removed.filter(Boolean).length;
   }
 
+  /**
+   * Queued invalidation: dropped from this instance's L1 at once, deleted from L2 (and broadcast) in
+   * batches of `invalidation.batchSize` or after `invalidation.maxDelay`. Use `delete` for immediate effect.
+   */
+  invalidate(keys: string | readonly string[]): Promise<void> {
+    const list = typeof keys === 'string' ? [keys] : [...keys];
+    for (const k of list) checkKey(k);
+    this.dropLocal({ type: 'delete', keys: list });
+    return this.invalidationQueue.add(list);
+  }
+
   /** Removes every key matching a Redis glob (`property:*`), in L1 and L2 (SCAN + UNLINK, never KEYS). */
   async invalidatePattern(glob: string): Promise<number> {
     if (typeof glob !== 'string' || glob.length === 0) throw new TypeError('invalidatePattern needs a non-empty glob');
     const re = globToRegExp(glob);
+    this.readGuard.dropAll();
     for (const [k, f] of this.inflight) if (re.test(k)) f.stale = true;
     const l1Count = this.l1?.deleteMatching(re) ?? 0;
     this.writeBehind?.discard((w) => re.test(w.pkey.slice(this.prefix.length)));
@@ -418,6 +459,7 @@ export class TieredCache {
   async invalidateTags(tags: string | readonly string[]): Promise<number> {
     const list = typeof tags === 'string' ? [tags] : [...tags];
     if (list.length === 0) return 0;
+    this.readGuard.dropAll();
     for (const f of this.inflight.values()) f.stale = true;
     const l1Count = this.l1?.deleteTagged(list) ?? 0;
     const tagKeys = new Set(list.map((t) => this.tagPrefix + t));
@@ -425,7 +467,8 @@ export class TieredCache {
     let l2Count = 0;
     if (this.l2) {
       for (const tk of tagKeys) {
-        const r = await this.l2.popTag(tk);
+        // L1 copies promoted from L2 carry no tag index (here or on other instances): drop them by key, batch by batch.
+        const r = await this.l2.popTag(tk, (pkeys) => this.droppedByTag(pkeys));
         if (r !== L2_FAILED) l2Count += r;
       }
     }
@@ -433,8 +476,20 @@ export class TieredCache {
     return Math.max(l1Count, l2Count);
   }
 
+  private droppedByTag(pkeys: readonly string[]): void {
+    const keys: string[] = [];
+    for (const p of pkeys) if (p.startsWith(this.prefix)) keys.push(p.slice(this.prefix.length));
+    if (keys.length === 0) return;
+    for (const k of keys) {
+      this.markStale(k);
+      this.l1?.delete(k);
+    }
+    this.emit({ type: 'delete', keys });
+  }
+
   /** Empties this cache's namespace (L1, and L2 keys under keyPrefix only; never FLUSHDB). */
   async clear(): Promise<number> {
+    this.readGuard.dropAll();
     for (const f of this.inflight.values()) f.stale = true;
     const l1Count = this.l1?.clear() ?? 0;
     this.writeBehind?.clear();
@@ -458,13 +513,16 @@ export class TieredCache {
         return l1 ? change.keys.reduce((n, k) => n + (l1.delete(k) ? 1 : 0), 0) : 0;
       case 'pattern': {
         const re = globToRegExp(change.pattern);
+        this.readGuard.dropAll();
         for (const [k, f] of this.inflight) if (re.test(k)) f.stale = true;
         return l1?.deleteMatching(re) ?? 0;
       }
       case 'tags':
+        this.readGuard.dropAll();
         for (const f of this.inflight.values()) f.stale = true;
         return l1?.deleteTagged(change.tags) ?? 0;
       case 'clear':
+        this.readGuard.dropAll();
         for (const f of this.inflight.values()) f.stale = true;
         return l1?.clear() ?? 0;
     }
@@ -473,6 +531,14 @@ export class TieredCache {
   /** Writes out the write-behind queue now. */
   async flush(): Promise<void> {
     await this.writeBehind?.flush();
+  }
+
+  /**
+   * Called by the invalidation bus. While untrusted, reads skip L1 whenever L2 can answer and L2 hits are not
+   * copied into L1; with Redis wholly unreachable L1 still serves (bounded by its TTL, emptied on resubscribe).
+   */
+  setL1Trusted(trusted: boolean): void {
+    this.l1Trusted = trusted;
   }
 
   // ---------------------------------------------------------------- stats
@@ -521,6 +587,14 @@ export class TieredCache {
         flushed: this.writeBehind?.flushed ?? 0,
         dropped: this.writeBehind?.dropped ?? 0,
       },
+      invalidation: {
+        ...this.invalidationCounters,
+        queued: this.invalidationQueue.queued,
+        applied: this.invalidationQueue.applied,
+        batches: this.invalidationQueue.batches,
+        queueLength: this.invalidationQueue.length,
+      },
+      bus: this.bus?.stats() ?? DISABLED_BUS,
     };
   }
 
@@ -538,6 +612,7 @@ export class TieredCache {
   }
 
   private markStale(key: string): void {
+    this.readGuard.dropKey(key);
     const f = this.inflight.get(key);
     if (f) f.stale = true;
   }
@@ -573,6 +648,21 @@ export class TieredCache {
     this.options.logger[level](message);
   }
 }
+
+const DISABLED_BUS: BusStats = Object.freeze({
+  enabled: false,
+  subscribed: false,
+  instanceId: '',
+  published: 0,
+  publishFailures: 0,
+  received: 0,
+  echoes: 0,
+  malformed: 0,
+  l1Dropped: 0,
+  l1ClearsOnReconnect: 0,
+  retryQueue: 0,
+  retryOverflows: 0,
+});
 
 function checkKey(key: string): void {
   if (typeof key !== 'string' || key.length === 0) throw new TypeError(`cache key must be a non-empty string, got ${String(key)}`);

@@ -105,6 +105,49 @@ export interface TieredCacheOptions {
   maxValueBytes?: number;
   /** Called for operational events (L2 errors, corrupt payloads); defaults to console.warn, once per kind per minute. */
   logger?: CacheLogger;
+  /**
+   * Cross-instance L1 consistency over Redis pub/sub (default on whenever L2 is on). `false` turns it off:
+   * then another instance's change reaches this instance's L1 only when the L1 entry expires (`l1.ttl`).
+   */
+  bus?: boolean | InvalidationBusOptions;
+  /** Batching of `invalidate(key)` (`delete` stays immediate). */
+  invalidation?: InvalidationQueueOptions;
+  /** Declarative event → invalidation rules, applied when the app uses `EventEmitterModule`. */
+  invalidationRules?: InvalidationRule[];
+}
+
+export interface InvalidationBusOptions {
+  /** Default true (when L2 is on). */
+  enabled?: boolean;
+  /** Larger messages are split (or, for one huge key, sent as an L1 clear); received ones are dropped (default 64 KiB). */
+  maxMessageBytes?: number;
+  /** Changes kept for re-publishing while Redis is unreachable (default 10,000); past it they collapse into one L1 clear. */
+  retryQueueSize?: number;
+  /** PING on the subscriber connection, so a half-open socket is noticed within `redis.socketTimeout` (default 5s). */
+  heartbeatInterval?: Duration;
+}
+
+export interface InvalidationQueueOptions {
+  /** Queued invalidations applied per batch; a full batch is applied at once (default 100). */
+  batchSize?: number;
+  /** Longest a queued invalidation waits (default 100ms). Env `CACHE_INVALIDATION_TIMEOUT`: a bare number is seconds. */
+  maxDelay?: Duration;
+}
+
+/**
+ * What an event invalidates. Templates take `{field}` placeholders filled from the event payload (`{a.b}` for
+ * nested fields, `{propertyId|property_id}` for alternatives; `{{`/`}}` for literal braces). A payload missing a
+ * field skips the whole rule (logged and counted): it never widens into `property:undefined:*` or `*`.
+ */
+export interface InvalidationRule {
+  /** Event name or names; `*` matches one dot-separated segment, `**` any number (as EventEmitter2 wildcards). */
+  event: string | string[];
+  /** Exact cache keys to delete. */
+  keys?: string[];
+  /** Redis globs to invalidate; values filled into them are glob-escaped. */
+  patterns?: string[];
+  /** Tags to invalidate. */
+  tags?: string[];
 }
 
 export interface CacheLogger {
