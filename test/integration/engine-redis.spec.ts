@@ -11,9 +11,13 @@ describe('engine against a real Redis', () => {
   const caches: TieredCache[] = [];
   let n = 0;
 
-  /** Each test gets its own key prefix so tests cannot see each other's keys. */
+  /**
+   * Each test gets its own key prefix so tests cannot see each other's keys. The invalidation bus is off here:
+   * these tests pin the engine's own read/write paths (the bus has its own spec), and a bus message racing a read
+   * rightly blocks promotion, which would make the promotion counts below depend on delivery timing.
+   */
   async function cache(opts: TieredCacheOptions = {}): Promise<TieredCache> {
-    const c = new TieredCache({ redis: redis.url, keyPrefix: `t${++n}:`, logger: quiet, ...opts });
+    const c = new TieredCache({ redis: redis.url, keyPrefix: `t${++n}:`, logger: quiet, bus: false, ...opts });
     caches.push(c);
     await c.connect();
     return c;
