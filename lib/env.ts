@@ -66,6 +66,8 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
   if (readThrough !== undefined) opts.readThrough = readThrough;
   const nulls = bool('CACHE_NULL_VALUES');
   if (nulls !== undefined) opts.cacheNullValues = nulls;
+  const metrics = bool('CACHE_METRICS_ENABLED');
+  if (metrics !== undefined) opts.metrics = metrics;
   return opts;
 }
 

@@ -9,3 +9,8 @@ export { defaultCodec, jsonCodec, CacheDecodeError, type CacheCodec } from './en
 export { TieredCacheOptionsError, CacheSerializationError } from './engine/errors';
 export { parseDuration, type Duration } from './engine/duration';
 export type * from './interfaces/tiered-cache-options.interface';
+export { TieredCacheHealthIndicator, type CacheHealthCheckOptions, type CacheHealthDetails, type CacheHealthResult, type CacheL2Health, type CacheComponentHealth } from './health/tiered-cache.health';
+export type { ClusterProbe } from './health/redis-probe';
+export { CacheMetricsService } from './metrics/cache-metrics.service';
+export { attachCacheMetrics, DEFAULT_DURATION_BUCKETS } from './metrics/cache-metrics';
+export type { CacheObserver, CacheOperation, CacheTier, InvalidationSource } from './engine/observer';

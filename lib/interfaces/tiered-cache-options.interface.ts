@@ -1,6 +1,7 @@
 import type { RedisOptions, ClusterOptions } from 'ioredis';
 import type { CacheCodec } from '../engine/codec';
 import type { Duration } from '../engine/duration';
+import type { TieredCacheMetricsOptions } from './metrics-options.interface';
 
 export type { Duration };
 
@@ -105,6 +106,8 @@ export interface TieredCacheOptions {
   maxValueBytes?: number;
   /** Called for operational events (L2 errors, corrupt payloads); defaults to console.warn, once per kind per minute. */
   logger?: CacheLogger;
+  /** Prometheus metrics (prom-client). Default: on when prom-client is installed; `false` turns them off. */
+  metrics?: boolean | TieredCacheMetricsOptions;
 }
 
 export interface CacheLogger {
@@ -119,3 +122,5 @@ export interface SetOptions {
   l1Ttl?: Duration;
   tags?: readonly string[];
 }
+
+export type { MetricsRegistry, TieredCacheMetricsOptions } from './metrics-options.interface';
