@@ -45,6 +45,18 @@ export class RedisServer {
     await this.launch();
   }
 
+  /**
+   * Freezes the process (SIGSTOP): connections stay open and nothing answers, as with a hung server or a
+   * black-holed host. `resume()` lets it carry on.
+   */
+  pause(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.proc?.kill('SIGCONT');
+  }
+
   stop(): Promise<void> {
     return this.kill();
   }
