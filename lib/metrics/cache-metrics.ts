@@ -1,11 +1,12 @@
 import type { Cluster } from 'ioredis';
-import type { Counter, Gauge, Histogram } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
 import { TieredCacheOptionsError } from '../engine/errors';
 import type { CacheOperation, CacheObserver, CacheTier, InvalidationSource } from '../engine/observer';
 import type { CacheChange, TieredCache } from '../engine/tiered-cache';
 import { probeClusterHealth, type ClusterProbe } from '../health/redis-probe';
 import type { MetricsRegistry, TieredCacheMetricsOptions } from '../interfaces/metrics-options.interface';
 import { loadPromClient, type PromClientModule } from './prom-client.loader';
+import { SeriesHistogram, type HistogramSeries } from './series-histogram';
 
 /** Fine enough at the low end for L1 hits (microseconds), wide enough for an L2 call at its deadline. */
 export const DEFAULT_DURATION_BUCKETS = [
@@ -18,26 +19,24 @@ const CLUSTER_PROBE_TIMEOUT_MS = 1_000;
 const MAX_ERROR_OPS = 32;
 const INVALIDATION_SOURCES: readonly InvalidationSource[] = ['api', 'event', 'bus', 'tag', 'pattern'];
 
-type HistogramChild = { observe(value: number): void };
-
 /** Per-engine state: pushes from the engine land in plain fields here; scrapes read them. */
 class EngineRecorder implements CacheObserver {
   readonly errors = new Map<string, number>();
   readonly invalidations: Record<InvalidationSource, number> = { api: 0, event: 0, bus: 0, tag: 0, pattern: 0 };
-  // Children resolved once per (tier, operation): no label hashing or object allocation per observation.
-  private readonly children: Record<CacheTier, Partial<Record<CacheOperation, HistogramChild>>> = { l1: {}, l2: {} };
+  // Series resolved once per (tier, operation): no label hashing or allocation per observation.
+  private readonly children: Record<CacheTier, Partial<Record<CacheOperation, HistogramSeries>>> = { l1: {}, l2: {} };
   private clusterProbe: { at: number; result: Promise<ClusterProbe | undefined> } | undefined;
 
   constructor(
     readonly engine: TieredCache,
     readonly name: string,
-    private readonly histogram: Histogram<string>,
+    private readonly histogram: SeriesHistogram,
   ) {}
 
   duration(operation: CacheOperation, tier: CacheTier, seconds: number): void {
     let child = this.children[tier][operation];
     if (child === undefined) {
-      child = this.histogram.labels({ cache: this.name, operation, tier });
+      child = this.histogram.withLabels({ cache: this.name, operation, tier });
       this.children[tier][operation] = child;
     }
     child.observe(seconds);
@@ -96,7 +95,7 @@ class EngineRecorder implements CacheObserver {
  */
 class CacheMetricSet {
   readonly recorders = new Set<EngineRecorder>();
-  readonly histogram: Histogram<string>;
+  readonly histogram: SeriesHistogram;
   private readonly all: Array<readonly [name: string, metric: object]>;
 
   constructor(
@@ -131,15 +130,13 @@ class CacheMetricSet {
         },
       })] as const;
 
-    this.histogram = new prom.Histogram({
-      name: 'cache_operation_duration_seconds',
-      help:
-        'Duration of cache operations by the deepest tier reached (l1: answered in-process, l2: Redis involved). ' +
+    this.histogram = new SeriesHistogram(
+      'cache_operation_duration_seconds',
+      'Duration of cache operations by the deepest tier reached (l1: answered in-process, l2: Redis involved). ' +
         'get and getOrSet are sampled: 1 call in 8 is timed, getOrSet without its factory; other operations are timed on every call.',
-      labelNames: ['cache', 'operation', 'tier'],
+      ['cache', 'operation', 'tier'],
       buckets,
-      registers: [],
-    });
+    );
 
     this.all = [
       counter('cache_hits_total', 'Cache hits by tier.', ['cache', 'tier'], (c) =>

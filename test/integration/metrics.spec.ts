@@ -1,11 +1,13 @@
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import type { Redis } from 'ioredis';
 import { type INestApplication, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { PrometheusModule } from '@willsoto/nestjs-prometheus';
-import { register, Registry } from 'prom-client';
+import { Histogram, register, Registry } from 'prom-client';
 import request from 'supertest';
 import { attachCacheMetrics, CacheManagerService, CacheMetricsService, TieredCache, TieredCacheModule, type TieredCacheOptions } from '../../lib';
+import { SeriesHistogram } from '../../lib/metrics/series-histogram';
 import { RedisServer } from '../support/redis-server';
 
 const quiet = { warn() {}, error() {} };
@@ -191,8 +193,10 @@ describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
       server.pause();
       await second.set('k2', 2); // abandoned at the command deadline
       server.resume();
+      const closed = once(second.engine.l2?.client as Redis, 'close');
       await server.kill();
-      await second.get('gone'); // not sent: connection down
+      await closed;
+      await second.get('gone'); // not sent: the connection is down (a miss, not an error)
 
       const s = series(await scrape(app));
       expect(s.get('cache_l2_up{cache="second"}')).toBe(0);
@@ -208,6 +212,24 @@ describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
     // A closed cache's series leave the registry with it.
     const s = series(await scrape(app));
     expect([...s.keys()].some((k) => k.includes('cache="second"'))).toBe(false);
+  });
+});
+
+describe('SeriesHistogram', () => {
+  it("renders exactly what prom-client's own Histogram renders for the same observations", async () => {
+    const buckets = [0.001, 0.01, 0.1, 1];
+    const theirs = new Registry();
+    const ours = new Registry();
+    const h = new Histogram({ name: 'h_seconds', help: 'h', labelNames: ['cache', 'operation', 'tier'], buckets, registers: [theirs] });
+    const s = new SeriesHistogram('h_seconds', 'h', ['cache', 'operation', 'tier'], buckets);
+    ours.registerMetric(s as unknown as Histogram);
+    const labels = { cache: 'c', operation: 'get', tier: 'l1' };
+    const fast = s.withLabels(labels);
+    for (const v of [0.0005, 0.001, 0.002, 0.05, 0.5, 3]) {
+      h.observe(labels, v);
+      fast.observe(v);
+    }
+    expect(await ours.metrics()).toBe(await theirs.metrics());
   });
 });
 
