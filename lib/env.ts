@@ -71,6 +71,8 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
   if (invalidationEnabled !== undefined) opts.bus = invalidationEnabled;
   const invalidation = prune({ batchSize: int('CACHE_INVALIDATION_BATCH_SIZE'), maxDelay: dur('CACHE_INVALIDATION_TIMEOUT') });
   if (Object.keys(invalidation).length > 0) opts.invalidation = invalidation;
+  const metrics = bool('CACHE_METRICS_ENABLED');
+  if (metrics !== undefined) opts.metrics = metrics;
   return opts;
 }
 

@@ -28,3 +28,8 @@ export { RuleBasedInvalidationStrategy } from './invalidation/strategies/rule-ba
 export { PropertyInvalidationStrategy, PROPERTY_KEY_LAYOUT, DEFAULT_PROPERTY_LAYOUT, type PropertyKeyLayout } from './invalidation/strategies/property-invalidation.strategy';
 export { ScoreInvalidationStrategy, SCORE_KEY_LAYOUT, DEFAULT_SCORE_LAYOUT, type ScoreKeyLayout } from './invalidation/strategies/score-invalidation.strategy';
 export { TimelineInvalidationStrategy, TIMELINE_KEY_LAYOUT, DEFAULT_TIMELINE_LAYOUT, type TimelineKeyLayout } from './invalidation/strategies/timeline-invalidation.strategy';
+export { TieredCacheHealthIndicator, type CacheHealthCheckOptions, type CacheHealthDetails, type CacheHealthResult, type CacheL2Health, type CacheComponentHealth } from './health/tiered-cache.health';
+export type { ClusterProbe } from './health/redis-probe';
+export { CacheMetricsService } from './metrics/cache-metrics.service';
+export { attachCacheMetrics, DEFAULT_DURATION_BUCKETS } from './metrics/cache-metrics';
+export type { CacheObserver, CacheOperation, CacheTier, InvalidationSource } from './engine/observer';

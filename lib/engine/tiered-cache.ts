@@ -6,6 +6,7 @@ import { CacheSerializationError } from './errors';
 import { escapeGlob, globToRegExp } from './glob';
 import { MemoryTier } from './memory.tier';
 import { ReadGuard } from './read-guard';
+import { fanOut, type CacheObserver, type CacheOperation, type CacheTier, type InvalidationSource } from './observer';
 import { resolveOptions, type ResolvedOptions } from './options';
 import { RedisConnectionFactory } from './redis-connection';
 import { L2_FAILED, RedisTier, type L2Write } from './redis.tier';
@@ -65,6 +66,9 @@ export class TieredCache {
   /** False while the bus is not subscribed: L1 may have missed other instances' changes. */
   private l1Trusted = true;
   private readonly readGuard = new ReadGuard();
+  private observers: CacheObserver[] = [];
+  /** Metrics hooks (undefined when nobody observes: the hot path tests this one field). */
+  private observer: CacheObserver | undefined;
 
   private n = {
     l1Hits: 0,
@@ -147,13 +151,13 @@ export class TieredCache {
       const hit = this.l1.get(key);
       if (hit !== undefined) {
         this.n.l1Hits++;
-        if (sample) this.sampleLatency(t0);
+        if (sample) this.sampleLatency(t0, 'get', 'l1');
         return this.fromL1(hit) as T;
       }
       this.n.l1Misses++;
     }
     const v = this.l2 ? await this.readL2(key) : undefined;
-    if (sample) this.sampleLatency(t0);
+    if (sample) this.sampleLatency(t0, 'get', this.l2 ? 'l2' : 'l1');
     return v as T | undefined;
   }
 
@@ -176,6 +180,7 @@ export class TieredCache {
   }
 
   async mget<T = unknown>(keys: readonly string[]): Promise<Array<T | undefined>> {
+    const t0 = this.observer ? performance.now() : -1;
     const out = new Array<T | undefined>(keys.length);
     const missing: number[] = [];
     const l1 = this.l1Trusted || !this.l2?.ready ? this.l1 : undefined;
@@ -191,7 +196,10 @@ export class TieredCache {
         missing.push(i);
       }
     }
-    if (missing.length === 0 || !this.l2) return out;
+    if (missing.length === 0 || !this.l2) {
+      if (t0 >= 0) this.timed('mget', 'l1', t0);
+      return out;
+    }
     const promote = this.l1 !== undefined;
     const since = this.readGuard.begin();
     try {
@@ -208,6 +216,7 @@ export class TieredCache {
       return out;
     } finally {
       this.readGuard.end();
+      if (t0 >= 0) this.timed('mget', 'l2', t0);
     }
   }
 
@@ -216,6 +225,7 @@ export class TieredCache {
    * get and a hit), else undefined and nothing counted — the caller goes on to getOrSet, which counts it.
    */
   peekLocal<T = unknown>(key: string): T | undefined {
+    if (!this.l1Trusted && this.l2?.ready) return undefined;
     const hit = this.l1?.get(key);
     if (hit === undefined) return undefined;
     this.n.gets++;
@@ -235,7 +245,7 @@ export class TieredCache {
       const hit = this.l1.get(key);
       if (hit !== undefined) {
         this.n.l1Hits++;
-        if (sample) this.sampleLatency(t0);
+        if (sample) this.sampleLatency(t0, 'getOrSet', 'l1');
         return Promise.resolve(this.fromL1(hit) as T);
       }
       this.n.l1Misses++;
@@ -253,11 +263,11 @@ export class TieredCache {
       if (this.l2) {
         const v = await this.readL2(key);
         if (v !== undefined) {
-          if (t0 >= 0) this.sampleLatency(t0);
+          if (t0 >= 0) this.sampleLatency(t0, 'getOrSet', 'l2');
           return v as T;
         }
       }
-      if (t0 >= 0) this.sampleLatency(t0);
+      if (t0 >= 0) this.sampleLatency(t0, 'getOrSet', this.l2 ? 'l2' : 'l1');
       const value = await factory();
       if (this.options.readThrough && !flight.stale && !this.closed) await this.store(key, value, options, true);
       return value;
@@ -336,7 +346,11 @@ export class TieredCache {
   /** Stores a value. Resolves false when nothing was stored (`undefined`, or `null` without cacheNullValues). */
   async set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
     checkKey(key);
-    return this.store(key, value, options, false);
+    if (!this.observer) return this.store(key, value, options, false);
+    const t0 = performance.now();
+    const stored = await this.store(key, value, options, false);
+    this.timed('set', this.l2 ? 'l2' : 'l1', t0);
+    return stored;
   }
 
   private async store(key: string, value: unknown, options: SetOptions | undefined, fromFill: boolean): Promise<boolean> {
@@ -356,6 +370,7 @@ export class TieredCache {
   }
 
   async mset(entries: ReadonlyArray<readonly [string, unknown]> | Record<string, unknown>, options?: SetOptions): Promise<number> {
+    const t0 = this.observer ? performance.now() : -1;
     const list = Array.isArray(entries) ? (entries as ReadonlyArray<readonly [string, unknown]>) : Object.entries(entries);
     // Encode everything first: one bad value rejects the whole batch before anything is written.
     const writes: Array<Prepared & { value: unknown }> = [];
@@ -374,6 +389,7 @@ export class TieredCache {
       else await this.l2.setMany(writes);
     }
     if (writes.length > 0) this.emit({ type: 'overwrite', keys: writes.map((w) => w.key) });
+    if (t0 >= 0) this.timed('mset', this.l2 ? 'l2' : 'l1', t0);
     return writes.length;
   }
 
@@ -409,6 +425,7 @@ export class TieredCache {
   async delete(keys: string | readonly string[]): Promise<number> {
     const list = typeof keys === 'string' ? [keys] : [...keys];
     if (list.length === 0) return 0;
+    const t0 = this.observer ? performance.now() : -1;
     const removed = new Array<boolean>(list.length).fill(false);
     for (let i = 0; i < list.length; i++) {
       checkKey(list[i]);
@@ -423,6 +440,7 @@ export class TieredCache {
     }
     this.n.deletes += list.length;
     this.emit({ type: 'delete', keys: list });
+    if (t0 >= 0) this.timed('delete', this.l2 ? 'l2' : 'l1', t0);
     return removed.filter(Boolean).length;
   }
 
@@ -440,6 +458,7 @@ export class TieredCache {
   /** Removes every key matching a Redis glob (`property:*`), in L1 and L2 (SCAN + UNLINK, never KEYS). */
   async invalidatePattern(glob: string): Promise<number> {
     if (typeof glob !== 'string' || glob.length === 0) throw new TypeError('invalidatePattern needs a non-empty glob');
+    const t0 = this.observer ? performance.now() : -1;
     const re = globToRegExp(glob);
     this.readGuard.dropAll();
     for (const [k, f] of this.inflight) if (re.test(k)) f.stale = true;
@@ -451,6 +470,7 @@ export class TieredCache {
       if (r !== L2_FAILED) l2Count = r;
     }
     this.emit({ type: 'pattern', pattern: glob });
+    if (t0 >= 0) this.timed('invalidatePattern', this.l2 ? 'l2' : 'l1', t0);
     // L1 is (mostly) a subset of L2, so the larger count is the honest one without holding every key name.
     return Math.max(l1Count, l2Count);
   }
@@ -460,6 +480,7 @@ export class TieredCache {
     const list = typeof tags === 'string' ? [tags] : [...tags];
     if (list.length === 0) return 0;
     this.readGuard.dropAll();
+    const t0 = this.observer ? performance.now() : -1;
     for (const f of this.inflight.values()) f.stale = true;
     const l1Count = this.l1?.deleteTagged(list) ?? 0;
     const tagKeys = new Set(list.map((t) => this.tagPrefix + t));
@@ -473,6 +494,7 @@ export class TieredCache {
       }
     }
     this.emit({ type: 'tags', tags: list });
+    if (t0 >= 0) this.timed('invalidateTags', this.l2 ? 'l2' : 'l1', t0);
     return Math.max(l1Count, l2Count);
   }
 
@@ -490,6 +512,7 @@ export class TieredCache {
   /** Empties this cache's namespace (L1, and L2 keys under keyPrefix only; never FLUSHDB). */
   async clear(): Promise<number> {
     this.readGuard.dropAll();
+    const t0 = this.observer ? performance.now() : -1;
     for (const f of this.inflight.values()) f.stale = true;
     const l1Count = this.l1?.clear() ?? 0;
     this.writeBehind?.clear();
@@ -500,11 +523,13 @@ export class TieredCache {
       if (r !== L2_FAILED) l2Count = r;
     }
     this.emit({ type: 'clear' });
+    if (t0 >= 0) this.timed('clear', this.l2 ? 'l2' : 'l1', t0);
     return Math.max(l1Count, l2Count);
   }
 
   /** Drops local L1 entries only (used by the invalidation bus for other instances' changes). */
   dropLocal(change: CacheChange): number {
+    this.observer?.invalidation?.('bus', change.type === 'delete' || change.type === 'overwrite' ? change.keys.length : change.type === 'tags' ? change.tags.length : 1);
     const l1 = this.l1;
     switch (change.type) {
       case 'delete':
@@ -617,9 +642,30 @@ export class TieredCache {
     if (f) f.stale = true;
   }
 
-  private sampleLatency(t0: number): void {
-    this.n.latencyTotal += performance.now() - t0;
+  private sampleLatency(t0: number, op: CacheOperation, tier: CacheTier): void {
+    const ms = performance.now() - t0;
+    this.n.latencyTotal += ms;
     this.n.latencySamples++;
+    this.observer?.duration?.(op, tier, ms / 1000);
+  }
+
+  private timed(op: CacheOperation, tier: CacheTier, t0: number): void {
+    this.observer?.duration?.(op, tier, (performance.now() - t0) / 1000);
+  }
+
+  /** Attaches metrics hooks; returns the detach function. */
+  observe(observer: CacheObserver): () => void {
+    this.observers = [...this.observers, observer];
+    this.observer = fanOut(this.observers);
+    return () => {
+      this.observers = this.observers.filter((o) => o !== observer);
+      this.observer = fanOut(this.observers);
+    };
+  }
+
+  /** Counts invalidations caused outside the engine's own methods (the domain-event layer reports 'event'). */
+  noteInvalidation(source: InvalidationSource, count = 1): void {
+    this.observer?.invalidation?.(source, count);
   }
 
   private emit(change: CacheChange): void {
@@ -634,6 +680,7 @@ export class TieredCache {
 
   private onL2Error(op: string, err: unknown): void {
     this.n.l2Errors++;
+    this.observer?.l2Error?.(op);
     const msg = err instanceof Error ? err.message : String(err);
     this.log('warn', `l2:${op}`, `Redis ${op} failed: ${msg}`);
   }

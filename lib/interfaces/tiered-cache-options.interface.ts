@@ -1,6 +1,7 @@
 import type { RedisOptions, ClusterOptions } from 'ioredis';
 import type { CacheCodec } from '../engine/codec';
 import type { Duration } from '../engine/duration';
+import type { TieredCacheMetricsOptions } from './metrics-options.interface';
 
 export type { Duration };
 
@@ -114,6 +115,8 @@ export interface TieredCacheOptions {
   invalidation?: InvalidationQueueOptions;
   /** Declarative event → invalidation rules, applied when the app uses `EventEmitterModule`. */
   invalidationRules?: InvalidationRule[];
+  /** Prometheus metrics (prom-client). Default: on when prom-client is installed; `false` turns them off. */
+  metrics?: boolean | TieredCacheMetricsOptions;
 }
 
 export interface InvalidationBusOptions {
@@ -162,3 +165,5 @@ export interface SetOptions {
   l1Ttl?: Duration;
   tags?: readonly string[];
 }
+
+export type { MetricsRegistry, TieredCacheMetricsOptions } from './metrics-options.interface';

@@ -1,0 +1,46 @@
+/** Operations the engine times. A closed set, so a metric labelled by it stays bounded. */
+export type CacheOperation =
+  | 'get'
+  | 'getOrSet'
+  | 'mget'
+  | 'set'
+  | 'mset'
+  | 'delete'
+  | 'invalidatePattern'
+  | 'invalidateTags'
+  | 'clear';
+
+/** The deepest tier an operation reached: 'l1' when answered in-process, 'l2' when Redis was involved. */
+export type CacheTier = 'l1' | 'l2';
+
+/**
+ * What caused an invalidation. `api`, `tag` and `pattern` are read from `onChange` (delete/clear,
+ * invalidateTags, invalidatePattern); `bus` is reported by `dropLocal` (another instance's change applied
+ * here); `event` by the domain-event layer through `noteInvalidation('event', n)` (the deletes it makes are
+ * also counted under api/tag/pattern).
+ */
+export type InvalidationSource = 'api' | 'event' | 'bus' | 'tag' | 'pattern';
+
+/**
+ * Optional hooks for metrics. Absent hooks cost one property check; the L1-hit path only reaches them on
+ * the calls it already samples for `stats().overall.meanLatencyMs`.
+ */
+export interface CacheObserver {
+  /** Duration of one operation. get/getOrSet report a sample (1 call in 8); the others report every call. */
+  duration?(operation: CacheOperation, tier: CacheTier, seconds: number): void;
+  /** An L2 call failed (`operation` is the RedisTier op: get, set, delete, scan, connection, …). */
+  l2Error?(operation: string): void;
+  /** Only 'bus' and 'event' arrive here. Count is keys for key lists, one per tag, pattern or clear. */
+  invalidation?(source: InvalidationSource, count: number): void;
+}
+
+/** One observer that forwards to several, so the engine keeps a single field to test on its hot path. */
+export function fanOut(observers: readonly CacheObserver[]): CacheObserver | undefined {
+  if (observers.length === 0) return undefined;
+  if (observers.length === 1) return observers[0];
+  return {
+    duration: (op, tier, s) => observers.forEach((o) => o.duration?.(op, tier, s)),
+    l2Error: (op) => observers.forEach((o) => o.l2Error?.(op)),
+    invalidation: (src, n) => observers.forEach((o) => o.invalidation?.(src, n)),
+  };
+}

@@ -1,0 +1,155 @@
+import { Controller, Get, type INestApplication, Module, Query } from '@nestjs/common';
+import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
+import { Test } from '@nestjs/testing';
+import request from 'supertest';
+import { CacheManagerService, TieredCacheHealthIndicator, TieredCacheModule, type TieredCacheOptions } from '../../lib';
+import { RedisServer } from '../support/redis-server';
+
+const quiet = { warn() {}, error() {} };
+
+@Controller('health')
+class HealthController {
+  constructor(
+    private readonly health: HealthCheckService,
+    private readonly cache: TieredCacheHealthIndicator,
+  ) {}
+
+  @Get()
+  @HealthCheck()
+  check(@Query('timeout') timeout?: string) {
+    return this.health.check([() => this.cache.isHealthy('cache', { timeout: Number(timeout ?? 1000) })]);
+  }
+
+  @Get('strict')
+  @HealthCheck()
+  strict(@Query('timeout') timeout?: string) {
+    return this.health.check([() => this.cache.isHealthy('cache', { requireL2: true, timeout: Number(timeout ?? 1000) })]);
+  }
+}
+
+async function boot(options: TieredCacheOptions): Promise<INestApplication> {
+  @Module({
+    imports: [TerminusModule.forRoot({ logger: false }), TieredCacheModule.forRoot({ logger: quiet, metrics: false, ...options })],
+    controllers: [HealthController],
+  })
+  class AppModule {}
+  const ref = await Test.createTestingModule({ imports: [AppModule] }).compile();
+  const app = ref.createNestApplication({ logger: false });
+  await app.init();
+  return app;
+}
+
+describe('TieredCacheHealthIndicator (Terminus)', () => {
+  let redis: RedisServer;
+  let app: INestApplication;
+
+  beforeEach(async () => {
+    redis = await RedisServer.start();
+    app = await boot({ redis: { url: redis.url, commandTimeout: 200, connectTimeout: 1000 } });
+  });
+  afterEach(async () => {
+    await app.close();
+    await redis.stop();
+  });
+
+  it('reports up with L1 and L2 details while Redis answers', async () => {
+    const cache = app.get(CacheManagerService);
+    await cache.set('a', 1);
+    await cache.set('b', 2);
+
+    const res = await request(app.getHttpServer()).get('/health').expect(200);
+    expect(res.body.status).toBe('ok');
+    const c = res.body.info.cache;
+    expect(c.status).toBe('up');
+    expect(c.l1).toEqual({ enabled: true, entries: 2, maxEntries: 10_000, utilization: 0.02 });
+    expect(c.l2).toMatchObject({ enabled: true, required: false, mode: 'standalone', status: 'up', reachable: true, connection: 'ready' });
+    expect(c.l2.pingMs).toEqual(expect.any(Number));
+    expect(c.l2.usedMemory).toBeGreaterThan(0);
+    expect(c.l2.connectedClients).toBeGreaterThanOrEqual(1);
+    expect(c.bus).toEqual({ state: 'disabled' });
+    expect(c.degraded).toBeUndefined();
+
+    await request(app.getHttpServer()).get('/health/strict').expect(200);
+  });
+
+  it('stays up with a degraded L2 when Redis dies, and is down only when L2 is required', async () => {
+    await redis.kill();
+
+    const res = await request(app.getHttpServer()).get('/health').expect(200);
+    const c = res.body.info.cache;
+    expect(c.status).toBe('up');
+    expect(c.l2).toMatchObject({ status: 'degraded', reachable: false });
+    expect(c.l2.connection).not.toBe('ready');
+    expect(c.degraded).toEqual([expect.stringMatching(/^L2 unreachable/)]);
+
+    const strict = await request(app.getHttpServer()).get('/health/strict').expect(503);
+    expect(strict.body.status).toBe('error');
+    expect(strict.body.error.cache).toMatchObject({ status: 'down', l2: { status: 'degraded', reachable: false, required: true } });
+
+    // The app keeps serving from L1 meanwhile.
+    const cache = app.get(CacheManagerService);
+    await cache.set('k', 'v');
+    expect(await cache.get('k')).toBe('v');
+  });
+
+  it('answers within its timeout when Redis hangs (SIGSTOP), and recovers when it resumes', async () => {
+    redis.pause();
+    try {
+      const res = await request(app.getHttpServer()).get('/health?timeout=300').expect(200);
+      const c = res.body.info.cache;
+      expect(c.l2).toMatchObject({ status: 'degraded', reachable: false, connection: 'ready', error: 'no answer within 300ms' });
+
+      const strict = await request(app.getHttpServer()).get('/health/strict?timeout=300').expect(503);
+      expect(strict.body.error.cache.l2.error).toBe('no answer within 300ms');
+    } finally {
+      redis.resume();
+    }
+    const res = await request(app.getHttpServer()).get('/health').expect(200);
+    expect(res.body.info.cache.l2).toMatchObject({ status: 'up', reachable: true });
+  });
+
+  it('shows registered components (the bus) and lists what is degraded', async () => {
+    const indicator = app.get(TieredCacheHealthIndicator);
+    let healthy = true;
+    const remove = indicator.registerComponent('bus', () => ({ state: healthy ? 'subscribed' : 'resubscribing', healthy, channel: 'cache:__bus:v1' }));
+
+    let res = await request(app.getHttpServer()).get('/health').expect(200);
+    expect(res.body.info.cache.bus).toEqual({ state: 'subscribed', healthy: true, channel: 'cache:__bus:v1' });
+
+    healthy = false;
+    res = await request(app.getHttpServer()).get('/health').expect(200);
+    expect(res.body.info.cache.status).toBe('up');
+    expect(res.body.info.cache.degraded).toEqual(['bus resubscribing']);
+
+    remove();
+    res = await request(app.getHttpServer()).get('/health').expect(200);
+    expect(res.body.info.cache.bus).toEqual({ state: 'disabled' });
+  });
+});
+
+describe('TieredCacheHealthIndicator without a reachable Redis at boot', () => {
+  it('boots and reports L2 degraded when the Redis host does not answer', async () => {
+    // A TEST-NET-1 address (RFC 5737): never routed, so connecting either hangs or fails at once.
+    const app = await boot({ redis: { url: 'redis://192.0.2.1:6390', connectTimeout: 300, commandTimeout: 100 } });
+    try {
+      const res = await request(app.getHttpServer()).get('/health?timeout=300').expect(200);
+      expect(res.body.info.cache.l2).toMatchObject({ status: 'degraded', reachable: false });
+      expect(res.body.info.cache.l2.connection).not.toBe('ready');
+      await request(app.getHttpServer()).get('/health/strict?timeout=300').expect(503);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('L1-only: up, and down when L2 is required', async () => {
+    const app = await boot({});
+    try {
+      const res = await request(app.getHttpServer()).get('/health').expect(200);
+      expect(res.body.info.cache.l2).toEqual({ enabled: false, required: false });
+      const strict = await request(app.getHttpServer()).get('/health/strict').expect(503);
+      expect(strict.body.error.cache.degraded).toEqual(['L2 is not configured']);
+    } finally {
+      await app.close();
+    }
+  });
+});

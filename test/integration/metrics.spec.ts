@@ -1,0 +1,267 @@
+import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import type { Redis } from 'ioredis';
+import { type INestApplication, Module } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { PrometheusModule } from '@willsoto/nestjs-prometheus';
+import { Histogram, register, Registry } from 'prom-client';
+import request from 'supertest';
+import { attachCacheMetrics, CacheManagerService, CacheMetricsService, TieredCache, TieredCacheModule, type TieredCacheOptions } from '../../lib';
+import { SeriesHistogram } from '../../lib/metrics/series-histogram';
+import { RedisServer } from '../support/redis-server';
+
+const quiet = { warn() {}, error() {} };
+
+async function boot(options: TieredCacheOptions): Promise<INestApplication> {
+  @Module({
+    imports: [PrometheusModule.register(), TieredCacheModule.forRoot({ logger: quiet, ...options })],
+  })
+  class AppModule {}
+  const ref = await Test.createTestingModule({ imports: [AppModule] }).compile();
+  const app = ref.createNestApplication({ logger: false });
+  await app.init();
+  return app;
+}
+
+async function scrape(app: INestApplication): Promise<string> {
+  const res = await request(app.getHttpServer()).get('/metrics').expect(200);
+  return res.text;
+}
+
+const OWN = /^(cache_|redis_cluster_)/;
+
+/** `name{labels}` → value for the cache's own series, labels in a fixed order (cache, the rest sorted, le last). */
+function series(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!OWN.test(line)) continue;
+    const m = /^([a-z0-9_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) throw new Error(`unexpected line: ${line}`);
+    const labels = (m[2] ?? '').match(/[a-z_]+="(?:[^"\\]|\\.)*"/g) ?? [];
+    const rank = (l: string) => (l.startsWith('cache=') ? '0' : l.startsWith('le=') ? '2' : '1') + l;
+    labels.sort((a, b) => rank(a).localeCompare(rank(b)));
+    out.set(`${m[1]}{${labels.join(',')}}`.replace('{}', ''), Number(m[3]));
+  }
+  return out;
+}
+
+/** Only the cache's own metric families (HELP/TYPE lines included). */
+function ownFamilies(text: string): string {
+  return text
+    .split('\n')
+    .filter((l) => OWN.test(l.replace(/^# (HELP|TYPE) /, '')))
+    .join('\n') + '\n';
+}
+
+function promtool(text: string): { status: number | null; output: string } {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
+    throw new Error(
+      'promtool is not on PATH. This test checks the /metrics output with the real Prometheus parser; install it with ' +
+        "`apt-get install -y prometheus` (Debian/Ubuntu: Debian's prometheus package ships promtool) and run the tests again.",
+    );
+  }
+  return { status: r.status, output: `${r.stdout}${r.stderr}` };
+}
+
+describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
+  let redis: RedisServer;
+  let app: INestApplication;
+
+  beforeAll(async () => (redis = await RedisServer.start()));
+  afterAll(() => redis.stop());
+  beforeEach(async () => {
+    app = await boot({ redis: { url: redis.url, commandTimeout: 200 } });
+  });
+  afterEach(async () => {
+    await app.close();
+    // PrometheusModule.register() adds the default metrics to the global registry on every boot.
+    register.clear();
+  });
+
+  it('exposes the cache metrics in the registry the scrape reads, with counts matching the operations', async () => {
+    const cache = app.get(CacheManagerService);
+    expect(app.get(CacheMetricsService).enabled).toBe(true);
+    const other = new TieredCache({ redis: redis.url, logger: quiet, l1: { enabled: false } });
+    await other.connect();
+    await other.set('from-l2', 'x');
+    await other.close();
+
+    await cache.set('a', 1, { tags: ['t'] });
+    for (let i = 0; i < 16; i++) await cache.get('a'); // L1 hits
+    await cache.get('nope'); // L1 miss, L2 miss
+    await cache.get('from-l2'); // L1 miss, L2 hit, promoted
+    await cache.get('from-l2'); // L1 hit
+    await cache.delete(['a', 'b']);
+    await cache.invalidateTags(['t', 'u']);
+    await cache.invalidatePattern('user:*');
+    cache.engine.noteInvalidation('event');
+    cache.engine.dropLocal({ type: 'delete', keys: ['x', 'y', 'z'] });
+
+    const s = series(await scrape(app));
+    const c = 'cache="cache:"';
+    expect(s.get(`cache_hits_total{${c},tier="l1"}`)).toBe(17);
+    expect(s.get(`cache_misses_total{${c},tier="l1"}`)).toBe(2);
+    expect(s.get(`cache_hits_total{${c},tier="l2"}`)).toBe(1);
+    expect(s.get(`cache_misses_total{${c},tier="l2"}`)).toBe(1);
+    expect(s.get(`cache_hit_ratio{${c},tier="overall"}`)).toBeCloseTo(18 / 19);
+    expect(s.get(`cache_hit_ratio{${c},tier="l1"}`)).toBeCloseTo(17 / 19);
+    expect(s.get(`cache_hit_ratio{${c},tier="l2"}`)).toBeCloseTo(1 / 2);
+    expect(s.get(`cache_promotions_total{${c}}`)).toBe(1);
+    expect(s.get(`cache_l1_entries{${c}}`)).toBe(1);
+    expect(s.get(`cache_l1_memory_bytes{${c}}`)).toBe(0);
+    expect(s.get(`cache_evictions_total{${c}}`)).toBe(0);
+    expect(s.get(`cache_l2_up{${c}}`)).toBe(1);
+    expect(s.get(`cache_write_behind_queue_length{${c}}`)).toBe(0);
+    expect(s.get(`cache_invalidations_total{${c},source="api"}`)).toBe(2);
+    expect(s.get(`cache_invalidations_total{${c},source="tag"}`)).toBe(2);
+    expect(s.get(`cache_invalidations_total{${c},source="pattern"}`)).toBe(1);
+    expect(s.get(`cache_invalidations_total{${c},source="event"}`)).toBe(1);
+    expect(s.get(`cache_invalidations_total{${c},source="bus"}`)).toBe(3);
+    // 20 gets: 1 in 8 is timed (the 8th and 16th, both L1 hits).
+    expect(s.get(`cache_operation_duration_seconds_count{${c},operation="get",tier="l1"}`)).toBe(2);
+    expect(s.get(`cache_operation_duration_seconds_count{${c},operation="set",tier="l2"}`)).toBe(1);
+    expect(s.get(`cache_operation_duration_seconds_count{${c},operation="delete",tier="l2"}`)).toBe(1);
+    expect(s.get(`cache_operation_duration_seconds_bucket{${c},operation="set",tier="l2",le="+Inf"}`)).toBe(1);
+    expect(s.get(`cache_errors_total{${c},operation="timeout",tier="l2"}`)).toBe(0);
+    // Not a Cluster: no cluster series.
+    expect([...s.keys()].some((k) => k.startsWith('redis_cluster_'))).toBe(false);
+  });
+
+  it('creates no series per key: many distinct keys leave the set of series unchanged', async () => {
+    const cache = app.get(CacheManagerService);
+    const round = async (prefix: string, n: number) => {
+      for (let i = 0; i < n; i++) {
+        const k = `${prefix}:${i}`;
+        await cache.set(k, { i });
+        await cache.get(k);
+        await cache.get(`${k}:missing`);
+        await cache.mget([k, `${k}:x`]);
+        await cache.getOrSet(`${k}:f`, () => i);
+      }
+      await cache.delete([`${prefix}:0`]);
+      await cache.invalidatePattern(`${prefix}:*`);
+      await cache.invalidateTags([`${prefix}-tag`]);
+    };
+    await round('warm', 16);
+    const before = [...series(await scrape(app)).keys()].sort();
+
+    await round('user-4711-secret', 400);
+    const text = await scrape(app);
+    const after = [...series(text).keys()].sort();
+
+    expect(after).toEqual(before);
+    expect(text).not.toContain('user-4711-secret');
+  });
+
+  it('passes promtool check metrics (the real Prometheus parser and linter)', async () => {
+    const cache = app.get(CacheManagerService);
+    await cache.set('a', 1);
+    for (let i = 0; i < 8; i++) await cache.get(i % 2 ? 'a' : 'b');
+    await cache.delete('a');
+
+    const text = await scrape(app);
+    expect(text).toContain('cache_hits_total');
+    // The whole scrape parses (exit 1 = parse error). prom-client's own default metrics draw lint
+    // warnings (exit 3, e.g. nodejs_active_handles_total is a gauge); none may be about ours.
+    const all = promtool(text);
+    expect(all.status === 0 || all.status === 3).toBe(true);
+    expect(all.output.split('\n').filter((l) => OWN.test(l))).toEqual([]);
+    // Ours alone: parsed and lint-clean.
+    const own = promtool(ownFamilies(text));
+    expect(own.output).toBe('');
+    expect(own.status).toBe(0);
+  });
+
+  it('counts L2 errors by operation and reports cache_l2_up 0 while Redis is down', async () => {
+    const cache = app.get(CacheManagerService);
+    const server = await RedisServer.start();
+    const app2 = await (async () => {
+      @Module({ imports: [TieredCacheModule.forRoot({ logger: quiet, redis: { url: server.url, commandTimeout: 200 }, metrics: { name: 'second' } })] })
+      class SecondModule {}
+      const ref = await Test.createTestingModule({ imports: [SecondModule] }).compile();
+      const a = ref.createNestApplication({ logger: false });
+      await a.init();
+      return a;
+    })();
+    try {
+      const second = app2.get(CacheManagerService);
+      await second.set('k', 1);
+      // A command Redis rejects (WRONGTYPE) is an L2 error, counted under its operation.
+      await (second.engine.l2?.client as Redis).lpush(second.engine.redisKey('list'), 'x');
+      expect(await second.get('list')).toBeUndefined();
+      server.pause();
+      await second.set('k2', 2); // abandoned at the command deadline
+      server.resume();
+      const closed = once(second.engine.l2?.client as Redis, 'close');
+      await server.kill();
+      await closed;
+      await second.get('gone'); // not sent: the connection is down (a miss, not an error)
+
+      const s = series(await scrape(app));
+      expect(s.get('cache_l2_up{cache="second"}')).toBe(0);
+      expect(s.get('cache_l2_up{cache="cache:"}')).toBe(1);
+      expect(s.get('cache_errors_total{cache="second",operation="timeout",tier="l2"}')).toBe(1);
+      expect(s.get('cache_errors_total{cache="second",operation="get",tier="l2"}')).toBe(1);
+      expect(s.get('cache_misses_total{cache="second",tier="l2"}')).toBe(2);
+      expect(await cache.set('still', 'fine')).toBe(true);
+    } finally {
+      await app2.close();
+      await server.stop();
+    }
+    // A closed cache's series leave the registry with it.
+    const s = series(await scrape(app));
+    expect([...s.keys()].some((k) => k.includes('cache="second"'))).toBe(false);
+  });
+});
+
+describe('SeriesHistogram', () => {
+  it("renders exactly what prom-client's own Histogram renders for the same observations", async () => {
+    const buckets = [0.001, 0.01, 0.1, 1];
+    const theirs = new Registry();
+    const ours = new Registry();
+    const h = new Histogram({ name: 'h_seconds', help: 'h', labelNames: ['cache', 'operation', 'tier'], buckets, registers: [theirs] });
+    const s = new SeriesHistogram('h_seconds', 'h', ['cache', 'operation', 'tier'], buckets);
+    ours.registerMetric(s as unknown as Histogram);
+    const labels = { cache: 'c', operation: 'get', tier: 'l1' };
+    const fast = s.withLabels(labels);
+    for (const v of [0.0005, 0.001, 0.002, 0.05, 0.5, 3]) {
+      h.observe(labels, v);
+      fast.observe(v);
+    }
+    expect(await ours.metrics()).toBe(await theirs.metrics());
+  });
+});
+
+describe('metrics options', () => {
+  it('metrics: false registers nothing; a custom registry gets the series; the registry is left clean on close', async () => {
+    const off = new TieredCache({ logger: quiet });
+    const before = register.getMetricsAsArray().length;
+    expect(attachCacheMetrics(off, { enabled: false })).toBeUndefined();
+    expect(register.getMetricsAsArray().length).toBe(before);
+
+    const registry = new Registry();
+    const detach = attachCacheMetrics(off, { registry, name: 'custom' });
+    await off.set('a', 1);
+    await off.get('a');
+    const text = await registry.metrics();
+    expect(text).toContain('cache_hits_total{cache="custom",tier="l1"} 1');
+    expect(text).not.toContain('tier="l2"');
+    expect(promtool(text).status).toBe(0);
+    detach?.();
+    expect(registry.getMetricsAsArray()).toHaveLength(0);
+    // Attaching again after the registry was emptied (as apps do between tests) works.
+    const again = attachCacheMetrics(off, { registry });
+    expect(registry.getSingleMetric('cache_hits_total')).toBeDefined();
+    again?.();
+    await off.close();
+  });
+
+  it('rejects bad metrics options at boot, naming the option', async () => {
+    const make = (metrics: unknown) =>
+      Test.createTestingModule({ imports: [TieredCacheModule.forRoot({ logger: quiet, metrics: metrics as TieredCacheOptions['metrics'] })] }).compile();
+    await expect(make('yes')).rejects.toThrow(/"metrics"/);
+    await expect(make({ buckets: [0.1, 0.01] })).rejects.toThrow(/"metrics.buckets"/);
+    await expect(make({ registry: {} })).rejects.toThrow(/"metrics.registry"/);
+  });
+});
