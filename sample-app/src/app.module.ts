@@ -1,0 +1,36 @@
+import { Module } from '@nestjs/common';
+import { EventEmitterModule } from '@nestjs/event-emitter';
+// In your app: from 'nestjs-tiered-cache'.
+import { TieredCacheModule, tieredCacheOptionsFromEnv } from '../../lib';
+import { CacheAdminModule } from './cache-admin/cache-admin.module';
+import { FakeDatabase } from './database/fake-database';
+import { PropertiesController } from './properties/properties.controller';
+import { PropertyService } from './properties/property.service';
+import { LeadScoringService, LeadsController } from './scoring/lead-scoring.service';
+
+@Module({
+  imports: [
+    EventEmitterModule.forRoot({ wildcard: true }),
+    // L1 only unless REDIS_URL is set; every CACHE_* variable of the README works here.
+    TieredCacheModule.forRootAsync({
+      isGlobal: true,
+      useFactory: () => ({
+        keyPrefix: 'realestate:',
+        ...tieredCacheOptionsFromEnv(),
+        invalidationRules: [
+          {
+            event: 'property.updated',
+            keys: ['property:detail:{propertyId}'],
+            patterns: ['properties:list:{tenantId}:*'],
+            tags: ['property:{propertyId}', 'properties:list'],
+          },
+          { event: 'score.*', tags: ['lead:{leadId}'] },
+        ],
+      }),
+    }),
+    CacheAdminModule,
+  ],
+  controllers: [PropertiesController, LeadsController],
+  providers: [FakeDatabase, PropertyService, LeadScoringService],
+})
+export class AppModule {}
