@@ -1,0 +1,80 @@
+'use strict';
+
+/**
+ * Measurement: every case runs for a fixed time slice per round; rounds rotate the case order so machine
+ * drift (other processes, thermal, GC of earlier cases) lands on every case alike; the figure is the median
+ * over rounds. A case is `{ group, name, floor?, inflight, unit, op(i), after?() }`: `op` is one call
+ * (awaited), `inflight` how many callers run it at once.
+ */
+
+const now = () => performance.now();
+
+/** Runs `c.op` for about `ms` milliseconds; returns completed calls per second. */
+async function runSlice(c, ms) {
+  if (global.gc) global.gc();
+  const inflight = c.inflight ?? 1;
+  let n = 0;
+  const t0 = now();
+  const end = t0 + ms;
+  if (inflight === 1) {
+    // Check the clock every 64 calls: performance.now() would otherwise weigh on sub-µs operations.
+    let i = c.cursor ?? 0;
+    for (;;) {
+      for (let j = 0; j < 64; j++) await c.op(i++);
+      n += 64;
+      if (now() >= end) break;
+    }
+    c.cursor = i;
+  } else {
+    let i = c.cursor ?? 0;
+    let stop = false;
+    const worker = async () => {
+      while (!stop) {
+        await c.op(i++);
+        n++;
+        if ((n & 15) === 0 && now() >= end) stop = true;
+      }
+    };
+    await Promise.all(Array.from({ length: inflight }, worker));
+    c.cursor = i;
+  }
+  const elapsed = now() - t0;
+  if (c.after) await c.after();
+  return (n * 1000) / elapsed;
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Warm-up (one slice per case, discarded), then `rounds` rounds. A round measures group after group, and
+ * a group's cases back to back, so a contender and its floor are always measured within moments of each
+ * other; the group order and the order inside each group rotate every round (and reverse every other
+ * round), so no case is always first or always right after a heavy one. Per round, each case's ratio to its
+ * floor is taken from that same round: slow drift of a loaded machine cancels out of the ratio.
+ */
+async function runRounds(cases, { rounds, sliceMs, warmupMs, onProgress }) {
+  for (const c of cases) await runSlice(c, warmupMs);
+  const groups = [...new Set(cases.map((c) => c.group))].map((g) => cases.filter((c) => c.group === g));
+  const samples = new Map(cases.map((c) => [c, []]));
+  const rotate = (xs, r) => {
+    const off = r % xs.length;
+    const out = xs.slice(off).concat(xs.slice(0, off));
+    return r % 2 === 1 ? out.reverse() : out;
+  };
+  for (let r = 0; r < rounds; r++) {
+    for (const group of rotate(groups, r)) {
+      for (const c of rotate(group, r)) samples.get(c).push(await runSlice(c, sliceMs));
+    }
+    onProgress?.(r + 1, rounds);
+  }
+  return cases.map((c) => {
+    const s = samples.get(c);
+    return { c, samples: s, ops: median(s) };
+  });
+}
+
+module.exports = { runRounds, runSlice, median };

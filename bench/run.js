@@ -1,0 +1,179 @@
+'use strict';
+/**
+ * `npm run bench`: starts a private redis-server, runs the core suite (ours vs raw floors vs peers, every
+ * case interleaved in the same process), the heap measurements (each in its own process), then every other
+ * bench/*.bench.js suite as a child process with REDIS_URL set. The redis-server is stopped on every exit path.
+ *
+ *   node --expose-gc bench/run.js [--write]     --write also rewrites bench/RESULTS.md
+ *   BENCH_ROUNDS=15 BENCH_SLICE_MS=120 BENCH_HEAP_ROUNDS=3 BENCH_ONLY=core|suites BENCH_GROUPS=<regex on case group>  (optional)
+ */
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { startRedis } = require('./core/redis-server');
+const { runRounds } = require('./core/harness');
+const { formatCoreTable, formatHeapTable, machineSection } = require('./core/report');
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
+const SLICE_MS = Number(process.env.BENCH_SLICE_MS ?? 120);
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 300);
+const HEAP_ROUNDS = Number(process.env.BENCH_HEAP_ROUNDS ?? 3);
+const ONLY = process.env.BENCH_ONLY;
+const SUITE_TIMEOUT_MS = 10 * 60_000;
+
+const log = (m) => process.stderr.write(`[bench] ${m}\n`);
+
+let redis;
+let exiting = false;
+function hardStop() {
+  // Last resort on an abrupt exit: a signal is synchronous, so the server never outlives us.
+  if (redis?.running && redis.pid) {
+    try {
+      process.kill(redis.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+process.on('exit', hardStop);
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (exiting) return;
+    exiting = true;
+    log(`${sig}: stopping redis-server`);
+    Promise.resolve(redis?.stop()).finally(() => process.exit(130));
+  });
+}
+
+function runChild(args, env, { timeoutMs, onStdout }) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      onStdout?.(d);
+    });
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, out, err });
+    });
+  });
+}
+
+async function heapMeasurements() {
+  const { names } = require('./core/heap-child');
+  const child = path.join(__dirname, 'core', 'heap-child.js');
+  const samples = new Map(names.map((n) => [n, []]));
+  for (let r = 0; r < HEAP_ROUNDS; r++) {
+    const order = names.slice(r % names.length).concat(names.slice(0, r % names.length));
+    for (const name of order) {
+      const res = await runChild(['--expose-gc', child, name], {}, { timeoutMs: 120_000 });
+      if (res.code !== 0) throw new Error(`heap measurement "${name}" failed (${res.code ?? res.signal}): ${res.err.trim()}`);
+      samples.get(name).push(JSON.parse(res.out.trim().split('\n').pop()));
+    }
+  }
+  return names.map((name) => ({ name, samples: samples.get(name) }));
+}
+
+async function coreSuite(url) {
+  const { buildContenders, verify } = require('./core/contenders');
+  log('building contenders (Nest app contexts, peers, 1,000 keys each)');
+  const built = await buildContenders(url);
+  if (process.env.BENCH_GROUPS) {
+    const re = new RegExp(process.env.BENCH_GROUPS, 'i');
+    built.cases = built.cases.filter((c) => re.test(c.group));
+  }
+  try {
+    await verify(built.cases);
+    const t0 = Date.now();
+    log(`${built.cases.length} cases x ${ROUNDS} rounds x ${SLICE_MS} ms (+ warm-up)`);
+    const results = await runRounds(built.cases, {
+      rounds: ROUNDS,
+      sliceMs: SLICE_MS,
+      warmupMs: WARMUP_MS,
+      onProgress: (r, n) => log(`round ${r}/${n} done (${((Date.now() - t0) / 1000).toFixed(0)} s)`),
+    });
+    const s = built.ours.tiered.stats();
+    // The L1 case must really be L1 hits: any L2 traffic on the L1 instance would show up here.
+    const l1Check = `ours L1 instance: ${s.l1.hits} L1 hits, ${s.l2.hits} L2 hits, ${s.l2.errors} L2 errors, ${s.l2.timeouts} timeouts`;
+    return { results, l1Check };
+  } finally {
+    await built.close();
+  }
+}
+
+async function otherSuites(url) {
+  const files = fs
+    .readdirSync(__dirname)
+    .filter((f) => f.endsWith('.bench.js'))
+    .sort();
+  const { Redis } = require('ioredis');
+  const outputs = [];
+  let failed = 0;
+  for (const f of files) {
+    const admin = new Redis(url);
+    await admin.flushall(); // our own bench server only: each suite starts from an empty Redis
+    admin.disconnect();
+    log(`suite ${f}`);
+    process.stdout.write(`\n## ${f}\n\n`);
+    const res = await runChild(['--expose-gc', path.join(__dirname, f)], { REDIS_URL: url }, {
+      timeoutMs: SUITE_TIMEOUT_MS,
+      onStdout: (d) => process.stdout.write(d),
+    });
+    if (res.code !== 0) {
+      failed++;
+      process.stdout.write(`\n**${f} failed** (${res.code ?? res.signal})\n\n\`\`\`\n${res.err.trim().slice(-2000)}\n\`\`\`\n`);
+    } else if (res.err.trim()) {
+      process.stderr.write(res.err);
+    }
+    outputs.push({ file: f, code: res.code, out: res.out });
+  }
+  return { outputs, failed };
+}
+
+async function main() {
+  if (!global.gc) throw new Error('run with node --expose-gc (npm run bench does)');
+  const started = new Date();
+  const load0 = os.loadavg();
+  redis = await startRedis();
+  log(`redis-server pid ${redis.pid} on ${redis.url}`);
+  let md = '';
+  let failed = 0;
+  try {
+    if (ONLY !== 'suites') {
+      const core = await coreSuite(redis.url);
+      log('heap measurements (one process each)');
+      const heap = !process.env.BENCH_GROUPS || new RegExp(process.env.BENCH_GROUPS, 'i').test('heap') ? await heapMeasurements() : [];
+      const load1 = os.loadavg();
+      md += machineSection({ started, load0, load1, rounds: ROUNDS, sliceMs: SLICE_MS, heapRounds: HEAP_ROUNDS });
+      md += '\n## Core suite\n\n' + formatCoreTable(core.results) + '\n' + (heap.length ? formatHeapTable(heap) : '') + '\n';
+      md += `\nSanity: ${core.l1Check}.\n`;
+      process.stdout.write(md);
+    }
+    if (ONLY !== 'core') {
+      const suites = await otherSuites(redis.url);
+      failed += suites.failed;
+      for (const s of suites.outputs) md += `\n## ${s.file}\n\n${s.out}\n`;
+    }
+  } finally {
+    await redis.stop();
+    log('redis-server stopped');
+  }
+  if (process.argv.includes('--write')) {
+    fs.writeFileSync(path.join(__dirname, 'RESULTS.md'), '# Benchmark results\n\n' + md);
+    log('wrote bench/RESULTS.md');
+  }
+  if (failed > 0) process.exitCode = 1;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
+
+// Every connection is closed above; if a library still holds a handle, do not hang the npm script on it.
+process.on('beforeExit', () => setTimeout(() => process.exit(), 2_000).unref());
