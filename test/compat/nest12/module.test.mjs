@@ -51,3 +51,21 @@ test('Nest 12: @Cacheable on a provider method runs the method once', async () =
   assert.equal(await app.get(CacheManagerService).has('property:7'), true);
   await app.close();
 });
+
+test('Nest 12: TieredCacheHealthIndicator with Terminus 12', async () => {
+  const { Controller } = await import('@nestjs/common');
+  const { TerminusModule, HealthCheckService } = await import('@nestjs/terminus');
+  const { TieredCacheHealthIndicator } = await import('nestjs-tiered-cache');
+  class AppModule {}
+  Module({ imports: [TerminusModule, TieredCacheModule.forRoot({})] })(AppModule);
+  const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
+  const health = app.get(HealthCheckService);
+  const indicator = app.get(TieredCacheHealthIndicator);
+  const result = await health.check([() => indicator.isHealthy('cache')]);
+  assert.equal(result.status, 'ok');
+  assert.equal(result.details.cache.status, 'up');
+  assert.equal(result.details.cache.l1.enabled, true);
+  await assert.rejects(health.check([() => indicator.isHealthy('cache', { requireL2: true })]));
+  await app.close();
+  void Controller;
+});
