@@ -18,7 +18,8 @@ import { InvalidationCounters } from '../invalidation/invalidation-stats';
 
 /** What changed locally: the invalidation bus (and metrics) listen to this. */
 export type CacheChange =
-  | { type: 'delete'; keys: string[] }
+  /** `byTag`: keys removed as part of a tag invalidation (already counted as one; metrics skip them). */
+  | { type: 'delete'; keys: string[]; byTag?: true }
   | { type: 'overwrite'; keys: string[] }
   | { type: 'pattern'; pattern: string }
   | { type: 'tags'; tags: string[] }
@@ -451,7 +452,7 @@ export class TieredCache {
   invalidate(keys: string | readonly string[]): Promise<void> {
     const list = typeof keys === 'string' ? [keys] : [...keys];
     for (const k of list) checkKey(k);
-    this.dropLocal({ type: 'delete', keys: list });
+    this.dropL1({ type: 'delete', keys: list });
     return this.invalidationQueue.add(list);
   }
 
@@ -506,7 +507,7 @@ export class TieredCache {
       this.markStale(k);
       this.l1?.delete(k);
     }
-    this.emit({ type: 'delete', keys });
+    this.emit({ type: 'delete', keys, byTag: true });
   }
 
   /** Empties this cache's namespace (L1, and L2 keys under keyPrefix only; never FLUSHDB). */
@@ -530,6 +531,11 @@ export class TieredCache {
   /** Drops local L1 entries only (used by the invalidation bus for other instances' changes). */
   dropLocal(change: CacheChange): number {
     this.observer?.invalidation?.('bus', change.type === 'delete' || change.type === 'overwrite' ? change.keys.length : change.type === 'tags' ? change.tags.length : 1);
+    return this.dropL1(change);
+  }
+
+  /** The L1 part of a change, not counted as a bus invalidation (invalidate() uses it for its own keys). */
+  private dropL1(change: CacheChange): number {
     const l1 = this.l1;
     switch (change.type) {
       case 'delete':

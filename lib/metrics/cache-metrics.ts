@@ -54,7 +54,7 @@ class EngineRecorder implements CacheObserver {
   onChange(change: CacheChange): void {
     switch (change.type) {
       case 'delete':
-        this.invalidations.api += change.keys.length;
+        if (!change.byTag) this.invalidations.api += change.keys.length;
         break;
       case 'clear':
         this.invalidations.api += 1;
