@@ -20,6 +20,21 @@ return 1`;
 const SCAN_COUNT = 500;
 const TAG_POP_BATCH = 500;
 
+/** One data connection, with what the write coalescing and the half-open watchdog need to know about it. */
+interface Conn {
+  readonly client: RedisClient;
+  corked: boolean;
+  /** Last time any reply bytes arrived (performance.now()). */
+  lastDataAt: number;
+  /** Send time of the first call that timed out with no reply bytes since; -1 when none. */
+  silentSince: number;
+}
+
+function uncork(conn: Conn, stream: Redis['stream']): void {
+  conn.corked = false;
+  stream.uncork();
+}
+
 /**
  * L2 over ioredis. No method throws or waits past the deadline: failures come back as L2_FAILED and are
  * reported through `onError`. Physical keys are built by the caller (ioredis keyPrefix does not apply to
@@ -27,11 +42,17 @@ const TAG_POP_BATCH = 500;
  * where one pipeline cannot span slots.
  */
 export class RedisTier {
-  private readonly clients: RedisClient[];
+  private readonly conns: Conn[];
   private next = 0;
-  readonly deadlines: Deadlines;
+  readonly deadlines: Deadlines<Conn | undefined>;
   readonly mode: RedisMode;
   private closed = false;
+  /**
+   * Standalone/Sentinel: commands issued in one tick leave in one socket write (cork now, uncork on
+   * nextTick) instead of going through ioredis auto-pipelining, which builds a Pipeline per batch and
+   * defers to setImmediate — a cost a lone call pays in full. A Cluster keeps auto-pipelining (per node).
+   */
+  private readonly coalesce: boolean;
 
   constructor(
     factory: RedisConnectionFactory,
@@ -39,19 +60,36 @@ export class RedisTier {
     commandTimeoutMs: number,
     private readonly connectTimeoutMs: number,
     private readonly onError: (op: string, err: unknown) => void,
+    private readonly socketTimeoutMs = 0,
   ) {
     this.mode = factory.mode;
+    this.coalesce = this.mode !== 'cluster';
     const n = this.mode === 'cluster' ? 1 : maxConnections;
-    this.clients = Array.from({ length: n }, (_, i) =>
-      factory.create(n === 1 ? 'data' : `data-${i}`, { enableAutoPipelining: true }),
-    );
-    for (const c of this.clients) c.on('error', (err: unknown) => this.onError('connection', err));
-    this.deadlines = new Deadlines(commandTimeoutMs);
+    this.conns = Array.from({ length: n }, (_, i) => {
+      const name = n === 1 ? 'data' : `data-${i}`;
+      // ioredis' socketTimeout arms a timer and a 'data' listener per command; the watchdog below does the
+      // same job from the deadline sweep at no per-call cost.
+      const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
+      const conn: Conn = { client, corked: false, lastDataAt: 0, silentSince: -1 };
+      client.on('error', (err: unknown) => this.onError('connection', err));
+      if (this.coalesce) {
+        client.on('connect', () => {
+          conn.corked = false;
+          conn.silentSince = -1;
+          (client as Redis).stream.on('data', () => (conn.lastDataAt = performance.now()));
+        });
+      }
+      return conn;
+    });
+    this.deadlines = new Deadlines<Conn | undefined>(commandTimeoutMs, {
+      onError,
+      onTimeout: this.coalesce && socketTimeoutMs > 0 ? (conn, sentAt) => this.watchdog(conn, sentAt) : undefined,
+    });
   }
 
   /** Starts connecting; waits at most connectTimeout. A Redis that is down leaves the app booting L1-only. */
   async connect(): Promise<boolean> {
-    const attempts = this.clients.map((c) => c.connect().then(() => true, () => false));
+    const attempts = this.conns.map(({ client: c }) => c.connect().then(() => true, () => false));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.connectTimeoutMs)));
     const ok = await Promise.race([Promise.all(attempts).then((r) => r.every(Boolean)), timeout]);
@@ -60,29 +98,37 @@ export class RedisTier {
   }
 
   get ready(): boolean {
-    return this.clients.some((c) => c.status === 'ready');
+    return this.conns.some((c) => c.client.status === 'ready');
   }
 
   get status(): string {
-    return this.clients[0].status;
+    return this.conns[0].client.status;
   }
 
   get client(): RedisClient {
-    return this.clients[0];
+    return this.conns[0].client;
   }
 
-  private pick(): RedisClient | undefined {
-    const n = this.clients.length;
+  private pick(): Conn | undefined {
+    const n = this.conns.length;
+    if (n === 1) return this.conns[0].client.status === 'ready' ? this.conns[0] : undefined;
     for (let i = 0; i < n; i++) {
-      const c = this.clients[this.next++ % n];
-      if (c.status === 'ready') return c;
+      const c = this.conns[this.next++ % n];
+      if (c.client.status === 'ready') return c;
     }
     return undefined;
   }
 
   private run<T>(op: string, fn: (c: RedisClient) => Promise<T>): Promise<T | L2Failed> {
-    const c = this.closed ? undefined : this.pick();
-    if (!c) return Promise.resolve(L2_FAILED);
+    const conn = this.closed ? undefined : this.pick();
+    if (!conn) return Promise.resolve(L2_FAILED);
+    const c = conn.client;
+    if (this.coalesce && !conn.corked) {
+      const stream = (c as Redis).stream;
+      stream.cork();
+      conn.corked = true;
+      process.nextTick(uncork, conn, stream);
+    }
     let p: Promise<T>;
     try {
       p = fn(c);
@@ -90,7 +136,26 @@ export class RedisTier {
       this.onError(op, err);
       return Promise.resolve(L2_FAILED);
     }
-    return this.deadlines.run(p, (err) => this.onError(op, err));
+    return this.deadlines.run(p, op, conn);
+  }
+
+  /**
+   * Half-open TCP (a peer that vanished without a FIN) would leave a connection "ready" for minutes while
+   * every call times out. Calls keep missing their deadline and no reply byte has arrived for
+   * socketTimeout: drop the socket so ioredis reconnects.
+   */
+  private watchdog(conn: Conn | undefined, sentAt: number): void {
+    if (!conn || this.closed) return;
+    if (conn.lastDataAt >= sentAt) return; // the connection answered something since: Redis is slow, not gone
+    if (conn.silentSince < 0 || conn.lastDataAt >= conn.silentSince) {
+      conn.silentSince = sentAt;
+      return;
+    }
+    if (performance.now() - conn.silentSince < this.socketTimeoutMs) return;
+    conn.silentSince = -1;
+    const err = new Error(`Socket timeout: no reply from Redis in ${Math.round(this.socketTimeoutMs)} ms; reconnecting`);
+    this.onError('connection', err);
+    (conn.client as Redis).stream.destroy(err);
   }
 
   get(pkey: string): Promise<string | null | L2Failed> {
@@ -143,14 +208,12 @@ export class RedisTier {
    */
   async scanDelete(match: string, onKeys?: (pkeys: string[]) => void): Promise<number | L2Failed> {
     const nodes: RedisClient[] =
-      this.mode === 'cluster' ? (this.clients[0] as Cluster).nodes('master') : [this.clients[0]];
+      this.mode === 'cluster' ? (this.conns[0].client as Cluster).nodes('master') : [this.conns[0].client];
     let removed = 0;
     for (const node of nodes) {
       let cursor = '0';
       do {
-        const page = await this.deadlines.run((node as Redis).scan(cursor, 'MATCH', match, 'COUNT', SCAN_COUNT), (err) =>
-          this.onError('scan', err),
-        );
+        const page = await this.deadlines.run((node as Redis).scan(cursor, 'MATCH', match, 'COUNT', SCAN_COUNT), 'scan', undefined);
         if (page === L2_FAILED) return removed > 0 ? removed : L2_FAILED;
         cursor = page[0];
         const keys = page[1];
@@ -189,7 +252,7 @@ export class RedisTier {
     this.closed = true;
     this.deadlines.close();
     await Promise.all(
-      this.clients.map(async (c) => {
+      this.conns.map(async ({ client: c }) => {
         if (c.status === 'ready') {
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([c.quit().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 1_000)))]);

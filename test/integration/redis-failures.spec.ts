@@ -1,7 +1,12 @@
+import type { Redis } from 'ioredis';
 import { TieredCache } from '../../lib';
 import { RedisServer, freePort } from '../support/redis-server';
 
 const quiet = { warn() {}, error() {} };
+// Keeps Redis busy for ~100 ms (DEBUG SLEEP is disabled by default since Redis 7).
+const BUSY_100MS = `local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2]
+while true do local n = redis.call('TIME') if n[1] * 1000000 + n[2] - t0 > 100000 then break end end
+return 1`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function waitFor(cond: () => boolean, ms = 8000): Promise<void> {
@@ -110,6 +115,65 @@ describe('Redis unavailable or failing', () => {
       } finally {
         redis.resume();
       }
+    });
+
+    it('a connection that stops answering for socketTimeout is dropped and re-established', async () => {
+      const c = new TieredCache({
+        redis: { url: redis.url, commandTimeout: 50, socketTimeout: 300 },
+        keyPrefix: 'silent:',
+        l1: { enabled: false },
+        bus: false,
+        logger: quiet,
+      });
+      caches.push(c);
+      await c.connect();
+      await c.set('k', 'v');
+      const client = c.l2!.client;
+      let closes = 0;
+      client.on('close', () => closes++);
+      redis.pause();
+      try {
+        // Traffic keeps timing out and no byte comes back: the watchdog must drop the socket (as ioredis'
+        // socketTimeout would) instead of leaving a "ready" connection that swallows every call.
+        const end = Date.now() + 8000;
+        while (closes === 0 && Date.now() < end) {
+          expect(await c.get('k')).toBeUndefined();
+          await sleep(20);
+        }
+        expect(closes).toBeGreaterThan(0);
+        expect(c.stats().l2.timeouts).toBeGreaterThan(0);
+      } finally {
+        redis.resume();
+      }
+      await waitFor(() => c.l2!.ready);
+      expect(await c.get('k')).toBe('v');
+    });
+
+    it('a slow but answering Redis is not mistaken for a dead connection', async () => {
+      const c = new TieredCache({
+        redis: { url: redis.url, commandTimeout: 50, socketTimeout: 200 },
+        keyPrefix: 'slow:',
+        l1: { enabled: false },
+        bus: false,
+        logger: quiet,
+      });
+      caches.push(c);
+      await c.connect();
+      await c.set('k', 'v');
+      let closes = 0;
+      c.l2!.client.on('close', () => closes++);
+      // Each busy script holds Redis past the deadline, but replies keep arriving between them.
+      const other = new TieredCache({ redis: redis.url, keyPrefix: 'slow:', bus: false, logger: quiet });
+      caches.push(other);
+      await other.connect();
+      for (let i = 0; i < 8; i++) {
+        const sleeper = (other.l2!.client as Redis).eval(BUSY_100MS, 0);
+        await c.get('k');
+        await sleeper;
+        expect(await c.get('k')).toBe('v');
+      }
+      expect(c.stats().l2.timeouts).toBeGreaterThan(0);
+      expect(closes).toBe(0);
     });
 
     it('the offline queue does not pile up requests while disconnected', async () => {
