@@ -26,7 +26,8 @@ const DEFAULT_HEADER = '\u0001tc1:';
 export const defaultCodec: CacheCodec = {
   name: 'default',
   encode(value, key) {
-    return DEFAULT_HEADER + JSON.stringify(toTagged(value, key, []));
+    // Most cached values are plain JSON already: check that without copying, and tag only when needed.
+    return DEFAULT_HEADER + JSON.stringify(isPlainJson(value, 0) ? value : toTagged(value, key, []));
   },
   decode(payload) {
     if (!payload.startsWith(DEFAULT_HEADER)) throw new CacheDecodeError('missing tiered-cache header');
@@ -47,6 +48,46 @@ export const jsonCodec: CacheCodec = {
     return JSON.parse(payload);
   },
 };
+
+const MAX_PLAIN_DEPTH = 64;
+
+/**
+ * True when JSON.stringify(value) already says exactly what toTagged would: only plain objects, arrays,
+ * strings, booleans, finite numbers (not -0), no `$t` keys, no undefined array slots. Anything else —
+ * including class instances, toJSON methods, or nesting deep enough to be a cycle — takes the tagged path.
+ */
+function isPlainJson(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value) && (value !== 0 || 1 / value > 0);
+    case 'object':
+      break;
+    default:
+      return false;
+  }
+  if (value === null) return true;
+  if (depth >= MAX_PLAIN_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      if (v === undefined || !isPlainJson(v, depth + 1)) return false;
+    }
+    return true;
+  }
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return false;
+  const keys = Object.keys(value);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    if (k === TAG) return false;
+    const v = (value as Record<string, unknown>)[k];
+    if (v !== undefined && !isPlainJson(v, depth + 1)) return false;
+  }
+  return true;
+}
 
 type Tagged = null | boolean | number | string | Tagged[] | { [k: string]: Tagged };
 

@@ -72,3 +72,38 @@ describe('json codec', () => {
     expect(() => jsonCodec.encode({ n: NaN }, 'k')).toThrow(CacheSerializationError);
   });
 });
+
+describe('default codec: plain values skip the tagging copy, with the same result', () => {
+  const { defaultCodec: codec } = jest.requireActual<typeof import('../../lib/engine/codec')>('../../lib/engine/codec');
+  const deep = (n: number, leaf: unknown): unknown => (n === 0 ? leaf : { d: deep(n - 1, leaf) });
+
+  it.each([
+    ['a plain object', { a: 1, b: 'x', c: [true, null, { d: 2.5 }] }],
+    ['undefined properties (dropped, as JSON does)', { a: undefined, b: 1 }],
+    ['null-prototype objects', Object.assign(Object.create(null) as object, { a: 1 })],
+    ['-0 nested in a plain object', { a: { b: [1, -0] } }],
+    ['undefined in an array', { a: [1, undefined, 2] }],
+    ['NaN nested', { a: [{ b: NaN }] }],
+    ['a Date nested', { at: { when: new Date(1_700_000_000_000) } }],
+    ['a "$t" key nested', { a: { $t: 'd', v: 1 } }],
+    ['a class instance', { a: new (class Point { x = 1; y = 2; })() }],
+    ['nesting deeper than the fast path looks', deep(100, { $t: 'x', v: new Set([1]) })],
+    ['plain nesting deeper than the fast path looks', deep(100, [1, 'two'])],
+  ])('%s', (_name, value) => {
+    expect(codec.decode(codec.encode(value, 'k'))).toEqual(value);
+  });
+
+  it('keeps -0 and undefined array slots nested in plain data (toEqual cannot tell)', () => {
+    const out = codec.decode(codec.encode({ a: [-0, undefined] }, 'k')) as { a: unknown[] };
+    expect(Object.is(out.a[0], -0)).toBe(true);
+    expect(out.a.length).toBe(2);
+    expect(out.a[1]).toBeUndefined();
+  });
+
+  it('still rejects a function or a cycle hidden deep in plain data', () => {
+    expect(() => codec.encode({ a: [{ b: () => 1 }] }, 'k')).toThrow(/function/);
+    const cyclic: Record<string, unknown> = { a: { b: {} } };
+    (cyclic.a as Record<string, Record<string, unknown>>).b.c = cyclic;
+    expect(() => codec.encode(cyclic, 'k')).toThrow(/circular/);
+  });
+});
