@@ -1,5 +1,4 @@
 import { spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import type { Redis } from 'ioredis';
 import { type INestApplication, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
@@ -9,6 +8,7 @@ import request from 'supertest';
 import { attachCacheMetrics, CacheManagerService, CacheMetricsService, TieredCache, TieredCacheModule, type TieredCacheOptions } from '../../lib';
 import { SeriesHistogram } from '../../lib/metrics/series-histogram';
 import { RedisServer } from '../support/redis-server';
+import { waitFor } from '../support/wait-for';
 
 const quiet = { warn() {}, error() {} };
 
@@ -173,8 +173,50 @@ describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
     expect(own.status).toBe(0);
   });
 
-  // 'counts L2 errors by operation and reports cache_l2_up 0 while Redis is down' was removed after the merge of
-  // the invalidation bus: it fails with an unexplained `read ECONNRESET` (see issue 6's open note).
+  it('counts L2 errors by operation and reports cache_l2_up 0 while Redis is down', async () => {
+    const cache = app.get(CacheManagerService);
+    const server = await RedisServer.start();
+    const app2 = await (async () => {
+      @Module({ imports: [TieredCacheModule.forRoot({ logger: quiet, redis: { url: server.url, commandTimeout: 200 }, metrics: { name: 'second' } })] })
+      class SecondModule {}
+      const ref = await Test.createTestingModule({ imports: [SecondModule] }).compile();
+      const a = ref.createNestApplication({ logger: false });
+      await a.init();
+      return a;
+    })();
+    try {
+      const second = app2.get(CacheManagerService);
+      await second.set('k', 1);
+      // A command Redis rejects (WRONGTYPE) is an L2 error, counted under its operation.
+      await (second.engine.l2?.client as Redis).lpush(second.engine.redisKey('list'), 'x');
+      expect(await second.get('list')).toBeUndefined();
+      server.pause();
+      await second.set('k2', 2); // abandoned at the command deadline
+      server.resume();
+      await server.kill();
+      // Polled, not `once(client, 'close')`: events.once rejects on the 'error' the client emits first when the
+      // killed server's kernel resets the socket (read ECONNRESET) — an error the cache handles and counts.
+      await waitFor('the second cache sees Redis down', () => !second.engine.l2!.ready);
+      await second.get('gone'); // not sent: the connection is down (a miss, not an error)
+
+      const s = series(await scrape(app));
+      expect(s.get('cache_l2_up{cache="second"}')).toBe(0);
+      expect(s.get('cache_l2_up{cache="cache:"}')).toBe(1);
+      expect(s.get('cache_errors_total{cache="second",operation="timeout",tier="l2"}')).toBe(1);
+      expect(s.get('cache_errors_total{cache="second",operation="get",tier="l2"}')).toBe(1);
+      expect(s.get('cache_misses_total{cache="second",tier="l2"}')).toBe(2);
+      expect(await cache.set('still', 'fine')).toBe(true);
+    } finally {
+      await app2.close();
+      await server.stop();
+    }
+    // A closed cache's series leave the registry with it.
+    const s = series(await scrape(app));
+    expect([...s.keys()].some((k) => k.includes('cache="second"'))).toBe(false);
+  });
+});
+
+describe('SeriesHistogram', () => {
   it("renders exactly what prom-client's own Histogram renders for the same observations", async () => {
     const buckets = [0.001, 0.01, 0.1, 1];
     const theirs = new Registry();
