@@ -158,8 +158,9 @@ export class InvalidationBus {
     }
     if (this.closed || this.subscribedNow) return;
     this.subscribedNow = true;
-    // Anything published while we were not subscribed is lost: what L1 holds may be stale.
-    const dropped = this.engine.dropLocal({ type: 'clear' });
+    // Anything published while we were not subscribed is lost: what L1 holds may be stale. Not a 'bus'
+    // invalidation (nothing was received); re-subscribes are counted in l1ClearsOnReconnect.
+    const dropped = this.engine.dropL1({ type: 'clear' });
     if (this.everSubscribed) {
       this.n.l1ClearsOnReconnect++;
       this.warn('bus:resubscribed', `invalidation bus re-subscribed; cleared ${dropped} L1 entries that may have missed changes`);
@@ -255,10 +256,11 @@ export class InvalidationBus {
     const list = change.type === 'delete' || change.type === 'overwrite' ? change.keys : change.type === 'tags' ? change.tags : undefined;
     if (!list || list.length < 2) return [encodeBusMessage(this.instanceId, { type: 'clear' })];
     const mid = list.length >> 1;
+    // Halves keep their kind (delete, tag-driven delete, overwrite): receivers count them differently.
     const halves: CacheChange[] =
       change.type === 'tags'
         ? [{ type: 'tags', tags: list.slice(0, mid) }, { type: 'tags', tags: list.slice(mid) }]
-        : [{ type: 'delete', keys: list.slice(0, mid) }, { type: 'delete', keys: list.slice(mid) }];
+        : [{ ...(change as KeyChange), keys: list.slice(0, mid) }, { ...(change as KeyChange), keys: list.slice(mid) }];
     return [...this.encode(halves[0]), ...this.encode(halves[1])];
   }
 
@@ -279,6 +281,8 @@ export class InvalidationBus {
     c.disconnect();
   }
 }
+
+type KeyChange = Extract<CacheChange, { keys: string[] }>;
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import type { Redis } from 'ioredis';
 import { type INestApplication, Module } from '@nestjs/common';
+import { EventEmitter2, EventEmitterModule } from '@nestjs/event-emitter';
 import { Test } from '@nestjs/testing';
 import { PrometheusModule } from '@willsoto/nestjs-prometheus';
 import { Histogram, register, Registry } from 'prom-client';
@@ -14,7 +15,7 @@ const quiet = { warn() {}, error() {} };
 
 async function boot(options: TieredCacheOptions): Promise<INestApplication> {
   @Module({
-    imports: [PrometheusModule.register(), TieredCacheModule.forRoot({ logger: quiet, bus: false, ...options })],
+    imports: [PrometheusModule.register(), TieredCacheModule.forRoot({ logger: quiet, ...options })],
   })
   class AppModule {}
   const ref = await Test.createTestingModule({ imports: [AppModule] }).compile();
@@ -86,6 +87,8 @@ describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
     await other.connect();
     await other.set('from-l2', 'x');
     await other.close();
+    // Its overwrite message must be in before 'from-l2' is promoted here, or it would drop the promoted copy.
+    await waitFor("the other instance's overwrite message arrived", () => cache.stats().bus.received === 1);
 
     await cache.set('a', 1, { tags: ['t'] });
     for (let i = 0; i < 16; i++) await cache.get('a'); // L1 hits
@@ -96,6 +99,8 @@ describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
     await cache.invalidateTags(['t', 'u']);
     await cache.invalidatePattern('user:*');
     cache.engine.noteInvalidation('event');
+    // As the bus applies another instance's delete of three keys. (`other`'s set of 'from-l2' reached this
+    // instance as an overwrite, and the L1 clear on subscribe is not a received invalidation: neither counts.)
     cache.engine.dropLocal({ type: 'delete', keys: ['x', 'y', 'z'] });
 
     const s = series(await scrape(app));
@@ -171,6 +176,71 @@ describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
     const own = promtool(ownFamilies(text));
     expect(own.output).toBe('');
     expect(own.status).toBe(0);
+  });
+
+  it("counts source=\"bus\" on the receiving instance: other instances' invalidations, not writes, echoes or the L1 clear on resubscribe", async () => {
+    const receiver = app.get(CacheManagerService);
+    // A second app on the same Redis and key prefix (so the same bus channel), recorded under cache="sender".
+    @Module({
+      imports: [
+        EventEmitterModule.forRoot(),
+        TieredCacheModule.forRoot({
+          logger: quiet,
+          redis: redis.url,
+          metrics: { name: 'sender' },
+          invalidationRules: [{ event: 'listing.updated', keys: ['listing:{id}'] }],
+        }),
+      ],
+    })
+    class SenderModule {}
+    const senderApp = await (await Test.createTestingModule({ imports: [SenderModule] }).compile()).createNestApplication({ logger: false }).init();
+    try {
+      const sender = senderApp.get(CacheManagerService);
+      const bus = (name: string) => async () => series(await scrape(app)).get(`cache_invalidations_total{cache="${name}",source="bus"}`);
+      /** Everything `from` has published so far has been applied by `to` (nobody else publishes here). */
+      const delivered = async (from: CacheManagerService, to: CacheManagerService) => {
+        await from.engine.bus!.drain();
+        const sent = from.stats().bus.published;
+        await waitFor('the messages arrived', () => to.stats().bus.received >= sent);
+      };
+
+      // The L1 clear on (re)subscribe is counted as a re-subscribe, not as received invalidations.
+      await receiver.set('local', 1);
+      await delivered(receiver, sender);
+      await (receiver.engine.l2!.client as Redis).call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await waitFor('both re-subscribed', () =>
+        [receiver, sender].every((c) => c.stats().bus.l1ClearsOnReconnect === 1 && c.stats().bus.subscribed),
+      );
+      expect(receiver.engine.l1!.has('local')).toBe(false);
+      expect(await bus('cache:')()).toBe(0);
+      expect(await bus('sender')()).toBe(0); // the receiver's set is a write
+
+      await sender.set('written', 1); // a write: 0
+      await sender.set('tagged', 1, { tags: ['t1'] }); // a write: 0
+      await sender.delete(['d1', 'd2']); // 2
+      await sender.invalidatePattern('p:*'); // 1
+      await sender.invalidateTags(['t1', 't2']); // 2 (the delete of 'tagged' it makes is part of it: 0)
+      await sender.invalidate('q1'); // queued, then deleted: 1
+      await senderApp.get(EventEmitter2).emitAsync('listing.updated', { id: 'l1' }); // its delete: 1
+      await sender.clear(); // 1
+      await delivered(sender, receiver);
+
+      const s = series(await scrape(app));
+      const bySource = (name: string) =>
+        Object.fromEntries(['api', 'tag', 'pattern', 'event', 'bus'].map((src) => [src, s.get(`cache_invalidations_total{cache="${name}",source="${src}"}`)]));
+      expect(bySource('cache:')).toEqual({ api: 0, tag: 0, pattern: 0, event: 0, bus: 8 });
+      // The sender counts its own changes by their origin; its own messages coming back (echoes) are not 'bus'.
+      expect(bySource('sender')).toEqual({ api: 5, tag: 2, pattern: 1, event: 1, bus: 0 });
+      expect(sender.stats().bus.echoes).toBeGreaterThan(0);
+
+      // And the other way round: the receiver's delete counts once on the sender.
+      await receiver.delete('back');
+      await delivered(receiver, sender);
+      expect(await bus('sender')()).toBe(1);
+      expect(await bus('cache:')()).toBe(8);
+    } finally {
+      await senderApp.close();
+    }
   });
 
   it('counts L2 errors by operation and reports cache_l2_up 0 while Redis is down', async () => {
