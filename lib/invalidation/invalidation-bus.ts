@@ -10,6 +10,12 @@ export interface InvalidationBusSettings {
   heartbeatInterval: number;
 }
 
+/**
+ * Where the subscription stands: `subscribed` (hears every change); `connecting` (not subscribed yet since
+ * start); `down` (the subscription was lost; L1 is emptied once it is back); `closed`.
+ */
+export type BusState = 'subscribed' | 'connecting' | 'down' | 'closed';
+
 export interface BusStats {
   enabled: boolean;
   /** The subscription is confirmed: this instance hears every change published from now on. */
@@ -94,6 +100,17 @@ export class InvalidationBus {
 
   get subscribed(): boolean {
     return this.subscribedNow;
+  }
+
+  get state(): BusState {
+    if (this.closed) return 'closed';
+    if (this.subscribedNow) return 'subscribed';
+    return this.everSubscribed ? 'down' : 'connecting';
+  }
+
+  /** ioredis state of the subscriber connection (ready, connecting, reconnecting, …). */
+  get connection(): string {
+    return this.sub.status;
   }
 
   /** Connects both connections; resolves once subscribed, or false after `timeoutMs` (it keeps trying). */
