@@ -12,7 +12,7 @@ import { RedisConnectionFactory } from './redis-connection';
 import { L2_FAILED, RedisTier, type L2Write } from './redis.tier';
 import { ratio, type CacheStats } from './stats';
 import { WriteBehindQueue } from './write-behind-queue';
-import { InvalidationBus, type BusStats } from '../invalidation/invalidation-bus';
+import { DISABLED_BUS_STATS, InvalidationBus } from '../invalidation/invalidation-bus';
 import { InvalidationQueue } from '../invalidation/invalidation-queue';
 import { InvalidationCounters } from '../invalidation/invalidation-stats';
 
@@ -626,7 +626,7 @@ export class TieredCache {
         batches: this.invalidationQueue.batches,
         queueLength: this.invalidationQueue.length,
       },
-      bus: this.bus?.stats() ?? DISABLED_BUS,
+      bus: this.bus?.stats() ?? DISABLED_BUS_STATS,
     };
   }
 
@@ -702,21 +702,6 @@ export class TieredCache {
     this.options.logger[level](message);
   }
 }
-
-const DISABLED_BUS: BusStats = Object.freeze({
-  enabled: false,
-  subscribed: false,
-  instanceId: '',
-  published: 0,
-  publishFailures: 0,
-  received: 0,
-  echoes: 0,
-  malformed: 0,
-  l1Dropped: 0,
-  l1ClearsOnReconnect: 0,
-  retryQueue: 0,
-  retryOverflows: 0,
-});
 
 function checkKey(key: string): void {
   if (typeof key !== 'string' || key.length === 0) throw new TypeError(`cache key must be a non-empty string, got ${String(key)}`);

@@ -64,15 +64,7 @@ export class InvalidationBus {
   private subscribedNow = false;
   private closed = false;
   private readonly onceSubscribed: Array<() => void> = [];
-  private readonly n = {
-    published: 0,
-    publishFailures: 0,
-    received: 0,
-    echoes: 0,
-    malformed: 0,
-    l1Dropped: 0,
-    l1ClearsOnReconnect: 0,
-  };
+  private readonly n = zeroCounts();
 
   constructor(
     private readonly engine: TieredCache,
@@ -300,6 +292,21 @@ export class InvalidationBus {
 }
 
 type KeyChange = Extract<CacheChange, { keys: string[] }>;
+
+/** The bus's own counters, all zero: a new bus starts from these. */
+function zeroCounts() {
+  return { published: 0, publishFailures: 0, received: 0, echoes: 0, malformed: 0, l1Dropped: 0, l1ClearsOnReconnect: 0 };
+}
+
+/** `stats().bus` of an engine without a bus. */
+export const DISABLED_BUS_STATS: BusStats = Object.freeze({
+  enabled: false,
+  subscribed: false,
+  instanceId: '',
+  ...zeroCounts(),
+  retryQueue: 0,
+  retryOverflows: 0,
+});
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
