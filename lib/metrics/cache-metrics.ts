@@ -95,19 +95,15 @@ class CacheMetricSet {
     const each = (fn: (r: EngineRecorder, s: ReturnType<TieredCache['stats']>) => void) => {
       for (const r of set.recorders) fn(r, r.engine.stats());
     };
-    const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter<string>) => void) =>
-      [name, new prom.Counter({
-        name,
-        help,
-        labelNames,
-        registers: [],
-        collect() {
-          this.reset();
-          fill(this);
-        },
-      })] as const;
-    const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>) => void | Promise<void>) =>
-      [name, new prom.Gauge({
+    /** A counter or gauge filled when scraped: reset, then set from the engines' state. */
+    const collected = <M extends Counter<string> | Gauge<string>>(
+      Metric: new (config: { name: string; help: string; labelNames: string[]; registers: []; collect(this: M): void | Promise<void> }) => M,
+      name: string,
+      help: string,
+      labelNames: string[],
+      fill: (m: M) => void | Promise<void>,
+    ) =>
+      [name, new Metric({
         name,
         help,
         labelNames,
@@ -117,6 +113,10 @@ class CacheMetricSet {
           return fill(this);
         },
       })] as const;
+    const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter<string>) => void) =>
+      collected(prom.Counter<string>, name, help, labelNames, fill);
+    const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>) => void | Promise<void>) =>
+      collected(prom.Gauge<string>, name, help, labelNames, fill);
 
     this.histogram = new SeriesHistogram(
       'cache_operation_duration_seconds',
