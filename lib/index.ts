@@ -22,7 +22,7 @@ export { InvalidationStrategyFor } from './invalidation/decorators/invalidation-
 export type { InvalidationStrategy } from './invalidation/invalidation-strategy.interface';
 export { InvalidationExplorer } from './invalidation/invalidation.explorer';
 export { EventInvalidationListener } from './invalidation/event-invalidation.listener';
-export { InvalidationBus, type BusStats } from './invalidation/invalidation-bus';
+export { InvalidationBus, type BusState, type BusStats } from './invalidation/invalidation-bus';
 export type { InvalidationStats } from './invalidation/invalidation-stats';
 export { RuleBasedInvalidationStrategy } from './invalidation/strategies/rule-based-invalidation.strategy';
 export { PropertyInvalidationStrategy, PROPERTY_KEY_LAYOUT, DEFAULT_PROPERTY_LAYOUT, type PropertyKeyLayout } from './invalidation/strategies/property-invalidation.strategy';

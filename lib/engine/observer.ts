@@ -1,3 +1,5 @@
+import type { CacheChange } from './tiered-cache';
+
 /** Operations the engine times. A closed set, so a metric labelled by it stays bounded. */
 export type CacheOperation =
   | 'get'
@@ -15,11 +17,31 @@ export type CacheTier = 'l1' | 'l2';
 
 /**
  * What caused an invalidation. `api`, `tag` and `pattern` are read from `onChange` (delete/clear,
- * invalidateTags, invalidatePattern); `bus` is reported by `dropLocal` (another instance's change applied
- * here); `event` by the domain-event layer through `noteInvalidation('event', n)` (the deletes it makes are
- * also counted under api/tag/pattern).
+ * invalidateTags, invalidatePattern); `bus` is reported by `dropLocal` (another instance's invalidation
+ * received over the bus and applied to this L1; not this instance's own messages, not the L1 clear on
+ * (re)subscribe); `event` by the domain-event layer through `noteInvalidation('event', n)`, one per domain
+ * event handled (the deletes it makes are also counted under api/tag/pattern).
  */
 export type InvalidationSource = 'api' | 'event' | 'bus' | 'tag' | 'pattern';
+
+/**
+ * How many invalidations a change is: its keys for a delete, one per tag, one for a pattern or a clear.
+ * 0 for an overwrite (a write) and for the key deletes a tag invalidation makes (counted as its tags).
+ * The same rule counts local changes (api/tag/pattern) and changes received from other instances (bus).
+ */
+export function invalidationCount(change: CacheChange): number {
+  switch (change.type) {
+    case 'delete':
+      return change.byTag ? 0 : change.keys.length;
+    case 'tags':
+      return change.tags.length;
+    case 'pattern':
+    case 'clear':
+      return 1;
+    case 'overwrite':
+      return 0;
+  }
+}
 
 /**
  * Optional hooks for metrics. Absent hooks cost one property check; the L1-hit path only reaches them on

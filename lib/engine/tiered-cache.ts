@@ -6,13 +6,13 @@ import { CacheSerializationError } from './errors';
 import { escapeGlob, globToRegExp } from './glob';
 import { MemoryTier } from './memory.tier';
 import { ReadGuard } from './read-guard';
-import { fanOut, type CacheObserver, type CacheOperation, type CacheTier, type InvalidationSource } from './observer';
+import { fanOut, invalidationCount, type CacheObserver, type CacheOperation, type CacheTier, type InvalidationSource } from './observer';
 import { resolveOptions, type ResolvedOptions } from './options';
 import { RedisConnectionFactory } from './redis-connection';
 import { L2_FAILED, RedisTier, type L2Write } from './redis.tier';
 import { ratio, type CacheStats } from './stats';
 import { WriteBehindQueue } from './write-behind-queue';
-import { InvalidationBus, type BusStats } from '../invalidation/invalidation-bus';
+import { DISABLED_BUS_STATS, InvalidationBus } from '../invalidation/invalidation-bus';
 import { InvalidationQueue } from '../invalidation/invalidation-queue';
 import { InvalidationCounters } from '../invalidation/invalidation-stats';
 
@@ -542,14 +542,15 @@ export class TieredCache {
     return Math.max(l1Count, l2Count);
   }
 
-  /** Drops local L1 entries only (used by the invalidation bus for other instances' changes). */
+  /** Drops local L1 entries only (used by the invalidation bus for other instances' changes, counted as 'bus'). */
   dropLocal(change: CacheChange): number {
-    this.observer?.invalidation?.('bus', change.type === 'delete' || change.type === 'overwrite' ? change.keys.length : change.type === 'tags' ? change.tags.length : 1);
+    const n = invalidationCount(change);
+    if (n > 0) this.observer?.invalidation?.('bus', n);
     return this.dropL1(change);
   }
 
-  /** The L1 part of a change, not counted as a bus invalidation (invalidate() uses it for its own keys). */
-  private dropL1(change: CacheChange): number {
+  /** The L1 part of a change, not counted (invalidate() for its own keys; the bus's L1 clear on (re)subscribe). */
+  dropL1(change: CacheChange): number {
     const l1 = this.l1;
     switch (change.type) {
       case 'delete':
@@ -639,7 +640,7 @@ export class TieredCache {
         batches: this.invalidationQueue.batches,
         queueLength: this.invalidationQueue.length,
       },
-      bus: this.bus?.stats() ?? DISABLED_BUS,
+      bus: this.bus?.stats() ?? DISABLED_BUS_STATS,
     };
   }
 
@@ -715,21 +716,6 @@ export class TieredCache {
     this.options.logger[level](message);
   }
 }
-
-const DISABLED_BUS: BusStats = Object.freeze({
-  enabled: false,
-  subscribed: false,
-  instanceId: '',
-  published: 0,
-  publishFailures: 0,
-  received: 0,
-  echoes: 0,
-  malformed: 0,
-  l1Dropped: 0,
-  l1ClearsOnReconnect: 0,
-  retryQueue: 0,
-  retryOverflows: 0,
-});
 
 function isValidKey(key: string): boolean {
   return typeof key === 'string' && key.length !== 0 && (key.charCodeAt(0) !== 95 || !key.startsWith(RESERVED));

@@ -5,6 +5,7 @@ import { TIERED_CACHE } from '../constants';
 import { parseDuration, type Duration } from '../engine/duration';
 import type { RedisMode } from '../engine/redis-connection';
 import type { TieredCache } from '../engine/tiered-cache';
+import type { InvalidationBus } from '../invalidation/invalidation-bus';
 import { probeRedis, type ClusterProbe } from './redis-probe';
 
 export interface CacheHealthCheckOptions {
@@ -65,7 +66,10 @@ export class TieredCacheHealthIndicator {
   constructor(
     @Inject(TIERED_CACHE) private readonly engine: TieredCache,
     @Optional() private readonly moduleRef?: ModuleRef,
-  ) {}
+  ) {
+    const bus = engine.bus;
+    if (bus) this.registerComponent('bus', () => busHealth(bus));
+  }
 
   /**
    * Adds a component to the details (the invalidation bus registers itself as 'bus'). Returns the remover.
@@ -145,6 +149,19 @@ export class TieredCacheHealthIndicator {
     }
     return this.service;
   }
+}
+
+/** Not subscribed means L1 may miss other instances' changes (the engine then reads through to L2): degraded. */
+function busHealth(bus: InvalidationBus): CacheComponentHealth {
+  const s = bus.stats();
+  return {
+    state: bus.state,
+    healthy: bus.state === 'subscribed',
+    channel: bus.channel,
+    connection: bus.connection,
+    retryQueue: s.retryQueue,
+    l1ClearsOnReconnect: s.l1ClearsOnReconnect,
+  };
 }
 
 function round2(n: number): number {

@@ -37,8 +37,11 @@ function validChange(change: unknown): CacheChange | undefined {
   const c = change as Record<string, unknown>;
   switch (c.type) {
     case 'delete':
+      if (!stringList(c.keys)) return undefined;
+      // byTag: removed by a tag invalidation (counted as its tags, not per key); receivers drop them all the same.
+      return c.byTag === true ? { type: 'delete', keys: c.keys, byTag: true } : { type: 'delete', keys: c.keys };
     case 'overwrite':
-      return stringList(c.keys) ? { type: c.type, keys: c.keys } : undefined;
+      return stringList(c.keys) ? { type: 'overwrite', keys: c.keys } : undefined;
     case 'tags':
       return stringList(c.tags) ? { type: 'tags', tags: c.tags } : undefined;
     case 'pattern':

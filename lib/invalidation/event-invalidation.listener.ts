@@ -59,6 +59,7 @@ export class EventInvalidationListener implements OnApplicationBootstrap, OnAppl
     const ruleHit = rules.some((r) => r.matches(event));
     if (!ruleHit && strategies.length === 0) return 0;
     counters.events++;
+    engine.noteInvalidation('event');
     const jobs: Array<Promise<number>> = [];
     if (ruleHit) jobs.push(applyRules(engine, rules, event, payload));
     for (const s of strategies) {

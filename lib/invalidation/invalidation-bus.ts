@@ -10,6 +10,12 @@ export interface InvalidationBusSettings {
   heartbeatInterval: number;
 }
 
+/**
+ * Where the subscription stands: `subscribed` (hears every change); `connecting` (not subscribed yet since
+ * start); `down` (the subscription was lost; L1 is emptied once it is back); `closed`.
+ */
+export type BusState = 'subscribed' | 'connecting' | 'down' | 'closed';
+
 export interface BusStats {
   enabled: boolean;
   /** The subscription is confirmed: this instance hears every change published from now on. */
@@ -58,15 +64,7 @@ export class InvalidationBus {
   private subscribedNow = false;
   private closed = false;
   private readonly onceSubscribed: Array<() => void> = [];
-  private readonly n = {
-    published: 0,
-    publishFailures: 0,
-    received: 0,
-    echoes: 0,
-    malformed: 0,
-    l1Dropped: 0,
-    l1ClearsOnReconnect: 0,
-  };
+  private readonly n = zeroCounts();
 
   constructor(
     private readonly engine: TieredCache,
@@ -94,6 +92,17 @@ export class InvalidationBus {
 
   get subscribed(): boolean {
     return this.subscribedNow;
+  }
+
+  get state(): BusState {
+    if (this.closed) return 'closed';
+    if (this.subscribedNow) return 'subscribed';
+    return this.everSubscribed ? 'down' : 'connecting';
+  }
+
+  /** ioredis state of the subscriber connection (ready, connecting, reconnecting, …). */
+  get connection(): string {
+    return this.sub.status;
   }
 
   /** Connects both connections; resolves once subscribed, or false after `timeoutMs` (it keeps trying). */
@@ -158,8 +167,9 @@ export class InvalidationBus {
     }
     if (this.closed || this.subscribedNow) return;
     this.subscribedNow = true;
-    // Anything published while we were not subscribed is lost: what L1 holds may be stale.
-    const dropped = this.engine.dropLocal({ type: 'clear' });
+    // Anything published while we were not subscribed is lost: what L1 holds may be stale. Not a 'bus'
+    // invalidation (nothing was received); re-subscribes are counted in l1ClearsOnReconnect.
+    const dropped = this.engine.dropL1({ type: 'clear' });
     if (this.everSubscribed) {
       this.n.l1ClearsOnReconnect++;
       this.warn('bus:resubscribed', `invalidation bus re-subscribed; cleared ${dropped} L1 entries that may have missed changes`);
@@ -255,10 +265,11 @@ export class InvalidationBus {
     const list = change.type === 'delete' || change.type === 'overwrite' ? change.keys : change.type === 'tags' ? change.tags : undefined;
     if (!list || list.length < 2) return [encodeBusMessage(this.instanceId, { type: 'clear' })];
     const mid = list.length >> 1;
+    // Halves keep their kind (delete, tag-driven delete, overwrite): receivers count them differently.
     const halves: CacheChange[] =
       change.type === 'tags'
         ? [{ type: 'tags', tags: list.slice(0, mid) }, { type: 'tags', tags: list.slice(mid) }]
-        : [{ type: 'delete', keys: list.slice(0, mid) }, { type: 'delete', keys: list.slice(mid) }];
+        : [{ ...(change as KeyChange), keys: list.slice(0, mid) }, { ...(change as KeyChange), keys: list.slice(mid) }];
     return [...this.encode(halves[0]), ...this.encode(halves[1])];
   }
 
@@ -279,6 +290,23 @@ export class InvalidationBus {
     c.disconnect();
   }
 }
+
+type KeyChange = Extract<CacheChange, { keys: string[] }>;
+
+/** The bus's own counters, all zero: a new bus starts from these. */
+function zeroCounts() {
+  return { published: 0, publishFailures: 0, received: 0, echoes: 0, malformed: 0, l1Dropped: 0, l1ClearsOnReconnect: 0 };
+}
+
+/** `stats().bus` of an engine without a bus. */
+export const DISABLED_BUS_STATS: BusStats = Object.freeze({
+  enabled: false,
+  subscribed: false,
+  instanceId: '',
+  ...zeroCounts(),
+  retryQueue: 0,
+  retryOverflows: 0,
+});
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

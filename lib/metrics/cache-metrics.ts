@@ -1,7 +1,7 @@
 import type { Cluster } from 'ioredis';
 import type { Counter, Gauge } from 'prom-client';
 import { TieredCacheOptionsError } from '../engine/errors';
-import type { CacheOperation, CacheObserver, CacheTier, InvalidationSource } from '../engine/observer';
+import { invalidationCount, type CacheOperation, type CacheObserver, type CacheTier, type InvalidationSource } from '../engine/observer';
 import type { CacheChange, TieredCache } from '../engine/tiered-cache';
 import { probeClusterHealth, type ClusterProbe } from '../health/redis-probe';
 import type { MetricsRegistry, TieredCacheMetricsOptions } from '../interfaces/metrics-options.interface';
@@ -51,22 +51,10 @@ class EngineRecorder implements CacheObserver {
     if (source in this.invalidations) this.invalidations[source] += count;
   }
 
+  /** This instance's own changes: deletes and clear() count as api. Overwrites are writes and count nothing. */
   onChange(change: CacheChange): void {
-    switch (change.type) {
-      case 'delete':
-        if (!change.byTag) this.invalidations.api += change.keys.length;
-        break;
-      case 'clear':
-        this.invalidations.api += 1;
-        break;
-      case 'pattern':
-        this.invalidations.pattern += 1;
-        break;
-      case 'tags':
-        this.invalidations.tag += change.tags.length;
-        break;
-      // 'overwrite' is a write, not an invalidation (the bus still uses it to drop other instances' copies).
-    }
+    const n = invalidationCount(change);
+    if (n > 0) this.invalidations[change.type === 'tags' ? 'tag' : change.type === 'pattern' ? 'pattern' : 'api'] += n;
   }
 
   /** One CLUSTER INFO/NODES round per scrape, shared by the gauges that need it. */
@@ -107,19 +95,15 @@ class CacheMetricSet {
     const each = (fn: (r: EngineRecorder, s: ReturnType<TieredCache['stats']>) => void) => {
       for (const r of set.recorders) fn(r, r.engine.stats());
     };
-    const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter<string>) => void) =>
-      [name, new prom.Counter({
-        name,
-        help,
-        labelNames,
-        registers: [],
-        collect() {
-          this.reset();
-          fill(this);
-        },
-      })] as const;
-    const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>) => void | Promise<void>) =>
-      [name, new prom.Gauge({
+    /** A counter or gauge filled when scraped: reset, then set from the engines' state. */
+    const collected = <M extends Counter<string> | Gauge<string>>(
+      Metric: new (config: { name: string; help: string; labelNames: string[]; registers: []; collect(this: M): void | Promise<void> }) => M,
+      name: string,
+      help: string,
+      labelNames: string[],
+      fill: (m: M) => void | Promise<void>,
+    ) =>
+      [name, new Metric({
         name,
         help,
         labelNames,
@@ -129,6 +113,10 @@ class CacheMetricSet {
           return fill(this);
         },
       })] as const;
+    const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter<string>) => void) =>
+      collected(prom.Counter<string>, name, help, labelNames, fill);
+    const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>) => void | Promise<void>) =>
+      collected(prom.Gauge<string>, name, help, labelNames, fill);
 
     this.histogram = new SeriesHistogram(
       'cache_operation_duration_seconds',
@@ -191,8 +179,9 @@ class CacheMetricSet {
       ),
       counter(
         'cache_invalidations_total',
-        'Invalidations by source: keys deleted through the API (and clear()), tags and patterns invalidated, changes ' +
-          'applied from other instances (bus), domain events handled (event; their deletes also count under api/tag/pattern).',
+        'Invalidations by source: keys deleted through the API (and clear()), tags and patterns invalidated, other ' +
+          "instances' invalidations received over the bus and applied to L1 (bus; not writes, not the L1 clear on resubscribe), " +
+          'domain events handled (event; their deletes also count under api/tag/pattern).',
         ['cache', 'source'],
         (c) =>
           each((r) => {

@@ -4,6 +4,7 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { CacheManagerService, TieredCacheHealthIndicator, TieredCacheModule, type TieredCacheOptions } from '../../lib';
 import { RedisServer } from '../support/redis-server';
+import { waitFor } from '../support/wait-for';
 
 const quiet = { warn() {}, error() {} };
 
@@ -66,7 +67,7 @@ describe('TieredCacheHealthIndicator (Terminus)', () => {
     expect(c.l2.pingMs).toEqual(expect.any(Number));
     expect(c.l2.usedMemory).toBeGreaterThan(0);
     expect(c.l2.connectedClients).toBeGreaterThanOrEqual(1);
-    expect(c.bus).toEqual({ state: 'disabled' });
+    expect(c.bus).toEqual({ state: 'subscribed', healthy: true, channel: 'cache:__tc:bus:v1', connection: 'ready', retryQueue: 0, l1ClearsOnReconnect: 0 });
     expect(c.degraded).toBeUndefined();
 
     await request(app.getHttpServer()).get('/health/strict').expect(200);
@@ -75,12 +76,18 @@ describe('TieredCacheHealthIndicator (Terminus)', () => {
   it('stays up with a degraded L2 when Redis dies, and is down only when L2 is required', async () => {
     await redis.kill();
 
-    const res = await request(app.getHttpServer()).get('/health').expect(200);
-    const c = res.body.info.cache;
+    // The bus learns of the loss from its own connection's close: poll until it has.
+    let c: Record<string, any> = {};
+    await waitFor('health shows the bus down', async () => {
+      c = (await request(app.getHttpServer()).get('/health').expect(200)).body.info.cache;
+      return c.bus.state !== 'subscribed';
+    });
     expect(c.status).toBe('up');
     expect(c.l2).toMatchObject({ status: 'degraded', reachable: false });
     expect(c.l2.connection).not.toBe('ready');
-    expect(c.degraded).toEqual([expect.stringMatching(/^L2 unreachable/)]);
+    expect(c.bus).toMatchObject({ state: 'down', healthy: false });
+    expect(c.bus.connection).not.toBe('ready');
+    expect(c.degraded).toEqual([expect.stringMatching(/^L2 unreachable/), 'bus down']);
 
     const strict = await request(app.getHttpServer()).get('/health/strict').expect(503);
     expect(strict.body.status).toBe('error');
@@ -90,6 +97,17 @@ describe('TieredCacheHealthIndicator (Terminus)', () => {
     const cache = app.get(CacheManagerService);
     await cache.set('k', 'v');
     expect(await cache.get('k')).toBe('v');
+
+    // Redis back: the bus re-subscribes (emptying L1, which may have missed changes) and reports it.
+    await redis.restart();
+    await waitFor(
+      'health shows the bus subscribed again',
+      async () => (await request(app.getHttpServer()).get('/health').expect(200)).body.info.cache.bus.state === 'subscribed',
+      10_000,
+    );
+    const back = (await request(app.getHttpServer()).get('/health').expect(200)).body.info.cache;
+    expect(back.bus).toMatchObject({ state: 'subscribed', healthy: true, connection: 'ready', l1ClearsOnReconnect: 1 });
+    expect(back.degraded).toBeUndefined();
   });
 
   it('answers within its timeout when Redis hangs (SIGSTOP), and recovers when it resumes', async () => {
@@ -108,22 +126,35 @@ describe('TieredCacheHealthIndicator (Terminus)', () => {
     expect(res.body.info.cache.l2).toMatchObject({ status: 'up', reachable: true });
   });
 
-  it('shows registered components (the bus) and lists what is degraded', async () => {
+  it('shows registered components and lists what is degraded', async () => {
     const indicator = app.get(TieredCacheHealthIndicator);
     let healthy = true;
-    const remove = indicator.registerComponent('bus', () => ({ state: healthy ? 'subscribed' : 'resubscribing', healthy, channel: 'cache:__bus:v1' }));
+    const remove = indicator.registerComponent('search', () => ({ state: healthy ? 'synced' : 'lagging', healthy, index: 'listings' }));
 
     let res = await request(app.getHttpServer()).get('/health').expect(200);
-    expect(res.body.info.cache.bus).toEqual({ state: 'subscribed', healthy: true, channel: 'cache:__bus:v1' });
+    expect(res.body.info.cache.search).toEqual({ state: 'synced', healthy: true, index: 'listings' });
+    expect(res.body.info.cache.bus.state).toBe('subscribed');
 
     healthy = false;
     res = await request(app.getHttpServer()).get('/health').expect(200);
     expect(res.body.info.cache.status).toBe('up');
-    expect(res.body.info.cache.degraded).toEqual(['bus resubscribing']);
+    expect(res.body.info.cache.degraded).toEqual(['search lagging']);
 
     remove();
     res = await request(app.getHttpServer()).get('/health').expect(200);
-    expect(res.body.info.cache.bus).toEqual({ state: 'disabled' });
+    expect(res.body.info.cache.search).toBeUndefined();
+    expect(res.body.info.cache.bus.state).toBe('subscribed');
+  });
+
+  it('with the bus off, shows it disabled', async () => {
+    const off = await boot({ redis: { url: redis.url, commandTimeout: 200 }, bus: false });
+    try {
+      const res = await request(off.getHttpServer()).get('/health').expect(200);
+      expect(res.body.info.cache.bus).toEqual({ state: 'disabled' });
+      expect(res.body.info.cache.degraded).toBeUndefined();
+    } finally {
+      await off.close();
+    }
   });
 });
 
@@ -135,6 +166,9 @@ describe('TieredCacheHealthIndicator without a reachable Redis at boot', () => {
       const res = await request(app.getHttpServer()).get('/health?timeout=300').expect(200);
       expect(res.body.info.cache.l2).toMatchObject({ status: 'degraded', reachable: false });
       expect(res.body.info.cache.l2.connection).not.toBe('ready');
+      // Never subscribed yet: connecting, and degraded (L1 would miss other instances' changes).
+      expect(res.body.info.cache.bus).toMatchObject({ state: 'connecting', healthy: false });
+      expect(res.body.info.cache.degraded).toContain('bus connecting');
       await request(app.getHttpServer()).get('/health/strict?timeout=300').expect(503);
     } finally {
       await app.close();

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import type { Redis } from 'ioredis';
 import { type INestApplication, Module } from '@nestjs/common';
+import { EventEmitter2, EventEmitterModule } from '@nestjs/event-emitter';
 import { Test } from '@nestjs/testing';
 import { PrometheusModule } from '@willsoto/nestjs-prometheus';
 import { Histogram, register, Registry } from 'prom-client';
@@ -9,12 +9,13 @@ import request from 'supertest';
 import { attachCacheMetrics, CacheManagerService, CacheMetricsService, TieredCache, TieredCacheModule, type TieredCacheOptions } from '../../lib';
 import { SeriesHistogram } from '../../lib/metrics/series-histogram';
 import { RedisServer } from '../support/redis-server';
+import { waitFor } from '../support/wait-for';
 
 const quiet = { warn() {}, error() {} };
 
 async function boot(options: TieredCacheOptions): Promise<INestApplication> {
   @Module({
-    imports: [PrometheusModule.register(), TieredCacheModule.forRoot({ logger: quiet, bus: false, ...options })],
+    imports: [PrometheusModule.register(), TieredCacheModule.forRoot({ logger: quiet, ...options })],
   })
   class AppModule {}
   const ref = await Test.createTestingModule({ imports: [AppModule] }).compile();
@@ -86,6 +87,8 @@ describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
     await other.connect();
     await other.set('from-l2', 'x');
     await other.close();
+    // Its overwrite message must be in before 'from-l2' is promoted here, or it would drop the promoted copy.
+    await waitFor("the other instance's overwrite message arrived", () => cache.stats().bus.received === 1);
 
     await cache.set('a', 1, { tags: ['t'] });
     for (let i = 0; i < 16; i++) await cache.get('a'); // L1 hits
@@ -96,6 +99,8 @@ describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
     await cache.invalidateTags(['t', 'u']);
     await cache.invalidatePattern('user:*');
     cache.engine.noteInvalidation('event');
+    // As the bus applies another instance's delete of three keys. (`other`'s set of 'from-l2' reached this
+    // instance as an overwrite, and the L1 clear on subscribe is not a received invalidation: neither counts.)
     cache.engine.dropLocal({ type: 'delete', keys: ['x', 'y', 'z'] });
 
     const s = series(await scrape(app));
@@ -173,8 +178,115 @@ describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
     expect(own.status).toBe(0);
   });
 
-  // 'counts L2 errors by operation and reports cache_l2_up 0 while Redis is down' was removed after the merge of
-  // the invalidation bus: it fails with an unexplained `read ECONNRESET` (see issue 6's open note).
+  it("counts source=\"bus\" on the receiving instance: other instances' invalidations, not writes, echoes or the L1 clear on resubscribe", async () => {
+    const receiver = app.get(CacheManagerService);
+    // A second app on the same Redis and key prefix (so the same bus channel), recorded under cache="sender".
+    @Module({
+      imports: [
+        EventEmitterModule.forRoot(),
+        TieredCacheModule.forRoot({
+          logger: quiet,
+          redis: redis.url,
+          metrics: { name: 'sender' },
+          invalidationRules: [{ event: 'listing.updated', keys: ['listing:{id}'] }],
+        }),
+      ],
+    })
+    class SenderModule {}
+    const senderApp = await (await Test.createTestingModule({ imports: [SenderModule] }).compile()).createNestApplication({ logger: false }).init();
+    try {
+      const sender = senderApp.get(CacheManagerService);
+      const bus = (name: string) => async () => series(await scrape(app)).get(`cache_invalidations_total{cache="${name}",source="bus"}`);
+      /** Everything `from` has published so far has been applied by `to` (nobody else publishes here). */
+      const delivered = async (from: CacheManagerService, to: CacheManagerService) => {
+        await from.engine.bus!.drain();
+        const sent = from.stats().bus.published;
+        await waitFor('the messages arrived', () => to.stats().bus.received >= sent);
+      };
+
+      // The L1 clear on (re)subscribe is counted as a re-subscribe, not as received invalidations.
+      await receiver.set('local', 1);
+      await delivered(receiver, sender);
+      await (receiver.engine.l2!.client as Redis).call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await waitFor('both re-subscribed', () =>
+        [receiver, sender].every((c) => c.stats().bus.l1ClearsOnReconnect === 1 && c.stats().bus.subscribed),
+      );
+      expect(receiver.engine.l1!.has('local')).toBe(false);
+      expect(await bus('cache:')()).toBe(0);
+      expect(await bus('sender')()).toBe(0); // the receiver's set is a write
+
+      await sender.set('written', 1); // a write: 0
+      await sender.set('tagged', 1, { tags: ['t1'] }); // a write: 0
+      await sender.delete(['d1', 'd2']); // 2
+      await sender.invalidatePattern('p:*'); // 1
+      await sender.invalidateTags(['t1', 't2']); // 2 (the delete of 'tagged' it makes is part of it: 0)
+      await sender.invalidate('q1'); // queued, then deleted: 1
+      await senderApp.get(EventEmitter2).emitAsync('listing.updated', { id: 'l1' }); // its delete: 1
+      await sender.clear(); // 1
+      await delivered(sender, receiver);
+
+      const s = series(await scrape(app));
+      const bySource = (name: string) =>
+        Object.fromEntries(['api', 'tag', 'pattern', 'event', 'bus'].map((src) => [src, s.get(`cache_invalidations_total{cache="${name}",source="${src}"}`)]));
+      expect(bySource('cache:')).toEqual({ api: 0, tag: 0, pattern: 0, event: 0, bus: 8 });
+      // The sender counts its own changes by their origin; its own messages coming back (echoes) are not 'bus'.
+      expect(bySource('sender')).toEqual({ api: 5, tag: 2, pattern: 1, event: 1, bus: 0 });
+      expect(sender.stats().bus.echoes).toBeGreaterThan(0);
+
+      // And the other way round: the receiver's delete counts once on the sender.
+      await receiver.delete('back');
+      await delivered(receiver, sender);
+      expect(await bus('sender')()).toBe(1);
+      expect(await bus('cache:')()).toBe(8);
+    } finally {
+      await senderApp.close();
+    }
+  });
+
+  it('counts L2 errors by operation and reports cache_l2_up 0 while Redis is down', async () => {
+    const cache = app.get(CacheManagerService);
+    const server = await RedisServer.start();
+    const app2 = await (async () => {
+      @Module({ imports: [TieredCacheModule.forRoot({ logger: quiet, redis: { url: server.url, commandTimeout: 200 }, metrics: { name: 'second' } })] })
+      class SecondModule {}
+      const ref = await Test.createTestingModule({ imports: [SecondModule] }).compile();
+      const a = ref.createNestApplication({ logger: false });
+      await a.init();
+      return a;
+    })();
+    try {
+      const second = app2.get(CacheManagerService);
+      await second.set('k', 1);
+      // A command Redis rejects (WRONGTYPE) is an L2 error, counted under its operation.
+      await (second.engine.l2?.client as Redis).lpush(second.engine.redisKey('list'), 'x');
+      expect(await second.get('list')).toBeUndefined();
+      server.pause();
+      await second.set('k2', 2); // abandoned at the command deadline
+      server.resume();
+      await server.kill();
+      // Polled, not `once(client, 'close')`: events.once rejects on the 'error' the client emits first when the
+      // killed server's kernel resets the socket (read ECONNRESET) — an error the cache handles and counts.
+      await waitFor('the second cache sees Redis down', () => !second.engine.l2!.ready);
+      await second.get('gone'); // not sent: the connection is down (a miss, not an error)
+
+      const s = series(await scrape(app));
+      expect(s.get('cache_l2_up{cache="second"}')).toBe(0);
+      expect(s.get('cache_l2_up{cache="cache:"}')).toBe(1);
+      expect(s.get('cache_errors_total{cache="second",operation="timeout",tier="l2"}')).toBe(1);
+      expect(s.get('cache_errors_total{cache="second",operation="get",tier="l2"}')).toBe(1);
+      expect(s.get('cache_misses_total{cache="second",tier="l2"}')).toBe(2);
+      expect(await cache.set('still', 'fine')).toBe(true);
+    } finally {
+      await app2.close();
+      await server.stop();
+    }
+    // A closed cache's series leave the registry with it.
+    const s = series(await scrape(app));
+    expect([...s.keys()].some((k) => k.includes('cache="second"'))).toBe(false);
+  });
+});
+
+describe('SeriesHistogram', () => {
   it("renders exactly what prom-client's own Histogram renders for the same observations", async () => {
     const buckets = [0.001, 0.01, 0.1, 1];
     const theirs = new Registry();

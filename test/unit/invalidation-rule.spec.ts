@@ -4,6 +4,7 @@ import { compileEventPattern, eventName } from '../../lib/invalidation/event-pat
 import { compileRule, compileRules, fillTemplate, parseTemplate, resolveRule } from '../../lib/invalidation/invalidation-rule';
 import { BusOutbox } from '../../lib/invalidation/bus-outbox';
 import { decodeBusMessage, encodeBusMessage } from '../../lib/invalidation/bus-message';
+import type { CacheChange } from '../../lib/engine/tiered-cache';
 
 describe('invalidation rule templates', () => {
   it('fills placeholders from the payload, nested paths and alternatives included', () => {
@@ -108,13 +109,27 @@ describe('bus wire format', () => {
     }
   });
 
+  it('keeps the byTag mark of a tag-driven delete on the wire', () => {
+    const change: CacheChange = { type: 'delete', keys: ['a'], byTag: true };
+    expect(decodeBusMessage(encodeBusMessage('me', change), 1000)?.change).toEqual(change);
+    expect(decodeBusMessage(encodeBusMessage('me', { type: 'overwrite', keys: ['a'] }), 1000)?.change).toEqual({ type: 'overwrite', keys: ['a'] });
+  });
+
   it('the outbox coalesces and collapses into one clear past its bound', () => {
-    const box = new BusOutbox(3);
-    box.add({ type: 'overwrite', keys: ['a', 'b'] });
+    const box = new BusOutbox(4);
+    box.add({ type: 'overwrite', keys: ['a', 'b', 'c'] });
     box.add({ type: 'delete', keys: ['a'] });
+    box.add({ type: 'delete', keys: ['b'], byTag: true });
+    box.add({ type: 'overwrite', keys: ['a', 'b'] });
     box.add({ type: 'tags', tags: ['t'] });
-    expect(box.take()).toEqual([{ type: 'delete', keys: ['a', 'b'] }, { type: 'tags', tags: ['t'] }]);
-    box.add({ type: 'delete', keys: ['1', '2', '3', '4'] });
+    // Each key once, under the strongest reason (delete > tag-driven delete > overwrite): receivers count only deletes.
+    expect(box.take()).toEqual([
+      { type: 'delete', keys: ['a'] },
+      { type: 'delete', keys: ['b'], byTag: true },
+      { type: 'overwrite', keys: ['c'] },
+      { type: 'tags', tags: ['t'] },
+    ]);
+    box.add({ type: 'delete', keys: ['1', '2', '3', '4', '5'] });
     expect(box.take()).toEqual([{ type: 'clear' }]);
     expect(box.collapsed).toBe(1);
     expect(box.size).toBe(0);
