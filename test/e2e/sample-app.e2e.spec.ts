@@ -225,11 +225,11 @@ describe('sample app, one instance (real Redis)', () => {
       let health: request.Response | undefined;
       await waitFor('/health to see Redis gone', async () => {
         health = await http(app).get('/health').expect(200);
-        return health.body.info.cache.l2.connection !== 'ready';
+        return health.body.info.cache.l2.connection !== 'ready' && health.body.info.cache.bus.state !== 'subscribed';
       });
       expect(health!.body.status).toBe('ok');
-      expect(health!.body.info.cache).toMatchObject({ status: 'up', l2: { status: 'degraded', reachable: false } });
-      expect(health!.body.info.cache.degraded).toEqual([expect.stringMatching(/^L2 unreachable/)]);
+      expect(health!.body.info.cache).toMatchObject({ status: 'up', l2: { status: 'degraded', reachable: false }, bus: { state: 'down' } });
+      expect(health!.body.info.cache.degraded).toEqual([expect.stringMatching(/^L2 unreachable/), 'bus down']);
 
       const notReady = await http(app).get('/health/ready').expect(503);
       expect(notReady.body.status).toBe('error');
@@ -243,6 +243,7 @@ describe('sample app, one instance (real Redis)', () => {
 
       await redis.restart();
       await waitFor('/health/ready to pass again', async () => (await http(app).get('/health/ready')).status === 200, 15_000);
+      await waitFor('the bus to subscribe again', async () => (await http(app).get('/health')).body.info.cache.bus.state === 'subscribed');
     } finally {
       warn.mockRestore();
     }
