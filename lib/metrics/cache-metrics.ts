@@ -2,6 +2,7 @@ import type { Cluster } from 'ioredis';
 import type { Counter, Gauge } from 'prom-client';
 import { TieredCacheOptionsError } from '../engine/errors';
 import { invalidationCount, type CacheOperation, type CacheObserver, type CacheTier, type InvalidationSource } from '../engine/observer';
+import { ratio } from '../engine/stats';
 import type { CacheChange, TieredCache } from '../engine/tiered-cache';
 import { probeClusterHealth, type ClusterProbe } from '../health/redis-probe';
 import type { MetricsRegistry, TieredCacheMetricsOptions } from '../interfaces/metrics-options.interface';
@@ -139,23 +140,33 @@ class CacheMetricSet {
           if (s.l2.enabled) c.inc({ cache: r.name, tier: 'l2' }, s.l2.misses);
         }),
       ),
-      gauge('cache_hit_ratio', 'Hits / lookups since start, 0..1, per tier and overall (tier="overall").', ['cache', 'tier'], (g) =>
+      gauge('cache_hit_ratio', 'Hits / lookups since start, 0..1, per tier and overall (tier="overall").', ['cache', 'tier'], (g) => {
+        const byName = new Map<string, { l1: [number, number] | undefined; l2: [number, number] | undefined; all: [number, number] }>();
+        const add = (acc: [number, number] | undefined, hits: number, misses: number): [number, number] =>
+          acc ? [acc[0] + hits, acc[1] + misses] : [hits, misses];
         each((r, s) => {
-          g.set({ cache: r.name, tier: 'overall' }, s.overall.hitRatio);
-          if (s.l1.enabled) g.set({ cache: r.name, tier: 'l1' }, s.l1.hitRatio);
-          if (s.l2.enabled) g.set({ cache: r.name, tier: 'l2' }, s.l2.hitRatio);
-        }),
-      ),
+          const a = byName.get(r.name) ?? { l1: undefined, l2: undefined, all: [0, 0] };
+          a.all = add(a.all, s.overall.hits, s.overall.misses);
+          if (s.l1.enabled) a.l1 = add(a.l1, s.l1.hits, s.l1.misses);
+          if (s.l2.enabled) a.l2 = add(a.l2, s.l2.hits, s.l2.misses);
+          byName.set(r.name, a);
+        });
+        for (const [cache, a] of byName) {
+          g.set({ cache, tier: 'overall' }, ratio(...a.all));
+          if (a.l1) g.set({ cache, tier: 'l1' }, ratio(...a.l1));
+          if (a.l2) g.set({ cache, tier: 'l2' }, ratio(...a.l2));
+        }
+      }),
       ['cache_operation_duration_seconds', this.histogram],
-      gauge('cache_l1_entries', 'Entries held in L1.', ['cache'], (g) => each((r, s) => g.set({ cache: r.name }, s.l1.size))),
+      gauge('cache_l1_entries', 'Entries held in L1.', ['cache'], (g) => each((r, s) => g.inc({ cache: r.name }, s.l1.size))),
       gauge('cache_l1_max_entries', 'L1 capacity in entries (l1.maxEntries).', ['cache'], (g) =>
-        each((r, s) => g.set({ cache: r.name }, s.l1.maxSize)),
+        each((r, s) => g.inc({ cache: r.name }, s.l1.maxSize)),
       ),
       gauge(
         'cache_l1_memory_bytes',
         'Approximate bytes held in L1, from the serialized size of each entry; tracked only when l1.maxBytes is set (else 0).',
         ['cache'],
-        (g) => each((r, s) => g.set({ cache: r.name }, s.l1.bytes)),
+        (g) => each((r, s) => g.inc({ cache: r.name }, s.l1.bytes)),
       ),
       counter('cache_evictions_total', 'L1 entries evicted to make room (expiry and deletes not included).', ['cache'], (c) =>
         each((r, s) => c.inc({ cache: r.name }, s.l1.evictions)),
@@ -188,13 +199,15 @@ class CacheMetricSet {
             for (const source of INVALIDATION_SOURCES) c.inc({ cache: r.name, source }, r.invalidations[source]);
           }),
       ),
-      gauge('cache_l2_up', '1 when the Redis connection is ready, else 0 (only for caches with L2).', ['cache'], (g) =>
+      gauge('cache_l2_up', '1 when the Redis connection is ready, else 0 (only for caches with L2).', ['cache'], (g) => {
+        const up = new Map<string, number>();
         each((r) => {
-          if (r.engine.l2) g.set({ cache: r.name }, r.engine.l2.ready ? 1 : 0);
-        }),
-      ),
+          if (r.engine.l2) up.set(r.name, Math.min(up.get(r.name) ?? 1, r.engine.l2.ready ? 1 : 0));
+        });
+        for (const [cache, v] of up) g.set({ cache }, v);
+      }),
       gauge('cache_write_behind_queue_length', 'L2 writes queued by write-behind, not yet sent.', ['cache'], (g) =>
-        each((r, s) => g.set({ cache: r.name }, s.writeBehind.queueLength)),
+        each((r, s) => g.inc({ cache: r.name }, s.writeBehind.queueLength)),
       ),
       counter('cache_write_behind_dropped_total', 'Queued write-behind writes dropped because the queue was full.', ['cache'], (c) =>
         each((r, s) => c.inc({ cache: r.name }, s.writeBehind.dropped)),
@@ -258,6 +271,15 @@ export function attachCacheMetrics(engine: TieredCache, options: TieredCacheMetr
   }
   set.ensureRegistered();
   const recorder = new EngineRecorder(engine, options.name ?? engine.options.keyPrefix, set.histogram);
+  if ([...set.recorders].some((r) => r.name === recorder.name)) {
+    // Legitimate for several app instances in one process (tests); a mistake for two caches of one app.
+    engine.log(
+      'warn',
+      'metrics:name',
+      `tiered-cache metrics: another cache in this registry is named "${recorder.name}"; their series are summed ` +
+        '(set metrics.name or a distinct keyPrefix to tell them apart)',
+    );
+  }
   set.recorders.add(recorder);
   const unobserve = engine.observe(recorder);
   const unsubscribe = engine.onChange((c) => recorder.onChange(c));
@@ -268,8 +290,9 @@ export function attachCacheMetrics(engine: TieredCache, options: TieredCacheMetr
     attached = false;
     unobserve();
     unsubscribe();
-    recorder.removeSeries();
     owner.recorders.delete(recorder);
+    // Another live cache with the same name shares these series.
+    if (![...owner.recorders].some((r) => r.name === recorder.name)) recorder.removeSeries();
     // The last cache out leaves the registry as it found it (an app or test module can be created again).
     if (owner.recorders.size === 0) owner.unregister();
   };

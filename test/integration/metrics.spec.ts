@@ -328,6 +328,39 @@ describe('metrics options', () => {
     await off.close();
   });
 
+  it('two caches with one name (two app instances in one process) are summed, warned about, and outlive each other', async () => {
+    const warnings: string[] = [];
+    const log = { warn: (m: string) => warnings.push(m), error() {} };
+    const a = new TieredCache({ logger: log });
+    const b = new TieredCache({ logger: log });
+    const registry = new Registry();
+    const detachA = attachCacheMetrics(a, { registry, name: 'shared' });
+    const detachB = attachCacheMetrics(b, { registry, name: 'shared' });
+    expect(warnings).toEqual([expect.stringContaining('another cache in this registry is named "shared"')]);
+    await a.set('x', 1);
+    await b.set('y', 1);
+    await b.set('z', 1);
+    for (let i = 0; i < 8; i++) await a.get('x'); // a: 8 hits
+    for (let i = 0; i < 8; i++) await b.get('nope'); // b: 8 misses
+    let got = series(await registry.metrics());
+    expect(got.get('cache_hits_total{cache="shared",tier="l1"}')).toBe(8);
+    expect(got.get('cache_misses_total{cache="shared",tier="l1"}')).toBe(8);
+    expect(got.get('cache_l1_entries{cache="shared"}')).toBe(3);
+    expect(got.get('cache_hit_ratio{cache="shared",tier="overall"}')).toBe(0.5);
+    expect(got.get('cache_operation_duration_seconds_count{cache="shared",operation="get",tier="l1"}')).toBe(2);
+
+    detachA?.();
+    for (let i = 0; i < 8; i++) await b.get('y');
+    got = series(await registry.metrics());
+    // b's series survive a's detach: its timings keep arriving.
+    expect(got.get('cache_operation_duration_seconds_count{cache="shared",operation="get",tier="l1"}')).toBe(3);
+    expect(got.get('cache_l1_entries{cache="shared"}')).toBe(2);
+    expect(promtool(await registry.metrics()).status).toBe(0);
+    detachB?.();
+    expect(registry.getMetricsAsArray()).toHaveLength(0);
+    await Promise.all([a.close(), b.close()]);
+  });
+
   it('rejects bad metrics options at boot, naming the option', async () => {
     const make = (metrics: unknown) =>
       Test.createTestingModule({ imports: [TieredCacheModule.forRoot({ logger: quiet, metrics: metrics as TieredCacheOptions['metrics'] })] }).compile();
