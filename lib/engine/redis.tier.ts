@@ -47,6 +47,7 @@ export class RedisTier {
   readonly deadlines: Deadlines<Conn | undefined>;
   readonly mode: RedisMode;
   private closed = false;
+  private readonly readyListeners: Array<() => void> = [];
   /**
    * Standalone/Sentinel: commands issued in one tick leave in one socket write (cork now, uncork on
    * nextTick) instead of going through ioredis auto-pipelining, which builds a Pipeline per batch and
@@ -72,6 +73,9 @@ export class RedisTier {
       const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
       const conn: Conn = { client, corked: false, lastDataAt: 0, silentSince: -1 };
       client.on('error', (err: unknown) => this.onError('connection', err));
+      client.on('ready', () => {
+        for (const l of this.readyListeners) l();
+      });
       if (this.coalesce) {
         client.on('connect', () => {
           conn.corked = false;
@@ -175,6 +179,15 @@ export class RedisTier {
       // Auto-pipelining sends these in one write (per node on a Cluster), not N round trips.
       return Promise.all(pkeys.map((k) => Promise.all([c.get(k), withPttl ? c.pttl(k) : Promise.resolve(-1)])));
     });
+  }
+
+  /** PUBLISH on a data connection; false when it failed or missed the deadline. */
+  publish(channel: string, message: string): Promise<boolean> {
+    return this.run('publish', (c) => c.publish(channel, message)).then((r) => r !== L2_FAILED);
+  }
+
+  onReady(listener: () => void): void {
+    this.readyListeners.push(listener);
   }
 
   pttl(pkey: string): Promise<number | L2Failed> {

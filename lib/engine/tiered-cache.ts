@@ -108,7 +108,7 @@ export class TieredCache {
         this.writeBehind = new WriteBehindQueue(this.l2, o.writeBehind.batchSize, o.writeBehind.maxQueue, o.writeBehind.flushInterval);
       }
       if (o.l1.enabled && o.l2.promoteAfter > 1) this.promoteCounts = new LRUCache({ max: o.l1.maxEntries });
-      if (o.bus) this.bus = new InvalidationBus(this, factory, o.bus);
+      if (o.bus) this.bus = new InvalidationBus(this, factory, o.bus, this.l2);
     }
     this.invalidationQueue = new InvalidationQueue((keys) => this.delete(keys), o.invalidation.batchSize, o.invalidation.maxDelay);
   }

@@ -128,6 +128,13 @@ export interface InvalidationBusOptions {
   retryQueueSize?: number;
   /** PING on the subscriber connection, so a half-open socket is noticed within `redis.socketTimeout` (default 5s). */
   heartbeatInterval?: Duration;
+  /**
+   * Overwrites (set/mset of existing keys) made within this window are published as one message (default 1 ms;
+   * 0 = at the end of the current tick). Deletes, tags, patterns and clear are published at once, and take any
+   * waiting overwrites with them. The window is what another instance may keep serving the old value for,
+   * on top of the pub/sub delivery time; it saves a PUBLISH (and a message every instance decodes) per write.
+   */
+  overwriteWindow?: Duration;
 }
 
 export interface InvalidationQueueOptions {

@@ -4,10 +4,24 @@ import type { CacheChange, TieredCache } from '../engine/tiered-cache';
 import { BUS_WIRE_VERSION, decodeBusMessage, encodeBusMessage } from './bus-message';
 import { BusOutbox } from './bus-outbox';
 
+/**
+ * Where the bus publishes: the engine's own data connection. A PUBLISH issued in the same tick as other
+ * commands leaves in the same socket write, and a change is published on the connection that carried the
+ * write it follows, so Redis applies the write before any instance hears about it.
+ */
+export interface BusPublisher {
+  readonly ready: boolean;
+  /** Resolves false when the PUBLISH failed or missed the command deadline (never rejects). */
+  publish(channel: string, message: string): Promise<boolean>;
+  /** Called whenever a data connection becomes ready (a good moment to retry what failed). */
+  onReady(listener: () => void): void;
+}
+
 export interface InvalidationBusSettings {
   maxMessageBytes: number;
   retryQueueSize: number;
   heartbeatInterval: number;
+  overwriteWindow: number;
 }
 
 /**
@@ -42,8 +56,9 @@ export interface BusStats {
  * Cross-instance L1 consistency: every local change of the engine (delete, overwrite, pattern, tags,
  * clear) is published on `<keyPrefix>__tc:bus:v1`; every other instance drops the matching L1 entries.
  *
- * - A dedicated subscriber connection (pub/sub needs its own) and a publisher with the offline queue off,
- *   so publish failures surface here and go to a bounded outbox replayed when the publisher is ready again.
+ * - A dedicated subscriber connection (pub/sub needs its own). Publishing goes through the engine's data
+ *   connection (offline queue off, command deadline), so failures surface here and go to a bounded outbox
+ *   replayed when Redis is ready again.
  * - Redis pub/sub does not redeliver: after the subscription was lost, L1 is emptied once it is confirmed
  *   again (on the SUBSCRIBE reply, not on `reconnecting`). Until then the engine does not trust L1.
  * - Own messages are ignored; a received message is applied locally only and never re-published.
@@ -53,11 +68,15 @@ export class InvalidationBus {
   readonly instanceId = randomUUID();
   readonly channel: string;
   private readonly sub: RedisClient;
-  private readonly pub: RedisClient;
   private readonly outbox: BusOutbox;
   private readonly unsubscribeChange: () => void;
   private readonly heartbeat: NodeJS.Timeout;
   private flushScheduled = false;
+  private windowTimer: NodeJS.Timeout | undefined;
+  /** The outbox holds more than overwrites: publish without waiting for the window. */
+  private urgent = false;
+  /** How this instance's own messages start: echoes are recognised without parsing them. */
+  private readonly ownPrefix: string;
   private publishing: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private everSubscribed = false;
@@ -70,18 +89,18 @@ export class InvalidationBus {
     private readonly engine: TieredCache,
     factory: RedisConnectionFactory,
     private readonly settings: InvalidationBusSettings,
+    private readonly publisher: BusPublisher,
   ) {
     this.channel = `${engine.options.keyPrefix}__tc:bus:v${BUS_WIRE_VERSION}`;
     this.outbox = new BusOutbox(settings.retryQueueSize);
     // We subscribe ourselves on every `ready`, so we know when the subscription is confirmed.
     this.sub = factory.create('bus-sub', { autoResubscribe: false });
-    this.pub = factory.create('bus-pub');
+    this.ownPrefix = encodeBusMessage(this.instanceId, { type: 'clear' }).split('"change"')[0];
     this.sub.on('error', (err: unknown) => this.warn('bus:sub', `invalidation bus subscriber: ${message(err)}`));
-    this.pub.on('error', (err: unknown) => this.warn('bus:pub', `invalidation bus publisher: ${message(err)}`));
     this.sub.on('ready', () => void this.subscribe());
     this.sub.on('close', () => this.lost());
     this.sub.on('message', (channel: string, raw: string) => this.receive(channel, raw));
-    this.pub.on('ready', () => this.scheduleFlush());
+    publisher.onReady(() => this.scheduleFlush());
     this.unsubscribeChange = engine.onChange((change) => this.send(change));
     this.heartbeat = setInterval(() => {
       if (this.sub.status === 'ready') (this.sub as { ping(): Promise<unknown> }).ping().catch(() => undefined);
@@ -112,7 +131,6 @@ export class InvalidationBus {
       else this.onceSubscribed.push(() => resolve(true));
     });
     this.sub.connect().catch(() => undefined);
-    this.pub.connect().catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)));
     const ok = await Promise.race([subscribed, timeout]);
@@ -130,7 +148,8 @@ export class InvalidationBus {
     this.closed = true;
     clearInterval(this.heartbeat);
     clearTimeout(this.retryTimer);
-    await Promise.all([this.sub, this.pub].map((c) => this.quit(c)));
+    clearTimeout(this.windowTimer);
+    await this.quit(this.sub);
     // Deaf from now on: L1 may not be trusted any more (matters only if the engine lives on).
     this.subscribedNow = false;
     this.engine.setL1Trusted(false);
@@ -138,9 +157,10 @@ export class InvalidationBus {
 
   /** Resolves when every change made so far has been handed to Redis (or parked in the outbox after a failure). */
   async drain(): Promise<void> {
+    if (this.windowTimer) this.scheduleFlush();
     while (this.flushScheduled || this.publishing) {
       if (this.publishing) await this.publishing;
-      else await new Promise((r) => setImmediate(r));
+      else await new Promise((r) => process.nextTick(r));
     }
   }
 
@@ -187,6 +207,10 @@ export class InvalidationBus {
 
   private receive(channel: string, raw: string): void {
     if (channel !== this.channel) return;
+    if (raw.startsWith(this.ownPrefix)) {
+      this.n.echoes++;
+      return;
+    }
     const m = decodeBusMessage(raw, this.settings.maxMessageBytes);
     if (!m) {
       this.n.malformed++;
@@ -206,14 +230,36 @@ export class InvalidationBus {
   private send(change: CacheChange): void {
     if (this.closed) return;
     this.outbox.add(change);
-    this.scheduleFlush();
+    if (change.type === 'overwrite' && this.settings.overwriteWindow > 0) this.flushAfterWindow();
+    else {
+      this.urgent = true;
+      this.scheduleFlush();
+    }
   }
 
-  /** Coalesces the changes of one event-loop turn (a Promise.all of sets) into as few messages as possible. */
+  /** Overwrites wait up to `overwriteWindow` so a burst of writes costs one PUBLISH, not one each. */
+  private flushAfterWindow(): void {
+    if (this.flushScheduled || this.windowTimer) return;
+    this.windowTimer = setTimeout(() => {
+      this.windowTimer = undefined;
+      this.scheduleFlush();
+    }, this.settings.overwriteWindow);
+    this.windowTimer.unref();
+  }
+
+  /**
+   * Coalesces the changes of one tick (the writes answered by one socket read) into as few messages as
+   * possible. nextTick, not setImmediate: the PUBLISH then joins the socket write of whatever else this
+   * tick sends, instead of costing a turn of the event loop and a write of its own.
+   */
   private scheduleFlush(): void {
     if (this.flushScheduled || this.closed) return;
+    if (this.windowTimer) {
+      clearTimeout(this.windowTimer);
+      this.windowTimer = undefined;
+    }
     this.flushScheduled = true;
-    setImmediate(() => {
+    process.nextTick(() => {
       this.flushScheduled = false;
       void this.flush();
     });
@@ -224,18 +270,19 @@ export class InvalidationBus {
       // One publish round at a time keeps messages in order; what arrives meanwhile goes in the next round.
       return this.publishing.then(() => (this.outbox.size > 0 ? this.flush() : undefined));
     }
-    if (this.outbox.size === 0 || this.pub.status !== 'ready') return Promise.resolve();
+    if (this.outbox.size === 0 || !this.publisher.ready) return Promise.resolve();
     this.publishing = this.publishRound().finally(() => (this.publishing = undefined));
     return this.publishing;
   }
 
   private async publishRound(): Promise<void> {
     const changes = this.outbox.take();
-    const pub = this.pub as { publish(channel: string, message: string): Promise<number> };
+    this.urgent = false;
     for (let i = 0; i < changes.length; i++) {
       const messages = this.encode(changes[i]);
       try {
-        await Promise.all(messages.map((m) => pub.publish(this.channel, m)));
+        const sent = await Promise.all(messages.map((m) => this.publisher.publish(this.channel, m)));
+        if (sent.includes(false)) throw new Error('PUBLISH failed or timed out');
         this.n.published += messages.length;
       } catch (err) {
         this.n.publishFailures++;
@@ -245,7 +292,9 @@ export class InvalidationBus {
         return;
       }
     }
-    if (this.outbox.size > 0) this.scheduleFlush();
+    if (this.outbox.size === 0) return;
+    if (this.urgent || this.settings.overwriteWindow === 0) this.scheduleFlush();
+    else this.flushAfterWindow();
   }
 
   /** Retried when the publisher is ready again, and on a timer in case it never dropped (e.g. a NOPERM). */

@@ -263,7 +263,14 @@ describe('sample app, two instances behind a load balancer (one Redis, one datab
   beforeAll(async () => {
     redis = await RedisServer.start();
     a = await bootSampleApp(redis.url, db);
-    b = await bootSampleApp(redis.url, db);
+    const warn = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      b = await bootSampleApp(redis.url, db);
+      // Both instances live in this one process and registry: their metrics are summed, and B says so.
+      expect(warn).toHaveBeenCalledWith(expect.stringContaining('another cache in this registry is named "realestate:"'));
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   afterAll(async () => {

@@ -65,6 +65,37 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     expect(b.stats().bus.received).toBeGreaterThan(0);
   });
 
+  it('a burst of overwrites is published as a few messages (overwriteWindow), and every key still reaches B', async () => {
+    const a = await instance();
+    const b = await instance();
+    const keys = Array.from({ length: 200 }, (_, i) => `w${i}`);
+    for (const k of keys) await a.set(k, 'old');
+    await delivered(a, b);
+    for (const k of keys) await warm(b, k, 'old');
+    const before = a.stats().bus.published;
+    // Awaited one by one: without the window each write would be a PUBLISH of its own.
+    for (const k of keys) await a.set(k, 'new');
+    await delivered(a, b);
+    expect(a.stats().bus.published - before).toBeLessThan(keys.length / 2);
+    expect(keys.filter((k) => b.l1!.has(k))).toEqual([]);
+    expect(await b.get('w199')).toBe('new');
+  });
+
+  it('a delete does not wait for the overwrite window, and takes waiting overwrites with it', async () => {
+    // A window far longer than the test: only the delete can have flushed the overwrite.
+    const a = await instance({ bus: { overwriteWindow: '1h' } });
+    const b = await instance();
+    await a.set('x', 'old');
+    await a.set('y', 'old');
+    await delivered(a, b);
+    await warm(b, 'x', 'old');
+    await warm(b, 'y', 'old');
+    await a.set('x', 'new');
+    await a.delete('y');
+    await waitFor('B drops x and y', () => !b.l1!.has('x') && !b.l1!.has('y'));
+    expect(await b.get('x')).toBe('new');
+  });
+
   it('delete, pattern, tags and clear on A reach B’s L1', async () => {
     const a = await instance();
     const b = await instance();
