@@ -4,6 +4,7 @@ import { EventEmitterModule } from '@nestjs/event-emitter';
 import { TieredCacheModule, tieredCacheOptionsFromEnv } from '../../lib';
 import { CacheAdminModule } from './cache-admin/cache-admin.module';
 import { FakeDatabase } from './database/fake-database';
+import { PingController } from './ping.controller';
 import { PropertiesController } from './properties/properties.controller';
 import { PropertyService } from './properties/property.service';
 import { LeadScoringService, LeadsController } from './scoring/lead-scoring.service';
@@ -30,7 +31,8 @@ import { LeadScoringService, LeadsController } from './scoring/lead-scoring.serv
     }),
     CacheAdminModule,
   ],
-  controllers: [PropertiesController, LeadsController],
+  // PingController: GET /ping and /ping/property, the HTTP benchmark's no-cache baselines (bench/http.bench.js).
+  controllers: [PropertiesController, LeadsController, PingController],
   providers: [FakeDatabase, PropertyService, LeadScoringService],
 })
 export class AppModule {}
