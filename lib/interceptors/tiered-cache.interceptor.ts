@@ -20,6 +20,7 @@ import { getCacheOperations, type CacheOperations } from '../decorators/cache-op
 import type { TieredCacheInterceptorOptions } from '../interfaces/cache-decorator-options.interface';
 import type { SetOptions } from '../interfaces/tiered-cache-options.interface';
 import { KeyTemplate } from '../keys/key-template';
+import { stringSegment } from '../keys/key-segment';
 import { canonicalize, hashText } from '../keys/stable-digest';
 
 /** The parts of a request and response this interceptor reads (Express and Fastify both have them). */
@@ -69,8 +70,8 @@ const CREDENTIAL_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
  *
  * - Only GET and HEAD responses with a 2xx status are cached, never one that sets a cookie or says
  *   `Cache-Control: private|no-store`, never streams or files. Errors are never cached.
- * - The key is `<key or keyPrefix or http:Controller.handler>:~r<digest>`, the digest covering the path,
- *   the full query string (parameter order ignored) and the values of the `vary` headers.
+ * - The key is `<key or keyPrefix or http:Controller.handler>:~r<request>`: the path and the full query
+ *   string (parameter order ignored), escaped; with `vary` headers, a digest of those and the headers' values.
  * - A request carrying credentials (Authorization, Cookie) the route does not vary on is not cached at all
  *   (`X-Cache: BYPASS`): its response may belong to that user. Name the header in `vary`, or declare the
  *   route `public: true` if its response is the same for everyone.
@@ -174,8 +175,11 @@ export class TieredCacheInterceptor implements NestInterceptor {
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q + 1).split('&').sort().join('&');
+    // Without vary headers the request part is kept readable (escaped, injective, no hashing on the hot
+    // path); header values (an Authorization, say) are only ever stored as a digest.
+    if (c.vary.length === 0) return c.base([req]) + ':~r' + stringSegment(q < 0 ? path : path + '?' + query);
     const vary = c.vary.map((h) => req.headers[h] ?? null);
-    return c.base([req]) + ':~r' + hashText(canonicalize([path, query, vary]));
+    return c.base([req]) + ':~r~h' + hashText(canonicalize([path, query, vary]));
   }
 
   private route(handler: object, ops: CacheOperations): CompiledRoute {

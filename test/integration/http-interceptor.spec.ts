@@ -126,6 +126,21 @@ describe('TieredCacheInterceptor (real Redis, Express)', () => {
     expect(counts.search).toBe(2);
   });
 
+  it('keys without vary are readable and glob-safe; with vary, header values never appear in a key', async () => {
+    await request(app.getHttpServer()).get('/properties/search?city=*&beds=3').expect(200);
+    await request(app.getHttpServer()).get('/properties/me').set('Authorization', 'Bearer secret-token').expect(200);
+    const cache = app.get(CacheManagerService).engine;
+    const client = cache.l2!.client as unknown as { scan(...a: string[]): Promise<[string, string[]]> };
+    const [, all] = await client.scan('0', 'MATCH', '*', 'COUNT', '1000');
+    const keys = all.map((k) => k.slice(cache.options.keyPrefix.length));
+    const search = keys.find((k) => k.startsWith('http:PropertiesController.search:~r'));
+    expect(search).toBe('http:PropertiesController.search:~r%2Fproperties%2Fsearch%3Fbeds%3D3%26city%3D%2A');
+    expect(keys.some((k) => k.startsWith('http:PropertiesController.me:~r~h'))).toBe(true);
+    expect(keys.filter((k) => k.includes('secret'))).toEqual([]);
+    const reread = await request(app.getHttpServer()).get('/properties/search?beds=3&city=*');
+    expect(reread.headers['x-cache']).toBe('HIT');
+  });
+
   it("never serves one user's response to another (vary: authorization)", async () => {
     const alice = await request(app.getHttpServer()).get('/properties/me').set('Authorization', 'Bearer alice');
     const bob = await request(app.getHttpServer()).get('/properties/me').set('Authorization', 'Bearer bob');
