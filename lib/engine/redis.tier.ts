@@ -23,16 +23,21 @@ const TAG_POP_BATCH = 500;
 /** One data connection, with what the write coalescing and the half-open watchdog need to know about it. */
 interface Conn {
   readonly client: RedisClient;
-  corked: boolean;
+  /** IDLE: nothing sent this tick; SENT: one command went straight out; CORKED: later ones wait for the tick's end. */
+  tick: typeof IDLE | typeof SENT | typeof CORKED;
   /** Last time any reply bytes arrived (performance.now()). */
   lastDataAt: number;
   /** Send time of the first call that timed out with no reply bytes since; -1 when none. */
   silentSince: number;
 }
 
-function uncork(conn: Conn, stream: Redis['stream']): void {
-  conn.corked = false;
-  stream.uncork();
+const IDLE = 0;
+const SENT = 1;
+const CORKED = 2;
+
+function endTick(conn: Conn): void {
+  if (conn.tick === CORKED) (conn.client as Redis).stream.uncork();
+  conn.tick = IDLE;
 }
 
 /**
@@ -49,9 +54,10 @@ export class RedisTier {
   private closed = false;
   private readonly readyListeners: Array<() => void> = [];
   /**
-   * Standalone/Sentinel: commands issued in one tick leave in one socket write (cork now, uncork on
-   * nextTick) instead of going through ioredis auto-pipelining, which builds a Pipeline per batch and
-   * defers to setImmediate — a cost a lone call pays in full. A Cluster keeps auto-pipelining (per node).
+   * Standalone/Sentinel: the first command of a tick is written at once (a lone call costs what a raw
+   * ioredis call costs); the ones after it in the same tick are corked and leave together in one socket
+   * write when the tick ends. ioredis auto-pipelining instead builds a Pipeline per batch and defers to
+   * setImmediate, a cost a lone call pays in full. A Cluster keeps auto-pipelining (per node).
    */
   private readonly coalesce: boolean;
 
@@ -71,14 +77,14 @@ export class RedisTier {
       // ioredis' socketTimeout arms a timer and a 'data' listener per command; the watchdog below does the
       // same job from the deadline sweep at no per-call cost.
       const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
-      const conn: Conn = { client, corked: false, lastDataAt: 0, silentSince: -1 };
+      const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
       client.on('error', (err: unknown) => this.onError('connection', err));
       client.on('ready', () => {
         for (const l of this.readyListeners) l();
       });
       if (this.coalesce) {
         client.on('connect', () => {
-          conn.corked = false;
+          conn.tick = IDLE;
           conn.silentSince = -1;
           (client as Redis).stream.on('data', () => (conn.lastDataAt = performance.now()));
         });
@@ -123,15 +129,22 @@ export class RedisTier {
     return undefined;
   }
 
-  private run<T>(op: string, fn: (c: RedisClient) => Promise<T>): Promise<T | L2Failed> {
+  /** `several`: `fn` sends more than one command; they are corked from the first so they share one write. */
+  private run<T>(op: string, fn: (c: RedisClient) => Promise<T>, several = false): Promise<T | L2Failed> {
     const conn = this.closed ? undefined : this.pick();
     if (!conn) return Promise.resolve(L2_FAILED);
     const c = conn.client;
-    if (this.coalesce && !conn.corked) {
-      const stream = (c as Redis).stream;
-      stream.cork();
-      conn.corked = true;
-      process.nextTick(uncork, conn, stream);
+    if (this.coalesce) {
+      if (conn.tick === IDLE) {
+        process.nextTick(endTick, conn);
+        if (several) {
+          conn.tick = CORKED;
+          (c as Redis).stream.cork();
+        } else conn.tick = SENT;
+      } else if (conn.tick === SENT) {
+        conn.tick = CORKED;
+        (c as Redis).stream.cork();
+      }
     }
     let p: Promise<T>;
     try {
@@ -168,17 +181,24 @@ export class RedisTier {
 
   /** Value and remaining TTL in one round trip (auto-pipelined), for promotion into L1. */
   getWithPttl(pkey: string): Promise<[string | null, number] | L2Failed> {
-    return this.run('get', (c) => Promise.all([c.get(pkey), c.pttl(pkey)]));
+    return this.run('get', (c) => Promise.all([c.get(pkey), c.pttl(pkey)]), true);
   }
 
   mget(pkeys: readonly string[], withPttl: boolean): Promise<Array<[string | null, number]> | L2Failed> {
-    return this.run('mget', (c) => {
-      if (!withPttl && this.mode !== 'cluster') {
-        return c.mget(...pkeys).then((vals) => vals.map((v): [string | null, number] => [v, -1]));
-      }
-      // Auto-pipelining sends these in one write (per node on a Cluster), not N round trips.
-      return Promise.all(pkeys.map((k) => Promise.all([c.get(k), withPttl ? c.pttl(k) : Promise.resolve(-1)])));
-    });
+    if (this.mode === 'cluster') {
+      // One MGET cannot span slots; auto-pipelining sends these in one write per node, not N round trips.
+      return this.run('mget', (c) => Promise.all(pkeys.map((k) => Promise.all([c.get(k), withPttl ? c.pttl(k) : Promise.resolve(-1)]))));
+    }
+    if (!withPttl) return this.run('mget', (c) => c.mget(...pkeys).then((vals) => vals.map((v): [string | null, number] => [v, -1])));
+    // MGET and the PTTLs leave in one write (corked) and come back in order.
+    return this.run(
+      'mget',
+      (c) =>
+        Promise.all([c.mget(...pkeys), Promise.all(pkeys.map((k) => c.pttl(k)))]).then(([vals, ttls]) =>
+          vals.map((v, i): [string | null, number] => [v, ttls[i]]),
+        ),
+      true,
+    );
   }
 
   /** PUBLISH on a data connection; false when it failed or missed the deadline. */
@@ -202,17 +222,17 @@ export class RedisTier {
     if (!w.tagKeys || w.tagKeys.length === 0) {
       return this.run('set', (c) => c.set(w.pkey, w.payload, 'PX', w.ttl).then(() => true));
     }
-    return this.run('set', (c) => writeOne(c, w).then(() => true));
+    return this.run('set', (c) => writeOne(c, w).then(() => true), true);
   }
 
   /** Many writes in one round trip (auto-pipelined; per node on a Cluster). */
   setMany(writes: readonly L2Write[]): Promise<boolean | L2Failed> {
-    return this.run('mset', (c) => Promise.all(writes.map((w) => writeOne(c, w))).then(() => true));
+    return this.run('mset', (c) => Promise.all(writes.map((w) => writeOne(c, w))).then(() => true), true);
   }
 
   /** Deletes keys; resolves to a flag per key (removed or not). */
   del(pkeys: readonly string[]): Promise<boolean[] | L2Failed> {
-    return this.run('delete', (c) => Promise.all(pkeys.map((k) => c.unlink(k).then((n) => n > 0))));
+    return this.run('delete', (c) => Promise.all(pkeys.map((k) => c.unlink(k).then((n) => n > 0))), pkeys.length > 1);
   }
 
   /**

@@ -130,6 +130,22 @@ describe('engine against a real Redis', () => {
     expect(after - before).toBeLessThanOrEqual(2);
   });
 
+  it('mget with L1 on promotes each L2 hit with its own remaining TTL, values in order', async () => {
+    const a = await cache({ keyPrefix: 'mgp:' });
+    const b = await cache({ keyPrefix: 'mgp:', l1: { ttl: '1h' } });
+    await a.set('short', 's', { ttl: 2_000 });
+    await a.set('long', 'l', { ttl: 600_000 });
+    expect(await b.mget(['long', 'none', 'short'])).toEqual(['l', undefined, 's']);
+    expect(b.stats().l2.promotions).toBe(2);
+    expect(b.l1!.remainingTtl('short')).toBeLessThanOrEqual(2_000);
+    expect(b.l1!.remainingTtl('long')).toBeGreaterThan(2_000);
+    expect(b.l1!.has('none')).toBe(false);
+    // Served from L1 now.
+    const hits = b.stats().l1.hits;
+    expect(await b.mget(['short', 'long'])).toEqual(['s', 'l']);
+    expect(b.stats().l1.hits).toBe(hits + 2);
+  });
+
   it('getOrSet falls back from L1 to L2 before running the factory', async () => {
     const a = await cache({ keyPrefix: 'gos:' });
     const b = await cache({ keyPrefix: 'gos:' });
