@@ -1,6 +1,6 @@
 import { Inject, Injectable, Optional, StreamableFile, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { SSE_METADATA } from '@nestjs/common/constants';
-import { concat, defer, EMPTY, from, lastValueFrom, mergeMap, tap, type Observable } from 'rxjs';
+import { concat, defer, EMPTY, lastValueFrom, mergeMap, of, tap, type Observable } from 'rxjs';
 import { CacheManagerService } from '../cache-manager.service';
 import {
   baseSetOptions,
@@ -114,9 +114,24 @@ export class TieredCacheInterceptor implements NestInterceptor {
       return next.handle();
     }
     if (c.condition !== undefined && c.condition(req) !== true) return next.handle();
+    const engine = this.cache.engine;
+    let early: string | undefined;
+    try {
+      early = this.key(c, req);
+    } catch {
+      // Reported through the observable below, like every other failure of this request's cache work.
+    }
+    if (early !== undefined) {
+      // An L1 hit is answered synchronously: no promise, no deferred observable.
+      const hit = engine.peekLocal<CachedResponse>(early);
+      if (hit !== undefined) {
+        res.statusCode = hit.s;
+        setHeader(res, 'X-Cache', 'HIT');
+        return of(hit.b);
+      }
+    }
     return defer(() => {
-      const key = this.key(c, req);
-      const engine = this.cache.engine;
+      const key = early ?? this.key(c, req);
       const options: SetOptions = c.tags ? { ...c.options } : c.options;
       let ran = false;
       let produced: unknown;
