@@ -117,30 +117,29 @@ describe('Redis unavailable or failing', () => {
       }
     });
 
-    it('a connection that stops answering for socketTimeout is dropped and re-established', async () => {
-      const c = new TieredCache({
-        redis: { url: redis.url, commandTimeout: 50, socketTimeout: 300 },
-        keyPrefix: 'silent:',
-        l1: { enabled: false },
-        bus: false,
-        logger: quiet,
-      });
+    /** L2-only cache with a 50 ms deadline, holding 'k' = 'v'; the second value counts its socket closes. */
+    async function watchedL2Cache(keyPrefix: string, socketTimeout: number): Promise<[TieredCache, () => number]> {
+      const c = new TieredCache({ redis: { url: redis.url, commandTimeout: 50, socketTimeout }, keyPrefix, l1: { enabled: false }, bus: false, logger: quiet });
       caches.push(c);
       await c.connect();
       await c.set('k', 'v');
-      const client = c.l2!.client;
       let closes = 0;
-      client.on('close', () => closes++);
+      c.l2!.client.on('close', () => closes++);
+      return [c, () => closes];
+    }
+
+    it('a connection that stops answering for socketTimeout is dropped and re-established', async () => {
+      const [c, closes] = await watchedL2Cache('silent:', 300);
       redis.pause();
       try {
         // Traffic keeps timing out and no byte comes back: the watchdog must drop the socket (as ioredis'
         // socketTimeout would) instead of leaving a "ready" connection that swallows every call.
         const end = Date.now() + 8000;
-        while (closes === 0 && Date.now() < end) {
+        while (closes() === 0 && Date.now() < end) {
           expect(await c.get('k')).toBeUndefined();
           await sleep(20);
         }
-        expect(closes).toBeGreaterThan(0);
+        expect(closes()).toBeGreaterThan(0);
         expect(c.stats().l2.timeouts).toBeGreaterThan(0);
       } finally {
         redis.resume();
@@ -150,18 +149,7 @@ describe('Redis unavailable or failing', () => {
     });
 
     it('a slow but answering Redis is not mistaken for a dead connection', async () => {
-      const c = new TieredCache({
-        redis: { url: redis.url, commandTimeout: 50, socketTimeout: 200 },
-        keyPrefix: 'slow:',
-        l1: { enabled: false },
-        bus: false,
-        logger: quiet,
-      });
-      caches.push(c);
-      await c.connect();
-      await c.set('k', 'v');
-      let closes = 0;
-      c.l2!.client.on('close', () => closes++);
+      const [c, closes] = await watchedL2Cache('slow:', 200);
       // Each busy script holds Redis past the deadline, but replies keep arriving between them.
       const other = new TieredCache({ redis: redis.url, keyPrefix: 'slow:', bus: false, logger: quiet });
       caches.push(other);
@@ -173,7 +161,7 @@ describe('Redis unavailable or failing', () => {
         expect(await c.get('k')).toBe('v');
       }
       expect(c.stats().l2.timeouts).toBeGreaterThan(0);
-      expect(closes).toBe(0);
+      expect(closes()).toBe(0);
     });
 
     it('the offline queue does not pile up requests while disconnected', async () => {
