@@ -219,7 +219,7 @@ async function buildContenders(url) {
   g = 'write-through set (L1 + L2, 1 in flight)';
   floor(g, 'raw ioredis SET (JSON.stringify, PX)', (i) => raw.set(rawPlain, k(i), makeValue(i)));
   add(g, 'ours: set', (i) => ours.tiered.set(k(i), makeValue(i)), { ours: true, target: 0.9 });
-  add(g, "ours: set, l1.protection 'freeze'", (i) => ours.freeze.set(k(i), makeValue(i)), { ours: true });
+  add(g, "ours: set, l1.protection 'freeze', bus off", (i) => ours.freeze.set(k(i), makeValue(i)), { ours: true });
   add(g, 'bentocache', (i) => bentoStores.tiered.set({ key: k(i), value: makeValue(i), ttl: TTL_MS }));
   add(g, 'cache-manager', (i) => cm.tiered.set(k(i), makeValue(i), TTL_MS));
   add(g, 'cacheable', (i) => cb.tiered.set(k(i), makeValue(i), TTL_MS));
