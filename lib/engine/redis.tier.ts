@@ -274,10 +274,32 @@ export class RedisTier {
       if (members === L2_FAILED) return removed > 0 ? removed : L2_FAILED;
       if (!members || members.length === 0) return removed;
       const r = await this.del(members);
-      if (r === L2_FAILED) return removed > 0 ? removed : L2_FAILED;
+      if (r === L2_FAILED) {
+        // SPOP already took them out of the index: put them back, or a later invalidation of this tag
+        // would miss keys that still hold their old values.
+        await this.restoreTag(tagKey, members);
+        return removed > 0 ? removed : L2_FAILED;
+      }
       // After the delete: a reader told about these keys must not find the old values in L2 any more.
       onKeys?.(members);
       for (const ok of r) if (ok) removed++;
+    }
+  }
+
+  /** Re-indexes popped members that could not be deleted (each with its own remaining TTL). */
+  private async restoreTag(tagKey: string, members: string[]): Promise<void> {
+    const ttls = await this.run('tag', (c) => Promise.all(members.map((m) => c.pttl(m))), true);
+    let ok = ttls !== L2_FAILED;
+    if (ttls !== L2_FAILED) {
+      // Gone (-2) needs nothing; a member is always written with a TTL, so -1 does not occur.
+      const live = members.map((m, i) => [m, ttls[i]] as const).filter(([, ttl]) => ttl > 0);
+      if (live.length > 0) {
+        const back = await this.run('tag', (c) => Promise.all(live.map(([m, ttl]) => c.eval(TAG_ADD, 1, tagKey, m, ttl))), true);
+        ok = back !== L2_FAILED;
+      }
+    }
+    if (!ok) {
+      this.onError('tag', new Error(`${members.length} keys of tag set ${tagKey} could be neither deleted nor re-indexed; they expire with their TTL`));
     }
   }
 

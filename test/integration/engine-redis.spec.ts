@@ -202,6 +202,28 @@ describe('engine against a real Redis', () => {
     expect(await b.get('p3')).toBe(3);
   });
 
+  it('tags: keys popped from a tag set but not deleted (UNLINK refused) go back into the index', async () => {
+    const writer = await cache({ keyPrefix: 'tgr:' });
+    await writer.set('p1', 1, { tags: ['property:7'], ttl: '1m' });
+    await writer.set('p2', 2, { tags: ['property:7'], ttl: '2m' });
+    // A user allowed everything but UNLINK: SPOP succeeds, the delete that follows fails.
+    await raw.call('ACL', 'SETUSER', 'nounlink', 'on', '>pw', '~*', '&*', '+@all', '-unlink');
+    const url = new URL(redis.url);
+    const limited = await cache({ keyPrefix: 'tgr:', redis: `redis://nounlink:pw@${url.host}` });
+    try {
+      expect(await limited.invalidateTags('property:7')).toBe(0);
+      expect(limited.stats().l2.errors).toBeGreaterThan(0);
+      expect((await raw.smembers('tgr:__tc:tag:property:7')).sort()).toEqual(['tgr:p1', 'tgr:p2']);
+      const setTtl = await raw.pttl('tgr:__tc:tag:property:7');
+      expect(setTtl).toBeGreaterThan(60_000); // stretched to the longest-lived member again
+      // A later invalidation by an allowed client still finds and removes both.
+      expect(await writer.invalidateTags('property:7')).toBe(2);
+      expect(await raw.exists('tgr:p1', 'tgr:p2')).toBe(0);
+    } finally {
+      await raw.call('ACL', 'DELUSER', 'nounlink');
+    }
+  });
+
   it('write-behind: L1 at once, L2 on the flush interval, batched', async () => {
     const c = await cache({ keyPrefix: 'wb:', writeBehind: { flushInterval: 50, batchSize: 1000 } });
     await c.set('k', 1);
