@@ -1,9 +1,11 @@
-import { Injectable, type OnModuleInit } from '@nestjs/common';
-import { DiscoveryService, MetadataScanner } from '@nestjs/core';
+import { Injectable, Optional, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
+import { INTERCEPTORS_METADATA } from '@nestjs/common/constants';
+import { APP_INTERCEPTOR, ApplicationConfig, DiscoveryService, MetadataScanner } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper';
 import { CacheManagerService } from './cache-manager.service';
 import { getCacheOperations, type CacheOperations } from './decorators/cache-operations';
 import { KeyTemplate } from './keys/key-template';
+import { TieredCacheInterceptor } from './interceptors/tiered-cache.interceptor';
 import { createMethodWrapper, methodKeyPrefix } from './method-cache.wrapper';
 
 /** Thrown at bootstrap when a decorated method cannot be cached as declared. */
@@ -19,20 +21,41 @@ export class CacheDecoratorError extends Error {
  *
  * Controllers are not wrapped: their handlers are cached as HTTP responses by TieredCacheInterceptor,
  * which needs the request (route, query, vary headers), not only the handler's arguments. The explorer
- * only validates them.
+ * only validates them, and warns at bootstrap about decorated handlers the interceptor never sees (a
+ * decorator that silently does nothing is the classic cache-manager surprise).
  */
 @Injectable()
-export class MethodCacheExplorer implements OnModuleInit {
+export class MethodCacheExplorer implements OnModuleInit, OnApplicationBootstrap {
+  /** Decorated route handlers with no TieredCacheInterceptor on them, their class or APP_INTERCEPTOR. */
+  private unintercepted: string[] = [];
+
   constructor(
     private readonly discovery: DiscoveryService,
     private readonly scanner: MetadataScanner,
     private readonly cache: CacheManagerService,
+    @Optional() private readonly appConfig?: ApplicationConfig,
   ) {}
 
   onModuleInit(): void {
     const prefixes = new Map<string, unknown>();
     for (const wrapper of this.discovery.getProviders()) this.exploreProvider(wrapper, prefixes);
-    for (const wrapper of this.discovery.getControllers()) this.checkController(wrapper);
+    const global = this.discovery.getProviders().some(
+      (w) => typeof w.token === 'string' && w.token.startsWith(APP_INTERCEPTOR) && isCacheInterceptor(w.metatype ?? w.instance),
+    );
+    for (const wrapper of this.discovery.getControllers()) this.checkController(wrapper, global);
+  }
+
+  /** After main.ts had its chance to call app.useGlobalInterceptors(). */
+  onApplicationBootstrap(): void {
+    if (this.unintercepted.length === 0) return;
+    if (this.appConfig?.getGlobalInterceptors().some(isCacheInterceptor)) return;
+    const list = this.unintercepted;
+    this.cache.engine.log(
+      'warn',
+      'decorators:no-interceptor',
+      `@Cacheable/@CacheEvict on route handler${list.length > 1 ? 's' : ''} ${list.slice(0, 5).join(', ')}${list.length > 5 ? ` and ${list.length - 5} more` : ''} ` +
+        'will do nothing: apply TieredCacheInterceptor (@UseInterceptors(TieredCacheInterceptor) on the controller, or APP_INTERCEPTOR)',
+    );
   }
 
   private exploreProvider(wrapper: InstanceWrapper, prefixes: Map<string, unknown>): void {
@@ -73,13 +96,16 @@ export class MethodCacheExplorer implements OnModuleInit {
     }
   }
 
-  private checkController(wrapper: InstanceWrapper): void {
+  private checkController(wrapper: InstanceWrapper, globalInterceptor: boolean): void {
     const proto = (wrapper.metatype as { prototype?: unknown } | null)?.prototype;
     if (proto === null || typeof proto !== 'object') return;
+    const classIntercepted = globalInterceptor || hasCacheInterceptor(wrapper.metatype);
     for (const name of this.scanner.getAllMethodNames(proto)) {
-      const ops = getCacheOperations((proto as Record<string, unknown>)[name]);
+      const handler = (proto as Record<string, unknown>)[name];
+      const ops = getCacheOperations(handler);
       if (!ops) continue;
       const where = `${ops.className}.${ops.methodName}`;
+      if (!classIntercepted && !hasCacheInterceptor(handler)) this.unintercepted.push(where);
       if (ops.put) {
         throw new CacheDecoratorError(`@CachePut() on route handler ${where} is not supported: put it on the provider method the handler calls`);
       }
@@ -103,6 +129,16 @@ export class MethodCacheExplorer implements OnModuleInit {
       }
     }
   }
+}
+
+function isCacheInterceptor(x: unknown): boolean {
+  return x === TieredCacheInterceptor || x instanceof TieredCacheInterceptor || (typeof x === 'function' && x.prototype instanceof TieredCacheInterceptor);
+}
+
+function hasCacheInterceptor(target: unknown): boolean {
+  if (target === null || (typeof target !== 'object' && typeof target !== 'function')) return false;
+  const list: unknown = Reflect.getMetadata(INTERCEPTORS_METADATA, target);
+  return Array.isArray(list) && list.some(isCacheInterceptor);
 }
 
 function checkAsync(ops: CacheOperations, proto: object, name: string): void {

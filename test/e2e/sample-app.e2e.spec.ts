@@ -3,6 +3,7 @@ import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { register } from 'prom-client';
 import request from 'supertest';
+import { CacheManagerService } from '../../lib';
 import { AppModule } from '../../sample-app/src/app.module';
 import type { CacheStatsDto } from '../../sample-app/src/cache-admin/cache-stats.dto';
 import { FakeDatabase } from '../../sample-app/src/database/fake-database';
@@ -310,6 +311,13 @@ describe('sample app, two instances behind a load balancer (one Redis, one datab
     });
     expect(fresh!.headers['x-cache']).toBe('MISS');
     expect(fresh!.body).toEqual(updated.body);
+    // The rest of A's invalidation (its tag and pattern messages) may still be on the way and may drop the copy
+    // B just made (over-invalidation, never staleness): once B has heard everything A sent, B caches again.
+    const engineA = a.get(CacheManagerService).engine;
+    const engineB = b.get(CacheManagerService).engine;
+    await engineA.bus!.drain();
+    await waitFor("B to apply everything A published", () => engineB.stats().bus.received >= engineA.stats().bus.published);
+    expect((await http(b).get('/properties/2').expect(200)).body).toEqual(updated.body);
     const again = await http(b).get('/properties/2').expect(200);
     expect(again.headers['x-cache']).toBe('HIT');
     expect(again.body).toEqual(updated.body);

@@ -276,3 +276,51 @@ describe('TieredCacheInterceptor as a global interceptor (L1 only)', () => {
     expect(plain.body).toEqual({ n: 2 });
   });
 });
+
+describe('a decorated route handler the interceptor never sees', () => {
+  @Controller('forgotten')
+  class ForgottenController {
+    @Get()
+    @Cacheable({ keyPrefix: 'forgotten' })
+    get() {
+      return { ok: true };
+    }
+  }
+
+  @Controller('method-level')
+  class MethodLevelController {
+    @Get()
+    @Cacheable({ keyPrefix: 'method-level' })
+    @UseInterceptors(TieredCacheInterceptor)
+    get() {
+      return { ok: true };
+    }
+  }
+
+  async function boot(setup: { controllers: Array<new () => unknown>; appInterceptor?: boolean; useGlobal?: boolean }): Promise<string[]> {
+    const warnings: string[] = [];
+    const { APP_INTERCEPTOR } = await import('@nestjs/core');
+    const ref = await Test.createTestingModule({
+      imports: [TieredCacheModule.forRoot({ isGlobal: true, logger: { warn: (m) => warnings.push(m), error() {} } })],
+      controllers: setup.controllers,
+      providers: setup.appInterceptor ? [{ provide: APP_INTERCEPTOR, useClass: TieredCacheInterceptor }] : [],
+    }).compile();
+    const app = ref.createNestApplication({ logger: false });
+    if (setup.useGlobal) app.useGlobalInterceptors(new TieredCacheInterceptor(app.get(CacheManagerService)));
+    await app.init();
+    await app.close();
+    return warnings.filter((w) => w.includes('will do nothing'));
+  }
+
+  it('is named in a warning at bootstrap', async () => {
+    expect(await boot({ controllers: [ForgottenController, MethodLevelController] })).toEqual([
+      expect.stringContaining('ForgottenController.get'),
+    ]);
+  });
+
+  it('is not warned about when the interceptor is on the method, global via APP_INTERCEPTOR or useGlobalInterceptors', async () => {
+    expect(await boot({ controllers: [MethodLevelController] })).toEqual([]);
+    expect(await boot({ controllers: [ForgottenController], appInterceptor: true })).toEqual([]);
+    expect(await boot({ controllers: [ForgottenController], useGlobal: true })).toEqual([]);
+  });
+});
