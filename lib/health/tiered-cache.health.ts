@@ -151,12 +151,15 @@ export class TieredCacheHealthIndicator {
   }
 }
 
-/** Not subscribed means L1 may miss other instances' changes (the engine then reads through to L2): degraded. */
+/**
+ * Not subscribed means L1 may miss other instances' changes (the engine then reads through to L2): degraded.
+ * An engine without L1 only publishes: healthy.
+ */
 function busHealth(bus: InvalidationBus): CacheComponentHealth {
   const s = bus.stats();
   return {
     state: bus.state,
-    healthy: bus.state === 'subscribed',
+    healthy: bus.state === 'subscribed' || bus.state === 'publishing',
     channel: bus.channel,
     connection: bus.connection,
     retryQueue: s.retryQueue,

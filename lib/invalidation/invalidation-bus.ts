@@ -28,7 +28,8 @@ export interface InvalidationBusSettings {
  * Where the subscription stands: `subscribed` (hears every change); `connecting` (not subscribed yet since
  * start); `down` (the subscription was lost; L1 is emptied once it is back); `closed`.
  */
-export type BusState = 'subscribed' | 'connecting' | 'down' | 'closed';
+/** `publishing`: an engine without L1 has nothing to drop, so it only publishes (no subscriber connection). */
+export type BusState = 'subscribed' | 'publishing' | 'connecting' | 'down' | 'closed';
 
 export interface BusStats {
   enabled: boolean;
@@ -67,10 +68,10 @@ export interface BusStats {
 export class InvalidationBus {
   readonly instanceId = randomUUID();
   readonly channel: string;
-  private readonly sub: RedisClient;
+  private readonly sub: RedisClient | undefined;
   private readonly outbox: BusOutbox;
   private readonly unsubscribeChange: () => void;
-  private readonly heartbeat: NodeJS.Timeout;
+  private readonly heartbeat: NodeJS.Timeout | undefined;
   private flushScheduled = false;
   private windowTimer: NodeJS.Timeout | undefined;
   /** The outbox holds more than overwrites: publish without waiting for the window. */
@@ -94,16 +95,18 @@ export class InvalidationBus {
     this.channel = `${engine.options.keyPrefix}__tc:bus:v${BUS_WIRE_VERSION}`;
     this.outbox = new BusOutbox(settings.retryQueueSize);
     // We subscribe ourselves on every `ready`, so we know when the subscription is confirmed.
-    this.sub = factory.create('bus-sub', { autoResubscribe: false });
     this.ownPrefix = encodeBusMessage(this.instanceId, { type: 'clear' }).split('"change"')[0];
-    this.sub.on('error', (err: unknown) => this.warn('bus:sub', `invalidation bus subscriber: ${message(err)}`));
-    this.sub.on('ready', () => void this.subscribe());
-    this.sub.on('close', () => this.lost());
-    this.sub.on('message', (channel: string, raw: string) => this.receive(channel, raw));
     publisher.onReady(() => this.scheduleFlush());
     this.unsubscribeChange = engine.onChange((change) => this.send(change));
+    if (!engine.l1) return; // nothing local to drop: publish only
+    const sub = factory.create('bus-sub', { autoResubscribe: false });
+    this.sub = sub;
+    sub.on('error', (err: unknown) => this.warn('bus:sub', `invalidation bus subscriber: ${message(err)}`));
+    sub.on('ready', () => void this.subscribe());
+    sub.on('close', () => this.lost());
+    sub.on('message', (channel: string, raw: string) => this.receive(channel, raw));
     this.heartbeat = setInterval(() => {
-      if (this.sub.status === 'ready') (this.sub as { ping(): Promise<unknown> }).ping().catch(() => undefined);
+      if (sub.status === 'ready') (sub as { ping(): Promise<unknown> }).ping().catch(() => undefined);
     }, settings.heartbeatInterval);
     this.heartbeat.unref();
     engine.setL1Trusted(false);
@@ -115,17 +118,19 @@ export class InvalidationBus {
 
   get state(): BusState {
     if (this.closed) return 'closed';
+    if (!this.sub) return 'publishing';
     if (this.subscribedNow) return 'subscribed';
     return this.everSubscribed ? 'down' : 'connecting';
   }
 
   /** ioredis state of the subscriber connection (ready, connecting, reconnecting, …). */
   get connection(): string {
-    return this.sub.status;
+    return this.sub ? this.sub.status : 'none (publish only)';
   }
 
   /** Connects both connections; resolves once subscribed, or false after `timeoutMs` (it keeps trying). */
   async connect(timeoutMs: number): Promise<boolean> {
+    if (!this.sub) return true;
     const subscribed = new Promise<boolean>((resolve) => {
       if (this.subscribedNow) resolve(true);
       else this.onceSubscribed.push(() => resolve(true));
@@ -149,7 +154,7 @@ export class InvalidationBus {
     clearInterval(this.heartbeat);
     clearTimeout(this.retryTimer);
     clearTimeout(this.windowTimer);
-    await this.quit(this.sub);
+    if (this.sub) await this.quit(this.sub);
     // Deaf from now on: L1 may not be trusted any more (matters only if the engine lives on).
     this.subscribedNow = false;
     this.engine.setL1Trusted(false);
@@ -179,7 +184,7 @@ export class InvalidationBus {
 
   private async subscribe(): Promise<void> {
     try {
-      await (this.sub as { subscribe(channel: string): Promise<unknown> }).subscribe(this.channel);
+      await (this.sub as unknown as { subscribe(channel: string): Promise<unknown> }).subscribe(this.channel);
     } catch (err) {
       // The connection dropped again before the reply: the next `ready` retries.
       this.warn('bus:subscribe', `invalidation bus could not subscribe to ${this.channel}: ${message(err)}`);

@@ -146,6 +146,17 @@ describe('TieredCacheHealthIndicator (Terminus)', () => {
     expect(res.body.info.cache.bus.state).toBe('subscribed');
   });
 
+  it('without L1, the bus only publishes and that is healthy', async () => {
+    const noL1 = await boot({ redis: { url: redis.url, commandTimeout: 200 }, l1: { enabled: false } });
+    try {
+      const res = await request(noL1.getHttpServer()).get('/health').expect(200);
+      expect(res.body.info.cache.bus).toMatchObject({ state: 'publishing' });
+      expect(res.body.info.cache.degraded).toBeUndefined();
+    } finally {
+      await noL1.close();
+    }
+  });
+
   it('with the bus off, shows it disabled', async () => {
     const off = await boot({ redis: { url: redis.url, commandTimeout: 200 }, bus: false });
     try {

@@ -236,6 +236,22 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     expect(await b.get('k')).toBe('old');
   });
 
+  it('an instance without L1 only publishes: no subscriber connection, and its writes still reach other L1s', async () => {
+    const writer = await instance({ l1: { enabled: false } });
+    const reader = await instance();
+    expect(writer.bus!.state).toBe('publishing');
+    expect(writer.stats().bus.subscribed).toBe(false);
+    const clients = (await raw.client('LIST')) as string;
+    const subscribers = clients.split('\n').filter((l) => l.includes('name=tiered-cache:bus-sub'));
+    expect(subscribers).toHaveLength(1); // the reader's only
+    await writer.set('k', 'old');
+    await warm(reader, 'k', 'old');
+    await writer.set('k', 'new');
+    await waitFor('reader drops k', () => !reader.l1!.has('k'));
+    expect(await reader.get('k')).toBe('new');
+    expect(writer.stats().bus.received).toBe(0);
+  });
+
   it('splits a change larger than maxMessageBytes into several messages', async () => {
     const a = await instance({ bus: { maxMessageBytes: 1024 } });
     const b = await instance({ bus: { maxMessageBytes: 1024 } });
