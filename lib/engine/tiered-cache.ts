@@ -163,7 +163,7 @@ export class TieredCache {
       if (hit !== undefined) {
         this.n.l1Hits++;
         if (sample) this.sampleLatency(t0, 'get', 'l1');
-        return Promise.resolve((hit === NULL_MARKER || this.cloneOnRead ? this.fromL1(hit) : hit) as T);
+        return Promise.resolve(this.fromL1(hit) as T);
       }
       this.n.l1Misses++;
     }
@@ -207,7 +207,7 @@ export class TieredCache {
       const hit = l1 === undefined ? undefined : l1.get(key);
       if (hit !== undefined) {
         hits++;
-        out[i] = (hit === NULL_MARKER || this.cloneOnRead ? this.fromL1(hit) : hit) as T;
+        out[i] = this.fromL1(hit) as T;
       } else if (missing === undefined) missing = [i];
       else missing.push(i);
     }
