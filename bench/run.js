@@ -5,7 +5,7 @@
  * bench/*.bench.js suite as a child process with REDIS_URL set. The redis-server is stopped on every exit path.
  *
  *   node --expose-gc bench/run.js [--write]     --write also rewrites bench/RESULTS.md
- *   BENCH_ROUNDS=15 BENCH_SLICE_MS=120 BENCH_HEAP_ROUNDS=3 BENCH_ONLY=core|suites BENCH_GROUPS=<regex on case group>  (optional)
+ *   BENCH_ROUNDS=25 BENCH_SLICE_MS=120 BENCH_HEAP_ROUNDS=3 BENCH_ONLY=core|suites BENCH_GROUPS=<regex on case group>  (optional)
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -15,7 +15,7 @@ const { startRedis } = require('./core/redis-server');
 const { runRounds } = require('./core/harness');
 const { formatCoreTable, formatHeapTable, machineSection } = require('./core/report');
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 25);
 const SLICE_MS = Number(process.env.BENCH_SLICE_MS ?? 120);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 300);
 const HEAP_ROUNDS = Number(process.env.BENCH_HEAP_ROUNDS ?? 3);

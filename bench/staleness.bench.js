@@ -1,7 +1,8 @@
 'use strict';
 /**
  * Cross-instance staleness: two app instances in separate processes share one Redis. Instance A changes a
- * key (overwrite, delete, tag invalidation); instance B, holding the old value in L1, reads it in a loop.
+ * key (overwrite — announced to B by Redis itself through CLIENT TRACKING —, delete, tag invalidation, both
+ * published on the bus); instance B, holding the old value in L1, reads it in a loop.
  * Window = from A's call resolving to B's first read returning something else. Also counted: B's reads that
  * started after A's call resolved and still returned the old value. Floor: one-way raw PUBLISH latency
  * between the same two processes. Target: p99 < 20 ms on loopback.

@@ -13,6 +13,7 @@ export { Cacheable } from './decorators/cacheable.decorator';
 export { CacheEvict } from './decorators/cache-evict.decorator';
 export { CachePut } from './decorators/cache-put.decorator';
 export { TieredCacheInterceptor } from './interceptors/tiered-cache.interceptor';
+export { HttpFastPath, HttpFastPathMiddleware, type HttpFastPathStats, type CachedHttpResponse, type FastPathRequest, type FastPathResponse } from './interceptors/http-fast-path';
 export { MethodCacheExplorer, CacheDecoratorError } from './method-cache.explorer';
 export { CACHE_OPERATIONS_METADATA, TIERED_CACHE_INTERCEPTOR_OPTIONS } from './constants';
 export { canonicalize, stableDigest } from './keys/stable-digest';

@@ -1,5 +1,5 @@
-import { Module } from '@nestjs/common';
-import { DiscoveryModule } from '@nestjs/core';
+import { Module, RequestMethod, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
+import { DiscoveryModule, HttpAdapterHost } from '@nestjs/core';
 import { EventInvalidationListener } from './invalidation/event-invalidation.listener';
 import { InvalidationExplorer } from './invalidation/invalidation.explorer';
 import { CacheManagerService } from './cache-manager.service';
@@ -8,6 +8,7 @@ import { ConfigurableModuleClass } from './tiered-cache.module-definition';
 import { MethodCacheExplorer } from './method-cache.explorer';
 import { TieredCacheHealthIndicator } from './health/tiered-cache.health';
 import { CacheMetricsService } from './metrics/cache-metrics.service';
+import { HttpFastPath, HttpFastPathMiddleware } from './interceptors/http-fast-path';
 
 /**
  * `TieredCacheModule.forRoot(options)` or `.forRootAsync({ imports, inject, useFactory, isGlobal })`.
@@ -24,7 +25,35 @@ import { CacheMetricsService } from './metrics/cache-metrics.service';
     // Optional peers (terminus, prom-client) are loaded lazily by these two; without them they stay idle.
     TieredCacheHealthIndicator,
     CacheMetricsService,
+    // Always provided (options may come from forRootAsync, known only once resolved); idle unless http.fastPath.
+    HttpFastPath,
   ],
-  exports: [CacheManagerService, TIERED_CACHE, TieredCacheHealthIndicator, CacheMetricsService],
+  exports: [CacheManagerService, TIERED_CACHE, TieredCacheHealthIndicator, CacheMetricsService, HttpFastPath],
 })
-export class TieredCacheModule extends ConfigurableModuleClass {}
+export class TieredCacheModule extends ConfigurableModuleClass implements NestModule {
+  constructor(
+    private readonly fastPath: HttpFastPath,
+    private readonly adapterHost: HttpAdapterHost,
+  ) {
+    super();
+  }
+
+  configure(consumer: MiddlewareConsumer): void {
+    const fastPath = this.fastPath;
+    if (!fastPath.enabled) return;
+    const adapter = this.adapterHost.httpAdapter as { getType?(): string } | undefined;
+    const type = adapter?.getType?.();
+    if (type !== 'express') {
+      fastPath.engine.log('warn', 'http-fast-path', `http.fastPath is for Express only; this app runs on ${type ?? 'no HTTP adapter'}, so it stays off`);
+      return;
+    }
+    if (fastPath.engine.l1 === undefined) {
+      fastPath.engine.log('warn', 'http-fast-path', 'http.fastPath answers from L1, which is disabled (l1.enabled: false), so it stays off');
+      return;
+    }
+    fastPath.activate();
+    // RequestMethod.ALL: Nest then mounts the middleware as it is, with no method filter of its own in front.
+    // '*' is Nest's spelling of "every route" (converted to path-to-regexp v8's '/{*path}' without a warning).
+    consumer.apply(HttpFastPathMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
+  }
+}

@@ -25,7 +25,7 @@ export interface ResolvedOptions {
   maxValueBytes: number;
   logger: CacheLogger;
   /** Cross-instance invalidation bus; undefined when off or without L2. */
-  bus: { maxMessageBytes: number; retryQueueSize: number; heartbeatInterval: number; overwriteWindow: number } | undefined;
+  bus: { maxMessageBytes: number; retryQueueSize: number; heartbeatInterval: number; overwriteWindow: number; tracking: boolean } | undefined;
   invalidation: { batchSize: number; maxDelay: number };
   invalidationRules: CompiledRule[];
 }
@@ -109,6 +109,7 @@ function resolveBus(input: TieredCacheOptions['bus'], l2: boolean): ResolvedOpti
     retryQueueSize: positiveInt('bus.retryQueueSize', b.retryQueueSize, 10_000),
     heartbeatInterval: parseDuration('bus.heartbeatInterval', b.heartbeatInterval ?? '5s'),
     overwriteWindow: b.overwriteWindow === 0 || b.overwriteWindow === '0' ? 0 : parseDuration('bus.overwriteWindow', b.overwriteWindow ?? 1),
+    tracking: bool('bus.tracking', b.tracking, true),
   };
   // Without L2 there is no Redis to carry it (and nothing shared to keep consistent).
   return bool('bus.enabled', b.enabled, true) && l2 ? resolved : undefined;

@@ -43,6 +43,9 @@ export class RedisConnectionFactory {
           enableOfflineQueue: false,
           // Replica reads would re-cache values a master has already replaced.
           scaleReads: 'master',
+          // CLUSTERDOWN (slots uncovered): fail now, as with no offline queue. ioredis' default retries every
+          // 100 ms up to maxRedirections, so each call would sit until its command deadline while the cluster is down.
+          retryDelayOnClusterDown: 0,
           slotsRefreshTimeout: 3_000,
           clusterRetryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 10), 2_000),
           ...o.clusterOptions,

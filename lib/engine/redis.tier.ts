@@ -53,6 +53,7 @@ export class RedisTier {
   readonly mode: RedisMode;
   private closed = false;
   private readonly readyListeners: Array<() => void> = [];
+  private readonly primaryListeners: Array<(up: boolean) => void> = [];
   /**
    * Standalone/Sentinel: the first command of a tick is written at once (a lone call costs what a raw
    * ioredis call costs); the ones after it in the same tick are corked and leave together in one socket
@@ -81,6 +82,10 @@ export class RedisTier {
       client.on('error', (err: unknown) => this.onError('connection', err));
       client.on('ready', () => {
         for (const l of this.readyListeners) l();
+        if (i === 0) for (const l of this.primaryListeners) l(true);
+      });
+      if (i === 0) client.on('close', () => {
+        for (const l of this.primaryListeners) l(false);
       });
       if (this.coalesce) {
         client.on('connect', () => {
@@ -119,8 +124,11 @@ export class RedisTier {
     return this.conns[0].client;
   }
 
-  private pick(): Conn | undefined {
+  private pick(write: boolean): Conn | undefined {
     const n = this.conns.length;
+    // Writes always leave on the first connection, the one whose CLIENT TRACKING is NOLOOP: our own SETs
+    // then never come back as invalidations of what we just cached (see track()).
+    if (write && this.coalesce) return this.conns[0].client.status === 'ready' ? this.conns[0] : undefined;
     if (n === 1) return this.conns[0].client.status === 'ready' ? this.conns[0] : undefined;
     for (let i = 0; i < n; i++) {
       const c = this.conns[this.next++ % n];
@@ -130,8 +138,8 @@ export class RedisTier {
   }
 
   /** `several`: `fn` sends more than one command; they are corked from the first so they share one write. */
-  private run<T>(op: string, fn: (c: RedisClient) => Promise<T>, several = false): Promise<T | L2Failed> {
-    const conn = this.closed ? undefined : this.pick();
+  private run<T>(op: string, fn: (c: RedisClient) => Promise<T>, several = false, write = false): Promise<T | L2Failed> {
+    const conn = this.closed ? undefined : this.pick(write);
     if (!conn) return Promise.resolve(L2_FAILED);
     const c = conn.client;
     if (this.coalesce) {
@@ -210,6 +218,41 @@ export class RedisTier {
     this.readyListeners.push(listener);
   }
 
+  /** The first data connection (the one writes and CLIENT TRACKING use) came up (true) or went down (false). */
+  onPrimary(listener: (up: boolean) => void): void {
+    this.primaryListeners.push(listener);
+  }
+
+  /** Server-assisted invalidation needs one connection that carries every write: not on a Cluster. */
+  get canTrack(): boolean {
+    return this.coalesce;
+  }
+
+  /**
+   * Turns on Redis server-assisted invalidation for this instance: every key under `prefix` that another
+   * client writes, deletes, or that expires, is announced on `__redis__:invalidate` to client `redirectId`
+   * (our subscriber). NOLOOP leaves out the writes of this connection, which carries all of ours. OFF first:
+   * a re-issued ON with the same prefix is refused, and the redirect target changes on every reconnect.
+   * 'unsupported' when Redis refuses the command itself (Redis < 6, an ACL without CLIENT).
+   */
+  async track(redirectId: number, prefix: string): Promise<'ok' | 'unsupported' | 'failed'> {
+    const conn = this.conns[0];
+    if (this.closed || !this.coalesce || conn.client.status !== 'ready') return 'failed';
+    const c = conn.client as Redis;
+    const on = ['TRACKING', 'ON', 'REDIRECT', String(redirectId), 'BCAST', ...(prefix ? ['PREFIX', prefix] : []), 'NOLOOP'];
+    let refused: unknown;
+    const sent = Promise.all([c.call('CLIENT', 'TRACKING', 'OFF'), c.call('CLIENT', ...on)]).catch((err: unknown) => {
+      refused = err;
+      return undefined;
+    });
+    const r = await this.deadlines.run(sent, 'tracking', conn);
+    if (r === L2_FAILED) return 'failed';
+    if (refused === undefined) return 'ok';
+    const msg = refused instanceof Error ? refused.message : String(refused);
+    this.onError('tracking', refused);
+    return /unknown (sub)?command|NOPERM|not allowed/i.test(msg) ? 'unsupported' : 'failed';
+  }
+
   pttl(pkey: string): Promise<number | L2Failed> {
     return this.run('ttl', (c) => c.pttl(pkey));
   }
@@ -218,16 +261,15 @@ export class RedisTier {
     return this.run('has', (c) => c.exists(pkey).then((n) => n > 0));
   }
 
-  set(w: L2Write): Promise<boolean | L2Failed> {
-    if (!w.tagKeys || w.tagKeys.length === 0) {
-      return this.run('set', (c) => c.set(w.pkey, w.payload, 'PX', w.ttl).then(() => true));
-    }
-    return this.run('set', (c) => writeOne(c, w).then(() => true), true);
+  /** Resolves to something other than L2_FAILED once written. */
+  set(w: L2Write): Promise<unknown> {
+    if (!w.tagKeys || w.tagKeys.length === 0) return this.run('set', (c) => c.set(w.pkey, w.payload, 'PX', w.ttl), false, true);
+    return this.run('set', (c) => writeOne(c, w), true, true);
   }
 
   /** Many writes in one round trip (auto-pipelined; per node on a Cluster). */
   setMany(writes: readonly L2Write[]): Promise<boolean | L2Failed> {
-    return this.run('mset', (c) => Promise.all(writes.map((w) => writeOne(c, w))).then(() => true), true);
+    return this.run('mset', (c) => Promise.all(writes.map((w) => writeOne(c, w))).then(() => true), true, true);
   }
 
   /** Deletes keys; resolves to a flag per key (removed or not). */

@@ -61,17 +61,23 @@ async function probeOne(client: Redis): Promise<RedisProbe> {
 }
 
 async function probeClusterClient(cluster: Cluster): Promise<RedisProbe> {
+  // PING a master that is up: Cluster#ping picks any node, a dead one included.
+  const pinged = cluster.nodes('master').find((n) => n.status === 'ready');
   const t0 = performance.now();
-  await cluster.ping();
+  await (pinged ?? cluster).ping();
   const pingMs = round(performance.now() - t0);
   const masters = cluster.nodes('master');
+  // A dead master (still in ioredis' list until its next slot refresh) must not make the reachable ones look
+  // unreachable: its INFO is left out of the sums, and the cluster state below says what is missing.
   const [state, infos] = await Promise.all([
     clusterState(cluster),
-    Promise.all(masters.map((n) => Promise.all([n.info('memory'), n.info('clients')]))),
+    Promise.allSettled(masters.map((n) => Promise.all([n.info('memory'), n.info('clients')]))),
   ]);
   let usedMemory = 0;
   let connectedClients = 0;
-  for (const [memory, clients] of infos) {
+  for (const r of infos) {
+    if (r.status !== 'fulfilled') continue;
+    const [memory, clients] = r.value;
     usedMemory += infoNumber(memory, 'used_memory') ?? 0;
     connectedClients += infoNumber(clients, 'connected_clients') ?? 0;
   }

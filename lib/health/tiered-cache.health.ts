@@ -162,6 +162,7 @@ function busHealth(bus: InvalidationBus): CacheComponentHealth {
     healthy: bus.state === 'subscribed' || bus.state === 'publishing',
     channel: bus.channel,
     connection: bus.connection,
+    overwrites: s.overwrites,
     retryQueue: s.retryQueue,
     l1ClearsOnReconnect: s.l1ClearsOnReconnect,
   };

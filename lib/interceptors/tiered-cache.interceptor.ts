@@ -1,5 +1,15 @@
-import { Inject, Injectable, Optional, StreamableFile, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
-import { SSE_METADATA } from '@nestjs/common/constants';
+import { Inject, Injectable, Optional, RequestMethod, StreamableFile, VersioningType, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import {
+  GUARDS_METADATA,
+  HEADERS_METADATA,
+  INTERCEPTORS_METADATA,
+  METHOD_METADATA,
+  REDIRECT_METADATA,
+  RENDER_METADATA,
+  RESPONSE_PASSTHROUGH_METADATA,
+  ROUTE_ARGS_METADATA,
+  SSE_METADATA,
+} from '@nestjs/common/constants';
 import { concat, defer, EMPTY, lastValueFrom, mergeMap, of, tap, type Observable } from 'rxjs';
 import { CacheManagerService } from '../cache-manager.service';
 import {
@@ -22,6 +32,7 @@ import type { SetOptions } from '../interfaces/tiered-cache-options.interface';
 import { KeyTemplate } from '../keys/key-template';
 import { stringSegment } from '../keys/key-segment';
 import { canonicalize, hashText } from '../keys/stable-digest';
+import { HttpFastPath, type CachedHttpResponse } from './http-fast-path';
 
 /** The parts of a request and response this interceptor reads (Express and Fastify both have them). */
 interface HttpRequest {
@@ -40,10 +51,7 @@ interface HttpResponse {
 }
 
 /** What is stored for a cached response. */
-interface CachedResponse {
-  s: number;
-  b: unknown;
-}
+type CachedResponse = CachedHttpResponse;
 
 interface CompiledRoute {
   sse: boolean;
@@ -59,6 +67,10 @@ interface CompiledRoute {
   before: Evictor[];
   after: Evictor[];
 }
+
+// RouteParamtypes.RESPONSE and NEXT (the enum is not exported from @nestjs/common's entry point).
+const RESPONSE_PARAM = 1;
+const NEXT_PARAM = 2;
 
 /** Headers that identify a caller: a request carrying one is cached only if the route varies on it. */
 const CREDENTIAL_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
@@ -78,6 +90,8 @@ const CREDENTIAL_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
  * - Responses carry `X-Cache: HIT` or `MISS`. Concurrent identical requests run the handler once.
  * - Templates name route params, then query parameters (`'property:{id}'`); key, tags and condition
  *   functions receive the request.
+ * - With `http: { fastPath: true }` it tells the module's middleware which URLs of eligible routes it may
+ *   answer from L1 before Nest routing (see explainFastPath).
  */
 @Injectable()
 export class TieredCacheInterceptor implements NestInterceptor {
@@ -85,9 +99,13 @@ export class TieredCacheInterceptor implements NestInterceptor {
   private readonly routes = new WeakMap<object, CompiledRoute>();
   private readonly vary: string[];
 
+  // Per controller class too: an inherited handler may sit behind different guards in each subclass.
+  private readonly fastPathRoutes = new WeakMap<object, WeakMap<object, boolean>>();
+
   constructor(
     private readonly cache: CacheManagerService,
     @Optional() @Inject(TIERED_CACHE_INTERCEPTOR_OPTIONS) options?: TieredCacheInterceptorOptions,
+    @Optional() private readonly fastPath?: HttpFastPath,
   ) {
     this.vary = (options?.vary ?? []).map((h) => h.toLowerCase());
   }
@@ -102,13 +120,13 @@ export class TieredCacheInterceptor implements NestInterceptor {
     const req = http.getRequest<HttpRequest>();
     const res = http.getResponse<HttpResponse>();
     let out$: Observable<unknown>;
-    if (route.cache && (req.method === 'GET' || req.method === 'HEAD') && !route.sse) out$ = this.cached(route, route.cache, req, res, next);
+    if (route.cache && (req.method === 'GET' || req.method === 'HEAD') && !route.sse) out$ = this.cached(context, route.cache, req, res, next);
     else out$ = next.handle();
     if (route.before.length === 0 && route.after.length === 0) return out$;
     return this.evicting(route, req, out$);
   }
 
-  private cached(route: CompiledRoute, c: NonNullable<CompiledRoute['cache']>, req: HttpRequest, res: HttpResponse, next: CallHandler): Observable<unknown> {
+  private cached(ctx: ExecutionContext, c: NonNullable<CompiledRoute['cache']>, req: HttpRequest, res: HttpResponse, next: CallHandler): Observable<unknown> {
     if (!c.public && CREDENTIAL_HEADERS.some((h) => req.headers[h] !== undefined && !c.vary.includes(h))) {
       setHeader(res, 'X-Cache', 'BYPASS');
       return next.handle();
@@ -127,6 +145,7 @@ export class TieredCacheInterceptor implements NestInterceptor {
       if (hit !== undefined) {
         res.statusCode = hit.s;
         setHeader(res, 'X-Cache', 'HIT');
+        if (this.fastPath?.active === true) this.offerToFastPath(ctx, req, early, c.public);
         return of(hit.b);
       }
     }
@@ -156,6 +175,7 @@ export class TieredCacheInterceptor implements NestInterceptor {
             res.statusCode = entry.s;
             setHeader(res, 'X-Cache', 'HIT');
           }
+          if (this.fastPath?.active === true) this.offerToFastPath(ctx, req, key, c.public);
           return entry.b;
         },
         (err: unknown) => {
@@ -170,6 +190,84 @@ export class TieredCacheInterceptor implements NestInterceptor {
         },
       );
     });
+  }
+
+  /**
+   * Why the HTTP fast path (`http: { fastPath: true }`) may not answer GETs of this route; empty when it may.
+   * The fast path answers an L1 hit before Nest routing, so a route qualifies only when nothing that runs on
+   * a normal HIT (guards, other interceptors, response decorators) could change or refuse the answer, and
+   * the cache key depends on the URL alone.
+   */
+  explainFastPath(controller: abstract new (...args: never[]) => unknown, methodName: string): string[] {
+    return this.fastPathBlockers(controller, (controller.prototype as Record<string, unknown>)[methodName], methodName);
+  }
+
+  private offerToFastPath(ctx: ExecutionContext, req: HttpRequest, key: string, isPublic: boolean): void {
+    const url = req.originalUrl;
+    // The middleware sees GETs only, before routing: a URL something rewrote on the way here (req.url no longer
+    // the original) may route elsewhere, so it is not remembered.
+    if (req.method !== 'GET' || url === undefined || req.url !== url) return;
+    const cls = ctx.getClass();
+    const handler = ctx.getHandler();
+    let byHandler = this.fastPathRoutes.get(cls);
+    if (byHandler === undefined) this.fastPathRoutes.set(cls, (byHandler = new WeakMap()));
+    let eligible = byHandler.get(handler);
+    if (eligible === undefined) {
+      eligible = this.fastPathBlockers(cls, handler, handler.name).length === 0;
+      byHandler.set(handler, eligible);
+    }
+    if (eligible) this.fastPath?.record(url, key, isPublic);
+  }
+
+  private fastPathBlockers(cls: object, handler: unknown, methodName: string): string[] {
+    const out: string[] = [];
+    const fp = this.fastPath;
+    if (fp === undefined || !fp.active) out.push('the fast path is not active (http.fastPath off, not Express, or L1 off)');
+    else if (fp.engine !== this.cache.engine) out.push("this interceptor's cache is not the fast path's");
+    const ops = getCacheOperations(handler);
+    const o = ops?.cacheable;
+    if (typeof handler !== 'function' || ops === undefined || o === undefined) return [...out, 'no @Cacheable()'];
+    if (Reflect.getMetadata(METHOD_METADATA, handler) !== RequestMethod.GET) out.push('not a @Get() route');
+    if (typeof o.key === 'function') out.push('its key is a function of the request');
+    if (this.vary.length > 0 || (o.vary?.length ?? 0) > 0) out.push('it varies on request headers');
+    if (o.condition !== undefined) out.push('it has a condition');
+    if (Reflect.getMetadata(SSE_METADATA, handler) === true) out.push('it is @Sse()');
+    if (ops.evict.length > 0) out.push('it has @CacheEvict()');
+    const app = fp?.appConfig;
+    if (app === undefined) out.push('the application config (global guards and interceptors) is not visible');
+    const guards = [
+      ...(app?.getGlobalGuards() ?? []),
+      ...(app?.getGlobalRequestGuards() ?? []),
+      ...metadataList(GUARDS_METADATA, cls),
+      ...metadataList(GUARDS_METADATA, handler),
+    ];
+    if (guards.length > 0) out.push(`guards would run (${guards.map(nameOf).join(', ')})`);
+    const interceptors = [
+      ...(app?.getGlobalInterceptors() ?? []),
+      ...(app?.getGlobalRequestInterceptors() ?? []).map((w) => w.metatype),
+      ...metadataList(INTERCEPTORS_METADATA, cls),
+      ...metadataList(INTERCEPTORS_METADATA, handler),
+    ];
+    // Subclasses count as other interceptors: they may change what a HIT answers.
+    const ours = interceptors.filter((i) => i === TieredCacheInterceptor || (i as object | null)?.constructor === TieredCacheInterceptor);
+    const others = interceptors.filter((i) => !ours.includes(i));
+    if (others.length > 0) out.push(`other interceptors would run (${others.map(nameOf).join(', ')})`);
+    if (ours.length > 1) out.push(`TieredCacheInterceptor is applied ${ours.length} times`);
+    if (metadataList(HEADERS_METADATA, handler).length > 0) out.push('it sets @Header()');
+    if (Reflect.getMetadata(REDIRECT_METADATA, handler) !== undefined) out.push('it is @Redirect()');
+    if (Reflect.getMetadata(RENDER_METADATA, handler) !== undefined) out.push('it is @Render()');
+    const params = (Reflect.getMetadata(ROUTE_ARGS_METADATA, cls, methodName) ?? {}) as Record<string, unknown>;
+    const takesResponse = Object.keys(params).some((k) => {
+      const type = Number(k.split(':')[0]);
+      return type === RESPONSE_PARAM || type === NEXT_PARAM;
+    });
+    if (takesResponse && Reflect.getMetadata(RESPONSE_PASSTHROUGH_METADATA, cls, methodName) !== true) {
+      out.push('it takes @Res() or @Next() (Nest does not send what it returns)');
+    }
+    const versioning = app?.getVersioning();
+    if (versioning !== undefined && versioning.type !== VersioningType.URI) out.push('the app picks versions by request header or a custom extractor');
+    if (fp?.routesByHost === true) out.push('a controller of the app routes by host');
+    return out;
   }
 
   private evicting(route: CompiledRoute, req: HttpRequest, out$: Observable<unknown>): Observable<unknown> {
@@ -230,6 +328,18 @@ export class TieredCacheInterceptor implements NestInterceptor {
     this.routes.set(handler, route);
     return route;
   }
+}
+
+function metadataList(key: string, target: unknown): unknown[] {
+  if (target === null || (typeof target !== 'object' && typeof target !== 'function')) return [];
+  const list: unknown = Reflect.getMetadata(key, target);
+  return Array.isArray(list) ? list : [];
+}
+
+function nameOf(x: unknown): string {
+  if (typeof x === 'function') return x.name || 'anonymous';
+  if (x !== null && typeof x === 'object') return (x as object).constructor?.name ?? 'object';
+  return String(x);
 }
 
 function lookup(req: HttpRequest, root: string): unknown {

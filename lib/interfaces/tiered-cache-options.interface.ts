@@ -117,6 +117,19 @@ export interface TieredCacheOptions {
   invalidationRules?: InvalidationRule[];
   /** Prometheus metrics (prom-client). Default: on when prom-client is installed; `false` turns them off. */
   metrics?: boolean | TieredCacheMetricsOptions;
+  /** HTTP options of the Nest layer (TieredCacheInterceptor). */
+  http?: TieredCacheHttpOptions;
+}
+
+export interface TieredCacheHttpOptions {
+  /**
+   * Default false. Express only: an L1 HIT of an eligible cached GET route is answered by a middleware before
+   * Nest routing (no guards, interceptors or observables run; they would not have changed the answer). See
+   * "HTTP fast path" in the README for the exact rules.
+   */
+  fastPath?: boolean;
+  /** URLs the fast path remembers (default 10,000); past it the oldest is forgotten (then served the normal way). */
+  fastPathMaxUrls?: number;
 }
 
 export interface InvalidationBusOptions {
@@ -135,6 +148,14 @@ export interface InvalidationBusOptions {
    * on top of the pub/sub delivery time; it saves a PUBLISH (and a message every instance decodes) per write.
    */
   overwriteWindow?: Duration;
+  /**
+   * Other instances' overwrites reach this L1 through Redis server-assisted invalidation (`CLIENT TRACKING ...
+   * BCAST PREFIX <keyPrefix> NOLOOP`, redirected to the bus subscriber): a write then costs no PUBLISH at all
+   * (default true; Redis >= 6, standalone or Sentinel). `false`, a Cluster, or a Redis that refuses the
+   * command: overwrites are published on the bus (`overwriteWindow`). Every instance sharing a keyPrefix must
+   * use the same setting: an instance that relies on tracking does not publish its overwrites.
+   */
+  tracking?: boolean;
 }
 
 export interface InvalidationQueueOptions {

@@ -15,13 +15,23 @@ export interface BusPublisher {
   publish(channel: string, message: string): Promise<boolean>;
   /** Called whenever a data connection becomes ready (a good moment to retry what failed). */
   onReady(listener: () => void): void;
+  /** Whether one connection carries every write (needed for server-assisted invalidation). */
+  readonly canTrack: boolean;
+  /** CLIENT TRACKING on that connection, redirected to our subscriber (see RedisTier.track). */
+  track(redirectId: number, prefix: string): Promise<'ok' | 'unsupported' | 'failed'>;
+  /** That connection came up or went down (its tracking is lost with it). */
+  onPrimary(listener: (up: boolean) => void): void;
 }
+
+/** Where Redis announces keys changed by other clients (server-assisted invalidation, RESP2 redirect). */
+const TRACKING_CHANNEL = '__redis__:invalidate';
 
 export interface InvalidationBusSettings {
   maxMessageBytes: number;
   retryQueueSize: number;
   heartbeatInterval: number;
   overwriteWindow: number;
+  tracking: boolean;
 }
 
 /**
@@ -47,6 +57,14 @@ export interface BusStats {
   l1Dropped: number;
   /** Times L1 was emptied because the subscription had been lost (messages may have been missed). */
   l1ClearsOnReconnect: number;
+  /**
+   * How other instances' overwrites reach this one: 'redis' (server-assisted invalidation: CLIENT TRACKING,
+   * nothing published per write), 'pubsub' (each overwrite published; tracking off, unsupported, or on a
+   * Cluster), 'pending' (not known yet: overwrites are published until it is).
+   */
+  overwrites: 'redis' | 'pubsub' | 'pending' | 'off';
+  /** Keys Redis announced as changed by other clients (tracking). */
+  trackedKeys: number;
   /** Changes waiting to be (re)published. */
   retryQueue: number;
   /** Times the waiting changes overflowed `retryQueueSize` and were collapsed into one L1 clear. */
@@ -80,8 +98,23 @@ export class InvalidationBus {
   private readonly ownPrefix: string;
   private publishing: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
-  private everSubscribed = false;
+  /** L1 has been trusted before (a later loss and recovery empties it). */
+  private everTrusted = false;
+  /** Hears every change: subscribed, and (when Redis tracks writes for us) tracking is in force. */
+  private trusted = false;
+  /** The SUBSCRIBE of the current subscriber connection is confirmed. */
   private subscribedNow = false;
+  /** Tracking is wanted here: L1 on, `bus.tracking` on, one connection carries every write (not a Cluster). */
+  private readonly wantTracking: boolean;
+  /** undefined: not known yet; true: Redis accepted CLIENT TRACKING; false: refused, overwrites are published. */
+  private trackingSupported: boolean | undefined;
+  /** CLIENT TRACKING is in force on the write connection, redirected to the current subscriber. */
+  private trackingOn = false;
+  /** CLIENT ID of the current subscriber connection (the redirect target). */
+  private subId: number | undefined;
+  private trackingAttempt: Promise<void> | undefined;
+  private trackingAgain = false;
+  private trackingRetry: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly onceSubscribed: Array<() => void> = [];
   private readonly n = zeroCounts();
@@ -98,13 +131,31 @@ export class InvalidationBus {
     this.ownPrefix = encodeBusMessage(this.instanceId, { type: 'clear' }).split('"change"')[0];
     publisher.onReady(() => this.scheduleFlush());
     this.unsubscribeChange = engine.onChange((change) => this.send(change));
+    this.wantTracking = settings.tracking && !!engine.l1 && publisher.canTrack;
+    if (!this.wantTracking) this.trackingSupported = false;
     if (!engine.l1) return; // nothing local to drop: publish only
-    const sub = factory.create('bus-sub', { autoResubscribe: false });
+    publisher.onPrimary((up) => {
+      if (up) void this.enableTracking();
+      else if (this.trackingOn) {
+        // The connection's tracking died with it: other instances' writes are not announced until it is back.
+        this.trackingOn = false;
+        this.updateTrust();
+      }
+    });
+    // RESP2 whatever redis.protocol says: a redirected invalidation reaches a RESP3 client as an 'invalidate'
+    // push that ioredis drops, and only a RESP2 subscriber gets it as a message on __redis__:invalidate.
+    const sub = factory.create('bus-sub', this.wantTracking ? { autoResubscribe: false, protocol: 2 } : { autoResubscribe: false });
     this.sub = sub;
     sub.on('error', (err: unknown) => this.warn('bus:sub', `invalidation bus subscriber: ${message(err)}`));
     sub.on('ready', () => void this.subscribe());
     sub.on('close', () => this.lost());
     sub.on('message', (channel: string, raw: string) => this.receive(channel, raw));
+    if (factory.mode === 'cluster') this.watchClusterSubscriber(sub);
+    if (this.wantTracking) {
+      sub.on('messageBuffer', (channel: Buffer, payload: unknown) => {
+        if (channel.length === TRACKING_CHANNEL.length && channel.toString() === TRACKING_CHANNEL) this.receiveTracked(payload);
+      });
+    }
     this.heartbeat = setInterval(() => {
       if (sub.status === 'ready') (sub as { ping(): Promise<unknown> }).ping().catch(() => undefined);
     }, settings.heartbeatInterval);
@@ -113,14 +164,14 @@ export class InvalidationBus {
   }
 
   get subscribed(): boolean {
-    return this.subscribedNow;
+    return this.trusted;
   }
 
   get state(): BusState {
     if (this.closed) return 'closed';
     if (!this.sub) return 'publishing';
-    if (this.subscribedNow) return 'subscribed';
-    return this.everSubscribed ? 'down' : 'connecting';
+    if (this.trusted) return 'subscribed';
+    return this.everTrusted ? 'down' : 'connecting';
   }
 
   /** ioredis state of the subscriber connection (ready, connecting, reconnecting, …). */
@@ -132,7 +183,7 @@ export class InvalidationBus {
   async connect(timeoutMs: number): Promise<boolean> {
     if (!this.sub) return true;
     const subscribed = new Promise<boolean>((resolve) => {
-      if (this.subscribedNow) resolve(true);
+      if (this.trusted) resolve(true);
       else this.onceSubscribed.push(() => resolve(true));
     });
     this.sub.connect().catch(() => undefined);
@@ -154,9 +205,11 @@ export class InvalidationBus {
     clearInterval(this.heartbeat);
     clearTimeout(this.retryTimer);
     clearTimeout(this.windowTimer);
+    clearTimeout(this.trackingRetry);
     if (this.sub) await this.quit(this.sub);
     // Deaf from now on: L1 may not be trusted any more (matters only if the engine lives on).
     this.subscribedNow = false;
+    this.trusted = false;
     this.engine.setL1Trusted(false);
   }
 
@@ -172,8 +225,9 @@ export class InvalidationBus {
   stats(): BusStats {
     return {
       enabled: true,
-      subscribed: this.subscribedNow,
+      subscribed: this.trusted,
       instanceId: this.instanceId,
+      overwrites: this.trackingSupported === undefined ? 'pending' : this.trackingSupported ? 'redis' : 'pubsub',
       ...this.n,
       retryQueue: this.outbox.size,
       retryOverflows: this.outbox.collapsed,
@@ -183,8 +237,15 @@ export class InvalidationBus {
   // ---------------------------------------------------------------- receiving
 
   private async subscribe(): Promise<void> {
+    const sub = this.sub as unknown as {
+      subscribe(...channels: string[]): Promise<unknown>;
+      client(sub: 'ID'): Promise<number>;
+    };
+    const tracking = this.wantTracking;
     try {
-      await (this.sub as unknown as { subscribe(channel: string): Promise<unknown> }).subscribe(this.channel);
+      // The redirect target is this connection's id, new on every reconnect.
+      if (tracking) this.subId = Number(await sub.client('ID'));
+      await (tracking ? sub.subscribe(this.channel, TRACKING_CHANNEL) : sub.subscribe(this.channel));
     } catch (err) {
       // The connection dropped again before the reply: the next `ready` retries.
       this.warn('bus:subscribe', `invalidation bus could not subscribe to ${this.channel}: ${message(err)}`);
@@ -192,22 +253,128 @@ export class InvalidationBus {
     }
     if (this.closed || this.subscribedNow) return;
     this.subscribedNow = true;
-    // Anything published while we were not subscribed is lost: what L1 holds may be stale. Not a 'bus'
-    // invalidation (nothing was received); re-subscribes are counted in l1ClearsOnReconnect.
+    if (tracking) await this.enableTracking();
+    this.updateTrust();
+  }
+
+  /**
+   * Server-assisted invalidation: Redis itself announces every key under our prefix that another client
+   * writes, so a write costs no PUBLISH and no echo. Deletes, tags, patterns and clear still travel on the bus
+   * (they carry meaning beyond single keys, and are counted). One attempt at a time; a new subscriber id or a
+   * reconnected write connection asks for another.
+   */
+  private enableTracking(): Promise<void> {
+    if (this.trackingAttempt) {
+      this.trackingAgain = true;
+      return this.trackingAttempt;
+    }
+    this.trackingAttempt = (async () => {
+      do {
+        this.trackingAgain = false;
+        if (this.closed || !this.subscribedNow || this.subId === undefined || this.trackingSupported === false) return;
+        const id = this.subId;
+        const r = await this.publisher.track(id, this.engine.options.keyPrefix);
+        if (r === 'ok') {
+          this.trackingSupported = true;
+          // The subscriber may have reconnected meanwhile: then this redirect points at a dead id.
+          if (id === this.subId && this.subscribedNow) this.trackingOn = true;
+          else this.trackingAgain = true;
+        } else if (r === 'unsupported') {
+          this.trackingSupported = false;
+          this.warn('bus:tracking', 'Redis refused CLIENT TRACKING; overwrites are published on the bus instead (every instance must do the same)');
+        } else this.retryTrackingLater();
+      } while (this.trackingAgain);
+    })().finally(() => {
+      this.trackingAttempt = undefined;
+      this.updateTrust();
+    });
+    return this.trackingAttempt;
+  }
+
+  private retryTrackingLater(): void {
+    if (this.trackingRetry || this.closed) return;
+    this.trackingRetry = setTimeout(() => {
+      this.trackingRetry = undefined;
+      void this.enableTracking();
+    }, 1_000);
+    this.trackingRetry.unref();
+  }
+
+  /**
+   * L1 is trusted only while this instance hears every change. Anything sent while it did not is lost (pub/sub
+   * and tracking do not redeliver): L1 is emptied each time trust comes back. Not a 'bus' invalidation
+   * (nothing was received); recoveries are counted in l1ClearsOnReconnect.
+   */
+  private updateTrust(): void {
+    const required = this.wantTracking && this.trackingSupported !== false;
+    const trusted = !this.closed && this.subscribedNow && (this.trackingOn || !required);
+    if (trusted === this.trusted) return;
+    this.trusted = trusted;
+    if (!trusted) {
+      this.engine.setL1Trusted(false);
+      return;
+    }
     const dropped = this.engine.dropL1({ type: 'clear' });
-    if (this.everSubscribed) {
+    if (this.everTrusted) {
       this.n.l1ClearsOnReconnect++;
       this.warn('bus:resubscribed', `invalidation bus re-subscribed; cleared ${dropped} L1 entries that may have missed changes`);
     }
-    this.everSubscribed = true;
+    this.everTrusted = true;
     this.engine.setL1Trusted(true);
     for (const f of this.onceSubscribed.splice(0)) f();
   }
 
+  /**
+   * On a Cluster, ioredis keeps the subscription on one node of its own choosing and, when that node goes away,
+   * silently moves it to another one and re-subscribes there: the Cluster client emits no close/ready for it.
+   * Messages published in between are lost, so each move counts as a lost subscription (L1 untrusted at once,
+   * emptied once the SUBSCRIBE on the new node is confirmed). ioredis exposes no event for it: its
+   * ClusterSubscriber.selectSubscriber (private) is wrapped; if that ever changes, nothing is hooked and the
+   * bus behaves as before.
+   */
+  private watchClusterSubscriber(sub: RedisClient): void {
+    const cs = (sub as unknown as { subscriber?: { selectSubscriber?: () => void; getInstance?: () => unknown } }).subscriber;
+    if (!cs || typeof cs.selectSubscriber !== 'function' || typeof cs.getInstance !== 'function') return;
+    const select = cs.selectSubscriber.bind(cs);
+    const instance = cs.getInstance.bind(cs);
+    cs.selectSubscriber = () => {
+      const before = instance();
+      select();
+      const after = instance();
+      // The first pick (cluster connect) is not a move: the 'ready' handler subscribes then.
+      if (before === null || before === undefined || after === before || this.closed) return;
+      this.lost();
+      // Confirms the subscription on the new node (ioredis re-subscribes too; SUBSCRIBE is idempotent). If that
+      // node is down as well, ioredis picks another one, which comes back here.
+      if (after) void this.subscribe();
+    };
+  }
+
   private lost(): void {
-    if (!this.subscribedNow) return;
+    // A redirect to a closed subscriber is dropped by Redis: tracking has to be asked for again as well.
     this.subscribedNow = false;
-    this.engine.setL1Trusted(false);
+    this.trackingOn = false;
+    this.updateTrust();
+  }
+
+  /** Keys Redis says another client changed (or that expired); null: a FLUSHDB/FLUSHALL. */
+  private receiveTracked(payload: unknown): void {
+    if (payload === null) {
+      this.n.trackedKeys++;
+      this.engine.dropLocal({ type: 'clear' });
+      return;
+    }
+    if (!Array.isArray(payload)) return;
+    const prefix = this.engine.options.keyPrefix;
+    const reserved = prefix + '__tc:';
+    const keys: string[] = [];
+    for (const b of payload) {
+      const k = String(b);
+      if (k.startsWith(prefix) && !k.startsWith(reserved)) keys.push(k.slice(prefix.length));
+    }
+    if (keys.length === 0) return;
+    this.n.trackedKeys += keys.length;
+    this.n.l1Dropped += this.engine.dropLocal({ type: 'overwrite', keys });
   }
 
   private receive(channel: string, raw: string): void {
@@ -234,6 +401,9 @@ export class InvalidationBus {
 
   private send(change: CacheChange): void {
     if (this.closed) return;
+    // Redis announces this write to every other instance itself (their CLIENT TRACKING); publishing it too
+    // would cost a PUBLISH and an echo per write window.
+    if (change.type === 'overwrite' && this.trackingSupported === true) return;
     this.outbox.add(change);
     if (change.type === 'overwrite' && this.settings.overwriteWindow > 0) this.flushAfterWindow();
     else {
@@ -349,7 +519,7 @@ type KeyChange = Extract<CacheChange, { keys: string[] }>;
 
 /** The bus's own counters, all zero: a new bus starts from these. */
 function zeroCounts() {
-  return { published: 0, publishFailures: 0, received: 0, echoes: 0, malformed: 0, l1Dropped: 0, l1ClearsOnReconnect: 0 };
+  return { published: 0, publishFailures: 0, received: 0, echoes: 0, malformed: 0, l1Dropped: 0, l1ClearsOnReconnect: 0, trackedKeys: 0 };
 }
 
 /** `stats().bus` of an engine without a bus. */
@@ -357,6 +527,7 @@ export const DISABLED_BUS_STATS: BusStats = Object.freeze({
   enabled: false,
   subscribed: false,
   instanceId: '',
+  overwrites: 'off',
   ...zeroCounts(),
   retryQueue: 0,
   retryOverflows: 0,

@@ -18,6 +18,8 @@ import { LeadScoringService, LeadsController } from './scoring/lead-scoring.serv
       useFactory: () => ({
         keyPrefix: 'realestate:',
         ...tieredCacheOptionsFromEnv(),
+        // L1 hits of GET /properties/:id are answered before Nest routing (see "HTTP fast path" in the README).
+        http: { fastPath: true },
         invalidationRules: [
           {
             event: 'property.updated',

@@ -3,10 +3,11 @@ import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { register } from 'prom-client';
 import request from 'supertest';
-import { CacheManagerService } from '../../lib';
+import { CacheManagerService, HttpFastPath, TieredCacheInterceptor } from '../../lib';
 import { AppModule } from '../../sample-app/src/app.module';
 import type { CacheStatsDto } from '../../sample-app/src/cache-admin/cache-stats.dto';
 import { FakeDatabase } from '../../sample-app/src/database/fake-database';
+import { PropertiesController } from '../../sample-app/src/properties/properties.controller';
 import { RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
 
@@ -108,6 +109,16 @@ describe('sample app, one instance (real Redis)', () => {
     expect(second.body).toEqual(first.body);
 
     expect(db.queries).toBe(before + 1);
+  });
+
+  it('GET /properties/:id is eligible for the HTTP fast path, which answers its L1 hits', async () => {
+    const fastPath = app.get(HttpFastPath);
+    expect(new TieredCacheInterceptor(app.get(CacheManagerService), undefined, fastPath).explainFastPath(PropertiesController, 'findOne')).toEqual([]);
+    await http(app).get('/properties/4').expect(200);
+    const hits = fastPath.stats().hits;
+    const hit = await http(app).get('/properties/4').expect(200);
+    expect(hit.headers['x-cache']).toBe('HIT');
+    expect(fastPath.stats().hits).toBe(hits + 1);
   });
 
   it('GET /cache/stats has the original design’s shape and counts the requests made', async () => {

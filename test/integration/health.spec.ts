@@ -1,44 +1,9 @@
-import { Controller, Get, type INestApplication, Module, Query } from '@nestjs/common';
-import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
-import { Test } from '@nestjs/testing';
+import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
-import { CacheManagerService, TieredCacheHealthIndicator, TieredCacheModule, type TieredCacheOptions } from '../../lib';
+import { CacheManagerService, TieredCacheHealthIndicator } from '../../lib';
+import { bootHealthApp } from '../support/health-app';
 import { RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
-
-const quiet = { warn() {}, error() {} };
-
-@Controller('health')
-class HealthController {
-  constructor(
-    private readonly health: HealthCheckService,
-    private readonly cache: TieredCacheHealthIndicator,
-  ) {}
-
-  @Get()
-  @HealthCheck()
-  check(@Query('timeout') timeout?: string) {
-    return this.health.check([() => this.cache.isHealthy('cache', { timeout: Number(timeout ?? 1000) })]);
-  }
-
-  @Get('strict')
-  @HealthCheck()
-  strict(@Query('timeout') timeout?: string) {
-    return this.health.check([() => this.cache.isHealthy('cache', { requireL2: true, timeout: Number(timeout ?? 1000) })]);
-  }
-}
-
-async function boot(options: TieredCacheOptions): Promise<INestApplication> {
-  @Module({
-    imports: [TerminusModule.forRoot({ logger: false }), TieredCacheModule.forRoot({ logger: quiet, metrics: false, ...options })],
-    controllers: [HealthController],
-  })
-  class AppModule {}
-  const ref = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  const app = ref.createNestApplication({ logger: false });
-  await app.init();
-  return app;
-}
 
 describe('TieredCacheHealthIndicator (Terminus)', () => {
   let redis: RedisServer;
@@ -46,7 +11,7 @@ describe('TieredCacheHealthIndicator (Terminus)', () => {
 
   beforeEach(async () => {
     redis = await RedisServer.start();
-    app = await boot({ redis: { url: redis.url, commandTimeout: 200, connectTimeout: 1000 } });
+    app = await bootHealthApp({ redis: { url: redis.url, commandTimeout: 200, connectTimeout: 1000 } });
   });
   afterEach(async () => {
     await app.close();
@@ -67,7 +32,7 @@ describe('TieredCacheHealthIndicator (Terminus)', () => {
     expect(c.l2.pingMs).toEqual(expect.any(Number));
     expect(c.l2.usedMemory).toBeGreaterThan(0);
     expect(c.l2.connectedClients).toBeGreaterThanOrEqual(1);
-    expect(c.bus).toEqual({ state: 'subscribed', healthy: true, channel: 'cache:__tc:bus:v1', connection: 'ready', retryQueue: 0, l1ClearsOnReconnect: 0 });
+    expect(c.bus).toEqual({ state: 'subscribed', healthy: true, channel: 'cache:__tc:bus:v1', connection: 'ready', overwrites: 'redis', retryQueue: 0, l1ClearsOnReconnect: 0 });
     expect(c.degraded).toBeUndefined();
 
     await request(app.getHttpServer()).get('/health/strict').expect(200);
@@ -147,7 +112,7 @@ describe('TieredCacheHealthIndicator (Terminus)', () => {
   });
 
   it('without L1, the bus only publishes and that is healthy', async () => {
-    const noL1 = await boot({ redis: { url: redis.url, commandTimeout: 200 }, l1: { enabled: false } });
+    const noL1 = await bootHealthApp({ redis: { url: redis.url, commandTimeout: 200 }, l1: { enabled: false } });
     try {
       const res = await request(noL1.getHttpServer()).get('/health').expect(200);
       expect(res.body.info.cache.bus).toMatchObject({ state: 'publishing' });
@@ -158,7 +123,7 @@ describe('TieredCacheHealthIndicator (Terminus)', () => {
   });
 
   it('with the bus off, shows it disabled', async () => {
-    const off = await boot({ redis: { url: redis.url, commandTimeout: 200 }, bus: false });
+    const off = await bootHealthApp({ redis: { url: redis.url, commandTimeout: 200 }, bus: false });
     try {
       const res = await request(off.getHttpServer()).get('/health').expect(200);
       expect(res.body.info.cache.bus).toEqual({ state: 'disabled' });
@@ -172,7 +137,7 @@ describe('TieredCacheHealthIndicator (Terminus)', () => {
 describe('TieredCacheHealthIndicator without a reachable Redis at boot', () => {
   it('boots and reports L2 degraded when the Redis host does not answer', async () => {
     // A TEST-NET-1 address (RFC 5737): never routed, so connecting either hangs or fails at once.
-    const app = await boot({ redis: { url: 'redis://192.0.2.1:6390', connectTimeout: 300, commandTimeout: 100 } });
+    const app = await bootHealthApp({ redis: { url: 'redis://192.0.2.1:6390', connectTimeout: 300, commandTimeout: 100 } });
     try {
       const res = await request(app.getHttpServer()).get('/health?timeout=300').expect(200);
       expect(res.body.info.cache.l2).toMatchObject({ status: 'degraded', reachable: false });
@@ -187,7 +152,7 @@ describe('TieredCacheHealthIndicator without a reachable Redis at boot', () => {
   });
 
   it('L1-only: up, and down when L2 is required', async () => {
-    const app = await boot({});
+    const app = await bootHealthApp({});
     try {
       const res = await request(app.getHttpServer()).get('/health').expect(200);
       expect(res.body.info.cache.l2).toEqual({ enabled: false, required: false });

@@ -30,11 +30,28 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     return c;
   }
 
-  /** Waits until everything A published so far has been applied by B (B hears no one else in these tests). */
+  const CHANNEL = 'bus-test:__tc:bus:v1';
+  const markers = new Map<TieredCache, number>();
+
+  /**
+   * Waits until everything A published so far, and every write Redis announced to B (tracking), has been
+   * applied by B. A marker published after A's writes comes after all of those on B's subscriber connection.
+   */
   async function delivered(a: TieredCache, b: TieredCache): Promise<void> {
     await a.bus!.drain();
     const sent = a.stats().bus.published;
-    await waitFor('B applied what A published', () => b.stats().bus.received >= sent);
+    const m = (markers.get(b) ?? 0) + 1;
+    markers.set(b, m);
+    await raw.publish(CHANNEL, JSON.stringify({ v: 1, src: 'test-marker', change: { type: 'delete', keys: ['-marker-'] } }));
+    await waitFor('B applied what A published', () => b.stats().bus.received >= sent + m);
+  }
+
+  /** Waits until every write Redis announced to B so far has been applied by B (a marker comes after them). */
+  async function heard(b: TieredCache): Promise<void> {
+    markers.set(b, (markers.get(b) ?? 0) + 1);
+    const before = b.stats().bus.received;
+    await raw.publish(CHANNEL, JSON.stringify({ v: 1, src: 'test-marker', change: { type: 'delete', keys: ['-marker-'] } }));
+    await waitFor('B heard the marker', () => b.stats().bus.received >= before + 1);
   }
 
   /** Reads once so the value sits in B's L1; proves it by the L1 hit counter. */
@@ -59,15 +76,105 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     await a.set('k', 'old');
     await delivered(a, b);
     await warm(b, 'k', 'old');
+    const published = a.stats().bus.published;
     await a.set('k', 'new');
     await waitFor('B drops k', () => !b.l1!.has('k'));
     expect(await b.get('k')).toBe('new');
-    expect(b.stats().bus.received).toBeGreaterThan(0);
+    // Redis announced the write to B (CLIENT TRACKING): A published nothing for it, and kept its own copy (NOLOOP).
+    expect(a.stats().bus).toMatchObject({ overwrites: 'redis', published });
+    expect(b.stats().bus.trackedKeys).toBeGreaterThan(0);
+    expect(a.l1!.has('k')).toBe(true);
+    expect(a.stats().bus.trackedKeys).toBe(0);
+  });
+
+  it('redis.protocol 3: overwrites still arrive (the subscriber stays on RESP2, where redirected invalidations are messages)', async () => {
+    const a = await instance({ redis: { url: redis.url, protocol: 3 } });
+    const b = await instance({ redis: { url: redis.url, protocol: 3 } });
+    await a.set('k', 'old');
+    await delivered(a, b);
+    await warm(b, 'k', 'old');
+    await a.set('k', 'new');
+    await waitFor('B drops k', () => !b.l1!.has('k'));
+    expect(await b.get('k')).toBe('new');
+    expect(b.stats().bus.trackedKeys).toBeGreaterThan(0);
+  });
+
+  it('a write to Redis by any other client drops L1 copies of that key; reserved keys are ignored; FLUSHDB empties L1', async () => {
+    const b = await instance({ codec: 'json' });
+    await raw.set('bus-test:x', JSON.stringify('old'));
+    await raw.set('bus-test:y', JSON.stringify('keep'));
+    await heard(b);
+    await warm(b, 'x', 'old');
+    await warm(b, 'y', 'keep');
+    const dropped = b.stats().bus.l1Dropped;
+    await raw.set('bus-test:x', JSON.stringify('new'));
+    await raw.sadd('bus-test:__tc:tag:t', 'bus-test:y');
+    await raw.set('other-prefix:y', '1');
+    await waitFor('B drops x', () => !b.l1!.has('x'));
+    expect(await b.get('x')).toBe('new');
+    expect(b.l1!.has('y')).toBe(true);
+    expect(b.stats().bus.l1Dropped).toBe(dropped + 1);
+    await raw.flushdb();
+    await waitFor('FLUSHDB empties L1', () => b.l1!.size === 0);
+  });
+
+  it('tracking survives reconnects of the write connection and of the subscriber (new redirect id each time)', async () => {
+    const a = await instance();
+    const b = await instance();
+    for (const kill of [['TYPE', 'normal'], ['TYPE', 'pubsub']]) {
+      await a.set('k', 'old');
+      await delivered(a, b);
+      await warm(b, 'k', 'old');
+      const clears = b.stats().bus.l1ClearsOnReconnect;
+      // Every data and subscriber connection of that type, A's and B's: tracking must be asked for again.
+      await raw.call('CLIENT', 'KILL', ...kill, 'SKIPME', 'yes');
+      await waitFor(`B trusts L1 again after ${kill[1]} kill`, () => b.stats().bus.l1ClearsOnReconnect === clears + 1 && b.bus!.subscribed, 10_000);
+      await waitFor('A is back', () => !!a.bus!.subscribed && a.l2!.ready, 10_000);
+      expect(b.l1!.size).toBe(0);
+      await warm(b, 'k', 'old');
+      await a.set('k', 'new');
+      await waitFor('B drops k', () => !b.l1!.has('k'));
+      expect(await b.get('k')).toBe('new');
+    }
+  });
+
+  it('a Redis that refuses CLIENT TRACKING (ACL): overwrites are published on the bus instead', async () => {
+    await raw.call('ACL', 'SETUSER', 'notrack', 'on', 'nopass', '~*', '&*', '+@all', '-client|tracking');
+    try {
+      const url = redis.url.replace('redis://', 'redis://notrack@');
+      const a = await instance({ redis: url });
+      const b = await instance({ redis: url });
+      expect(a.stats().bus.overwrites).toBe('pubsub');
+      expect(b.bus!.subscribed).toBe(true);
+      await a.set('k', 'old');
+      await delivered(a, b);
+      await warm(b, 'k', 'old');
+      const published = a.stats().bus.published;
+      await a.set('k', 'new');
+      await waitFor('B drops k', () => !b.l1!.has('k'));
+      expect(await b.get('k')).toBe('new');
+      expect(a.stats().bus.published).toBeGreaterThan(published);
+      expect(b.stats().bus.trackedKeys).toBe(0);
+    } finally {
+      await Promise.all(open.splice(0).map((c) => c.close()));
+      await raw.call('ACL', 'DELUSER', 'notrack');
+    }
+  });
+
+  it('maxConnections 2: writes go out on the tracked connection, so an instance never drops its own fresh copy', async () => {
+    const a = await instance({ redis: { url: redis.url, maxConnections: 2 } });
+    const b = await instance();
+    for (let i = 0; i < 20; i++) await a.set(`m${i}`, i);
+    await delivered(a, b);
+    expect(a.stats().bus.trackedKeys).toBe(0);
+    expect(a.l1!.size).toBe(20);
+    expect(b.stats().bus.trackedKeys).toBeGreaterThanOrEqual(20);
   });
 
   it('a burst of overwrites is published as a few messages (overwriteWindow), and every key still reaches B', async () => {
-    const a = await instance();
-    const b = await instance();
+    // Tracking off: overwrites travel on the bus.
+    const a = await instance({ bus: { tracking: false } });
+    const b = await instance({ bus: { tracking: false } });
     const keys = Array.from({ length: 200 }, (_, i) => `w${i}`);
     for (const k of keys) await a.set(k, 'old');
     await delivered(a, b);
@@ -83,8 +190,8 @@ describe('invalidation bus (two instances, one real Redis)', () => {
 
   it('a delete does not wait for the overwrite window, and takes waiting overwrites with it', async () => {
     // A window far longer than the test: only the delete can have flushed the overwrite.
-    const a = await instance({ bus: { overwriteWindow: '1h' } });
-    const b = await instance();
+    const a = await instance({ bus: { overwriteWindow: '1h', tracking: false } });
+    const b = await instance({ bus: { tracking: false } });
     await a.set('x', 'old');
     await a.set('y', 'old');
     await delivered(a, b);
@@ -120,14 +227,15 @@ describe('invalidation bus (two instances, one real Redis)', () => {
   });
 
   it('ignores its own messages (no echo handling), and never re-publishes what it receives', async () => {
-    const a = await instance();
-    const b = await instance();
+    const a = await instance({ bus: { tracking: false } });
+    const b = await instance({ bus: { tracking: false } });
     await a.set('mine', 1);
     await waitFor('A hears its echo', () => a.stats().bus.echoes >= 1);
     expect(a.stats().bus.received).toBe(0);
     expect(a.l1!.has('mine')).toBe(true); // its own overwrite message did not drop its own fresh L1 copy
     await waitFor('B receives', () => b.stats().bus.received >= 1);
     expect(b.stats().bus.published).toBe(0);
+    expect(a.stats().bus.overwrites).toBe('pubsub');
   });
 
   it('drops and counts malformed messages, and keeps working', async () => {
@@ -245,6 +353,8 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     const subscribers = clients.split('\n').filter((l) => l.includes('name=tiered-cache:bus-sub'));
     expect(subscribers).toHaveLength(1); // the reader's only
     await writer.set('k', 'old');
+    // Redis announces that SET to the reader; let the announcement land before the read it would otherwise undo.
+    await delivered(writer, reader);
     await warm(reader, 'k', 'old');
     await writer.set('k', 'new');
     await waitFor('reader drops k', () => !reader.l1!.has('k'));
@@ -253,8 +363,9 @@ describe('invalidation bus (two instances, one real Redis)', () => {
   });
 
   it('splits a change larger than maxMessageBytes into several messages', async () => {
-    const a = await instance({ bus: { maxMessageBytes: 1024 } });
-    const b = await instance({ bus: { maxMessageBytes: 1024 } });
+    // Tracking off: otherwise Redis's own announcements of the UNLINKs could empty B before the bus messages land.
+    const a = await instance({ bus: { maxMessageBytes: 1024, tracking: false } });
+    const b = await instance({ bus: { maxMessageBytes: 1024, tracking: false } });
     const keys = Array.from({ length: 200 }, (_, i) => `key-number-${i}`);
     await a.mset(Object.fromEntries(keys.map((k) => [k, 1])));
     await delivered(a, b);

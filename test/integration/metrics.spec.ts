@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import type { Redis } from 'ioredis';
 import { type INestApplication, Module } from '@nestjs/common';
 import { EventEmitter2, EventEmitterModule } from '@nestjs/event-emitter';
@@ -8,6 +7,7 @@ import { Histogram, register, Registry } from 'prom-client';
 import request from 'supertest';
 import { attachCacheMetrics, CacheManagerService, CacheMetricsService, TieredCache, TieredCacheModule, type TieredCacheOptions } from '../../lib';
 import { SeriesHistogram } from '../../lib/metrics/series-histogram';
+import { OWN, ownFamilies, promtool } from '../support/promtool';
 import { RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
 
@@ -29,8 +29,6 @@ async function scrape(app: INestApplication): Promise<string> {
   return res.text;
 }
 
-const OWN = /^(cache_|redis_cluster_)/;
-
 /** `name{labels}` → value for the cache's own series, labels in a fixed order (cache, the rest sorted, le last). */
 function series(text: string): Map<string, number> {
   const out = new Map<string, number>();
@@ -44,25 +42,6 @@ function series(text: string): Map<string, number> {
     out.set(`${m[1]}{${labels.join(',')}}`.replace('{}', ''), Number(m[3]));
   }
   return out;
-}
-
-/** Only the cache's own metric families (HELP/TYPE lines included). */
-function ownFamilies(text: string): string {
-  return text
-    .split('\n')
-    .filter((l) => OWN.test(l.replace(/^# (HELP|TYPE) /, '')))
-    .join('\n') + '\n';
-}
-
-function promtool(text: string): { status: number | null; output: string } {
-  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
-  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
-    throw new Error(
-      'promtool is not on PATH. This test checks the /metrics output with the real Prometheus parser; install it with ' +
-        "`apt-get install -y prometheus` (Debian/Ubuntu: Debian's prometheus package ships promtool) and run the tests again.",
-    );
-  }
-  return { status: r.status, output: `${r.stdout}${r.stderr}` };
 }
 
 describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {

@@ -1,5 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /**
  * A real redis-server on a free loopback port, owned by one test file: started, killed and restarted at will.
@@ -110,4 +113,116 @@ function canConnect(port: number): Promise<boolean> {
     s.once('error', () => done(false));
     s.connect(port, '127.0.0.1', () => done(true));
   });
+}
+
+/**
+ * A real 3-master Redis Cluster (no replicas) on free loopback ports, created with `redis-cli --cluster create`.
+ * Each node has its own config file in a fresh temp dir (removed on stop). `kill(i)` SIGKILLs one master, as
+ * when a host dies; with no replica to promote, the cluster loses that master's slots once it notices
+ * (cluster-node-timeout 2000 ms).
+ */
+export class RedisCluster {
+  private constructor(
+    private readonly servers: RedisServer[],
+    private readonly dir: string,
+  ) {}
+
+  static async start(masters = 3): Promise<RedisCluster> {
+    assertRedisInstalled();
+    assertRedisCliInstalled();
+    const dir = mkdtempSync(join(tmpdir(), 'tiered-cache-cluster-'));
+    const servers: RedisServer[] = [];
+    const cluster = new RedisCluster(servers, dir);
+    try {
+      // Every port distinct: the OS may hand the same free port out twice in a row.
+      const taken = new Set<number>();
+      const distinctPort = async (): Promise<number> => {
+        for (;;) {
+          const p = await freePort();
+          if (!taken.has(p)) {
+            taken.add(p);
+            return p;
+          }
+        }
+      };
+      for (let i = 0; i < masters; i++) {
+        const port = await distinctPort();
+        // The cluster bus gets its own free port (port + 10000 may be taken, or beyond 65535).
+        const busPort = await distinctPort();
+        servers.push(
+          await RedisServer.start(
+            [
+              '--cluster-enabled', 'yes',
+              '--cluster-config-file', join(dir, `nodes-${port}.conf`),
+              '--cluster-node-timeout', '2000',
+              '--cluster-port', String(busPort),
+              '--dir', dir,
+            ],
+            port,
+          ),
+        );
+      }
+      const r = spawnSync(
+        'redis-cli',
+        ['--cluster', 'create', ...servers.map((s) => `127.0.0.1:${s.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+        { encoding: 'utf8', timeout: 30_000 },
+      );
+      if (r.error || r.status !== 0) {
+        throw new Error(`redis-cli --cluster create failed (exit ${r.status ?? r.error?.message}):\n${r.stdout ?? ''}${r.stderr ?? ''}`);
+      }
+      await cluster.waitUntilOk();
+      return cluster;
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+  }
+
+  get nodes(): Array<{ host: string; port: number }> {
+    return this.servers.map((s) => ({ host: '127.0.0.1', port: s.port }));
+  }
+
+  /** CLUSTER INFO of one node, as text ('' when it does not answer). */
+  info(i: number): string {
+    const r = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(this.servers[i].port), 'CLUSTER', 'INFO'], { encoding: 'utf8', timeout: 2_000 });
+    return r.status === 0 ? r.stdout : '';
+  }
+
+  /** SIGKILLs master `i` (it stays dead until stop()). */
+  kill(i: number): Promise<void> {
+    return this.servers[i].kill();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.servers.map((s) => s.stop()));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Every node says cluster_state:ok, knows every node and sees all 16384 slots served. */
+  private async waitUntilOk(): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    const n = this.servers.length;
+    for (;;) {
+      const infos = this.servers.map((_, i) => this.info(i));
+      const ok = infos.every(
+        (t) => /^cluster_state:ok\r?$/m.test(t) && new RegExp(`^cluster_known_nodes:${n}\\r?$`, 'm').test(t) && /^cluster_slots_ok:16384\r?$/m.test(t),
+      );
+      if (ok) return;
+      if (Date.now() > deadline) throw new Error(`Redis Cluster did not reach cluster_state:ok within 20s:\n${infos.join('\n---\n')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+let cliChecked = false;
+function assertRedisCliInstalled(): void {
+  if (cliChecked) return;
+  const r = spawnSync('redis-cli', ['--version'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    throw new Error(
+      'redis-cli is not on PATH. The Cluster tests create their cluster with `redis-cli --cluster create`; it ships ' +
+        'with redis-server (`apt-get install -y redis-server` or `brew install redis`).',
+    );
+  }
+  cliChecked = true;
 }

@@ -70,9 +70,10 @@ describe('invalidation rule templates', () => {
     expect(() => resolveOptions({ invalidation: { batchSize: 0 } })).toThrow(/invalidation\.batchSize/);
     expect(() => resolveOptions({ bus: 'yes' as unknown as boolean })).toThrow(/"bus"/);
     expect(resolveOptions({}).bus).toBeUndefined();
-    expect(resolveOptions({ redis: 'redis://127.0.0.1:1' }).bus).toEqual({ maxMessageBytes: 65536, retryQueueSize: 10000, heartbeatInterval: 5000, overwriteWindow: 1 });
+    expect(resolveOptions({ redis: 'redis://127.0.0.1:1' }).bus).toEqual({ maxMessageBytes: 65536, retryQueueSize: 10000, heartbeatInterval: 5000, overwriteWindow: 1, tracking: true });
     expect(resolveOptions({ redis: 'redis://127.0.0.1:1', bus: { overwriteWindow: 0 } }).bus?.overwriteWindow).toBe(0);
     expect(() => resolveOptions({ redis: 'redis://127.0.0.1:1', bus: { overwriteWindow: -1 } })).toThrow(/"bus.overwriteWindow"/);
+    expect(() => resolveOptions({ redis: 'redis://127.0.0.1:1', bus: { tracking: 'yes' as unknown as boolean } })).toThrow(/"bus.tracking"/);
     expect(resolveOptions({ redis: 'redis://127.0.0.1:1', bus: false }).bus).toBeUndefined();
     expect(resolveOptions({ redis: 'redis://127.0.0.1:1', bus: { enabled: false } }).bus).toBeUndefined();
   });

@@ -1,0 +1,24 @@
+import { spawnSync } from 'node:child_process';
+
+/** The cache's own metric families (what these tests own in a scrape). */
+export const OWN = /^(cache_|redis_cluster_)/;
+
+/** Only the cache's own metric families (HELP/TYPE lines included). */
+export function ownFamilies(text: string): string {
+  return text
+    .split('\n')
+    .filter((l) => OWN.test(l.replace(/^# (HELP|TYPE) /, '')))
+    .join('\n') + '\n';
+}
+
+/** `promtool check metrics` on `text`: the real Prometheus parser and linter. */
+export function promtool(text: string): { status: number | null; output: string } {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
+    throw new Error(
+      'promtool is not on PATH. This test checks the /metrics output with the real Prometheus parser; install it with ' +
+        "`apt-get install -y prometheus` (Debian/Ubuntu: Debian's prometheus package ships promtool) and run the tests again.",
+    );
+  }
+  return { status: r.status, output: `${r.stdout}${r.stderr}` };
+}
