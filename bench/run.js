@@ -5,7 +5,7 @@
  * bench/*.bench.js suite as a child process with REDIS_URL set. The redis-server is stopped on every exit path.
  *
  *   node --expose-gc bench/run.js [--write]     --write also rewrites bench/RESULTS.md
- *   BENCH_ROUNDS=25 BENCH_SLICE_MS=120 BENCH_HEAP_ROUNDS=3 BENCH_ONLY=core|suites BENCH_GROUPS=<regex on case group>  (optional)
+ *   BENCH_ROUNDS=25 BENCH_SLICE_MS=120 BENCH_HEAP_ROUNDS=3 BENCH_ONLY=core|suites BENCH_GROUPS=<regex on case group> BENCH_CASES=<regex on contender name>  (optional)
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -96,6 +96,11 @@ async function coreSuite(url, part) {
   if (process.env.BENCH_GROUPS) {
     const re = new RegExp(process.env.BENCH_GROUPS, 'i');
     built.cases = built.cases.filter((c) => re.test(c.group));
+  }
+  if (process.env.BENCH_CASES) {
+    // Development only: keeps the floors, and the contenders whose name matches.
+    const re = new RegExp(process.env.BENCH_CASES, 'i');
+    built.cases = built.cases.filter((c) => c.floor || re.test(c.name));
   }
   if (built.cases.length === 0) {
     await built.close();

@@ -1,5 +1,5 @@
-import type { Cluster, Redis } from 'ioredis';
-import { Deadlines, L2_FAILED, type L2Failed } from './deadline';
+import { Command, type Cluster, type Redis } from 'ioredis';
+import { DEADLINE_MISSED, Deadlines, L2_FAILED, type CommandQueue, type L2Failed, type StampedCommand } from './deadline';
 import type { RedisClient, RedisConnectionFactory, RedisMode } from './redis-connection';
 
 export { L2_FAILED, type L2Failed };
@@ -18,6 +18,9 @@ if t < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1`;
 
 const SCAN_COUNT = 500;
+const FAILED: Promise<L2Failed> = Promise.resolve(L2_FAILED);
+const TRUE: Promise<true> = Promise.resolve(true);
+const returnTrue = (): true => true;
 const TAG_POP_BATCH = 500;
 
 /** One data connection, with what the write coalescing and the half-open watchdog need to know about it. */
@@ -34,6 +37,8 @@ interface Conn {
 const IDLE = 0;
 const SENT = 1;
 const CORKED = 2;
+
+const UTF8 = { replyEncoding: 'utf8' as const };
 
 function endTick(conn: Conn): void {
   if (conn.tick === CORKED) (conn.client as Redis).stream.uncork();
@@ -65,7 +70,7 @@ export class RedisTier {
   constructor(
     factory: RedisConnectionFactory,
     maxConnections: number,
-    commandTimeoutMs: number,
+    private readonly commandTimeoutMs: number,
     private readonly connectTimeoutMs: number,
     private readonly onError: (op: string, err: unknown) => void,
     private readonly socketTimeoutMs = 0,
@@ -100,6 +105,20 @@ export class RedisTier {
       onError,
       onTimeout: this.coalesce && socketTimeoutMs > 0 ? (conn, sentAt) => this.watchdog(conn, sentAt) : undefined,
     });
+    if (this.coalesce) {
+      for (const conn of this.conns) this.deadlines.watch(() => (conn.client as Redis).commandQueue as unknown as CommandQueue, conn);
+    }
+  }
+
+  private readonly getFailed = (err: unknown): L2Failed => this.failed('get', err);
+  private readonly setFailed = (err: unknown): true => {
+    this.failed('set', err);
+    return true;
+  };
+
+  private failed(op: string, err: unknown): L2Failed {
+    if (err !== DEADLINE_MISSED && !this.closed) this.onError(op, err);
+    return L2_FAILED;
   }
 
   /** Starts connecting; waits at most connectTimeout. A Redis that is down leaves the app booting L1-only. */
@@ -137,23 +156,42 @@ export class RedisTier {
     return undefined;
   }
 
+  /** Write coalescing: the first command of a tick goes out at once, later ones are corked until the tick ends. */
+  private enterTick(conn: Conn, several: boolean): void {
+    if (conn.tick === IDLE) {
+      process.nextTick(endTick, conn);
+      if (several) {
+        conn.tick = CORKED;
+        (conn.client as Redis).stream.cork();
+      } else conn.tick = SENT;
+    } else if (conn.tick === SENT) {
+      conn.tick = CORKED;
+      (conn.client as Redis).stream.cork();
+    }
+  }
+
+  /**
+   * The hot paths' send (standalone/Sentinel): the Command is built here, with its deadline stamped on it
+   * and enforced by the deadline sweep through the client's queue of unanswered commands. That skips what
+   * run() costs per call (a closure, a wrapper promise, a Set entry) and ioredis' generic command method.
+   * The caller attaches its own rejection handler (`getFailed`/`setFailed`).
+   */
+  private send(conn: Conn, name: string, args: Array<string | number>): Promise<unknown> {
+    this.enterTick(conn, false);
+    const client = conn.client as Redis;
+    const cmd = new Command(name, args, client.options.keyPrefix ? { ...UTF8, keyPrefix: client.options.keyPrefix } : UTF8);
+    (cmd as unknown as StampedCommand).tcDeadline = performance.now() + this.commandTimeoutMs;
+    client.sendCommand(cmd);
+    this.deadlines.ensureArmed();
+    return cmd.promise;
+  }
+
   /** `several`: `fn` sends more than one command; they are corked from the first so they share one write. */
   private run<T>(op: string, fn: (c: RedisClient) => Promise<T>, several = false, write = false): Promise<T | L2Failed> {
     const conn = this.closed ? undefined : this.pick(write);
     if (!conn) return Promise.resolve(L2_FAILED);
     const c = conn.client;
-    if (this.coalesce) {
-      if (conn.tick === IDLE) {
-        process.nextTick(endTick, conn);
-        if (several) {
-          conn.tick = CORKED;
-          (c as Redis).stream.cork();
-        } else conn.tick = SENT;
-      } else if (conn.tick === SENT) {
-        conn.tick = CORKED;
-        (c as Redis).stream.cork();
-      }
-    }
+    if (this.coalesce) this.enterTick(conn, several);
     let p: Promise<T>;
     try {
       p = fn(c);
@@ -184,7 +222,10 @@ export class RedisTier {
   }
 
   get(pkey: string): Promise<string | null | L2Failed> {
-    return this.run('get', (c) => c.get(pkey));
+    if (!this.coalesce) return this.run('get', (c) => c.get(pkey));
+    const conn = this.closed ? undefined : this.pick(false);
+    if (!conn) return FAILED;
+    return (this.send(conn, 'get', [pkey]) as Promise<string | null>).then(undefined, this.getFailed);
   }
 
   /** Value and remaining TTL in one round trip (auto-pipelined), for promotion into L1. */
@@ -261,10 +302,17 @@ export class RedisTier {
     return this.run('has', (c) => c.exists(pkey).then((n) => n > 0));
   }
 
-  /** Resolves to something other than L2_FAILED once written. */
-  set(w: L2Write): Promise<unknown> {
-    if (!w.tagKeys || w.tagKeys.length === 0) return this.run('set', (c) => c.set(w.pkey, w.payload, 'PX', w.ttl), false, true);
-    return this.run('set', (c) => writeOne(c, w), true, true);
+  /**
+   * Resolves to true once the write is done or given up (a failure is reported through onError, as
+   * everywhere): the caller has already stored the value in L1 and answers true either way.
+   */
+  set(w: L2Write): Promise<true> {
+    if (w.tagKeys && w.tagKeys.length > 0) return this.run('set', (c) => writeOne(c, w), true, true).then(returnTrue);
+    if (!this.coalesce) return this.run('set', (c) => c.set(w.pkey, w.payload, 'PX', w.ttl), false, true).then(returnTrue);
+    const conn = this.closed ? undefined : this.pick(true);
+    if (!conn) return TRUE;
+    // One promise: the reply (or the failure) maps straight to true.
+    return this.send(conn, 'set', [w.pkey, w.payload, 'PX', w.ttl]).then(returnTrue, this.setFailed);
   }
 
   /** Many writes in one round trip (auto-pipelined; per node on a Cluster). */

@@ -37,6 +37,9 @@ interface Flight {
   stale: boolean;
 }
 
+const TRUE: Promise<boolean> = Promise.resolve(true);
+const FALSE: Promise<boolean> = Promise.resolve(false);
+
 // lru-cache cannot hold null/undefined; null results (when cached) are stored as this marker.
 const NULL_MARKER = Object.freeze({ __tieredCacheNull: true });
 const RESERVED = '__tc:';
@@ -379,15 +382,21 @@ export class TieredCache {
     });
   }
 
-  private async store(key: string, value: unknown, options: SetOptions | undefined, fromFill: boolean): Promise<boolean> {
-    if (value === undefined || (value === null && !this.options.cacheNullValues)) return false;
-    const w = this.prepare(key, value, options);
+  /** Not async: one promise per write-through set (the L2 reply mapped to true), none for the rest. */
+  private store(key: string, value: unknown, options: SetOptions | undefined, fromFill: boolean): Promise<boolean> {
+    if (value === undefined || (value === null && !this.options.cacheNullValues)) return FALSE;
+    let w: Prepared;
+    try {
+      w = this.prepare(key, value, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     this.n.sets++;
     if (!fromFill) this.markStale(key);
     const existed = !this.l2 && (this.l1?.has(key) ?? false);
     // The L2 write leaves first; the L1 work below then overlaps its round trip. Nothing else runs in between,
     // so the order is invisible to every other caller.
-    let written: Promise<unknown> | undefined;
+    let written: Promise<true> | undefined;
     if (this.l2) {
       if (this.writeBehind) this.writeBehind.enqueue(w);
       else written = this.l2.set(w);
@@ -395,8 +404,7 @@ export class TieredCache {
     if (this.l1) this.l1.set(key, this.toL1(value), w.l1Ttl, w.tags, w.payload.length);
     this.promoteCounts?.delete(key);
     if (!fromFill && (existed || this.l2)) this.emit({ type: 'overwrite', keys: [key] });
-    if (written !== undefined) await written;
-    return true;
+    return written ?? TRUE;
   }
 
   async mset(entries: ReadonlyArray<readonly [string, unknown]> | Record<string, unknown>, options?: SetOptions): Promise<number> {
