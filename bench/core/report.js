@@ -43,7 +43,7 @@ function machineSection({ started, load0, load1, rounds, sliceMs, heapRounds }) 
     `- Node ${process.version}, redis-server ${redisVersion()} (private, loopback, no persistence)`,
     `- Load average at start / end: ${la(load0)} / ${la(load1)}`,
     `- Versions: ${PACKAGES.map((p) => `${p} ${version(p)}`).join(', ')}`,
-    `- Method: warm-up slice per case, then ${rounds} rounds of one ${sliceMs} ms slice per case (full GC before each slice); ops/s = median over rounds. ` +
+    `- Method: warm-up slice per case, then ${rounds} rounds of one ${sliceMs} ms slice per case (minor GC before each slice); ops/s = median over rounds. ` +
       `A round measures each group's cases back to back (group order and order within a group rotate each round), so "vs floor" = median over rounds of (case ops/s ÷ floor ops/s in the same round); "range" = lowest–highest of those per-round ratios. ` +
       `Each case has its own compiled timing loop. The in-memory groups (L1 hit, mget of L1 hits) run in a process of their own, all their contenders together; the Redis groups share another. ` +
       `Mean latency = calls in flight ÷ throughput. Heap: ${heapRounds} runs per contender, each in its own process, median.`,

@@ -391,16 +391,16 @@ export class TieredCache {
     } catch (err) {
       return Promise.reject(err);
     }
-    this.n.sets++;
-    if (!fromFill) this.markStale(key);
-    const existed = !this.l2 && (this.l1?.has(key) ?? false);
-    // The L2 write leaves first; the L1 work below then overlaps its round trip. Nothing else runs in between,
+    // The L2 write leaves first; everything below then overlaps its round trip. Nothing else runs in between,
     // so the order is invisible to every other caller.
     let written: Promise<true> | undefined;
     if (this.l2) {
       if (this.writeBehind) this.writeBehind.enqueue(w);
       else written = this.l2.set(w);
     }
+    this.n.sets++;
+    if (!fromFill) this.markStale(key);
+    const existed = !this.l2 && (this.l1?.has(key) ?? false);
     if (this.l1) this.l1.set(key, this.toL1(value), w.l1Ttl, w.tags, w.payload.length);
     this.promoteCounts?.delete(key);
     if (!fromFill && (existed || this.l2)) this.emit({ type: 'overwrite', keys: [key] });

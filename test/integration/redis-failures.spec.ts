@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { TieredCache } from '../../lib';
 import { RedisServer, freePort } from '../support/redis-server';
+import { TcpProxy } from '../support/tcp-proxy';
 
 const quiet = { warn() {}, error() {} };
 // Keeps Redis busy for ~100 ms (DEBUG SLEEP is disabled by default since Redis 7).
@@ -118,6 +119,33 @@ describe('Redis unavailable or failing', () => {
       // The late replies to the abandoned commands are consumed in order: later calls get their own answers.
       expect(await c.get('k')).toBe(1);
       expect(await c.mget(['k', 'k2'])).toEqual([1, 2]);
+    });
+
+    it('a call in flight when the connection drops is bounded even if the reconnect hangs in its handshake', async () => {
+      const proxy = await TcpProxy.start(redis.port);
+      const c = new TieredCache({ redis: { url: proxy.url, commandTimeout: 100 }, keyPrefix: 'drop:', l1: { enabled: false }, bus: false, logger: quiet });
+      caches.push(c);
+      try {
+        await c.connect();
+        await c.set('k', 1);
+        expect(await c.get('k')).toBe(1);
+        // The GET leaves but gets no answer; then the connection drops, and the reconnect is accepted and
+        // never answered: ioredis holds the GET to resend it once the new connection is ready, which never comes.
+        proxy.blackhole = true;
+        const pending = timed(() => c.get('k'));
+        await sleep(10);
+        proxy.cut();
+        // Raced against a bound of our own, so a regression fails here instead of hanging the suite.
+        const [v, ms] = await Promise.race([pending, sleep(5_000).then(() => ['still pending', 5_000] as const)]);
+        expect(v).toBeUndefined();
+        expect(ms).toBeLessThan(2000); // 20x the deadline: proves "bounded", not "fast"
+        const [stored, setMs] = await timed(() => c.set('k2', 2));
+        expect(stored).toBe(true);
+        expect(setMs).toBeLessThan(2000);
+      } finally {
+        await c.close();
+        await proxy.stop();
+      }
     });
 
     /** L2-only cache with a 50 ms deadline, holding 'k' = 'v'; the second value counts its socket closes. */

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -225,4 +225,106 @@ function assertRedisCliInstalled(): void {
     );
   }
   cliChecked = true;
+}
+
+/**
+ * A real Sentinel setup on free loopback ports: one master, one replica (`--replicaof`), and one Sentinel
+ * (`redis-server <conf> --sentinel`, the same binary) watching them with quorum 1, so it can fail over alone.
+ * down-after-milliseconds 500: a killed master is replaced within a few seconds. Config and state live in a
+ * fresh temp dir (Sentinel rewrites its config file), removed on stop.
+ */
+export class RedisSentinelGroup {
+  readonly name = 'mymaster';
+  private sentinelProc: ChildProcess | undefined;
+
+  private constructor(
+    readonly master: RedisServer,
+    readonly replica: RedisServer,
+    readonly sentinelPort: number,
+    private readonly dir: string,
+  ) {}
+
+  static async start(): Promise<RedisSentinelGroup> {
+    assertRedisInstalled();
+    assertRedisCliInstalled();
+    const dir = mkdtempSync(join(tmpdir(), 'tiered-cache-sentinel-'));
+    const master = await RedisServer.start(['--dir', dir]);
+    let replicaPort = await freePort();
+    while (replicaPort === master.port) replicaPort = await freePort();
+    const replica = await RedisServer.start(['--dir', dir, '--replicaof', '127.0.0.1', String(master.port)], replicaPort);
+    let sentinelPort = await freePort();
+    while (sentinelPort === master.port || sentinelPort === replica.port) sentinelPort = await freePort();
+    const group = new RedisSentinelGroup(master, replica, sentinelPort, dir);
+    try {
+      const conf = join(dir, 'sentinel.conf');
+      writeFileSync(
+        conf,
+        [
+          `port ${sentinelPort}`,
+          'bind 127.0.0.1',
+          `dir ${dir}`,
+          `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`,
+          'sentinel down-after-milliseconds mymaster 500',
+          'sentinel failover-timeout mymaster 3000',
+          '',
+        ].join('\n'),
+      );
+      group.sentinelProc = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+      await group.waitUntil('the replica is in sync and Sentinel knows it', () => {
+        const info = cli(replica.port, ['INFO', 'replication']);
+        const replicas = cli(sentinelPort, ['SENTINEL', 'REPLICAS', 'mymaster']);
+        return /master_link_status:up/.test(info) && replicas.includes(String(replica.port));
+      });
+      return group;
+    } catch (err) {
+      await group.stop();
+      throw err;
+    }
+  }
+
+  get sentinels(): Array<{ host: string; port: number }> {
+    return [{ host: '127.0.0.1', port: this.sentinelPort }];
+  }
+
+  /** The port Sentinel currently names as master. */
+  masterPort(): number {
+    const out = cli(this.sentinelPort, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster']).trim().split(/\s+/);
+    return Number(out[1]);
+  }
+
+  /** SIGKILLs the master and waits until Sentinel has promoted the replica and it accepts writes. */
+  async failover(): Promise<void> {
+    await this.master.kill();
+    await this.waitUntil('Sentinel promoted the replica', () => {
+      return this.masterPort() === this.replica.port && /role:master/.test(cli(this.replica.port, ['INFO', 'replication']));
+    }, 30_000);
+  }
+
+  async stop(): Promise<void> {
+    const p = this.sentinelProc;
+    this.sentinelProc = undefined;
+    if (p && p.exitCode === null) {
+      await new Promise<void>((resolve) => {
+        p.once('exit', () => resolve());
+        p.kill('SIGKILL');
+      });
+    }
+    await Promise.all([this.master.stop(), this.replica.stop()]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private async waitUntil(what: string, ok: () => boolean, ms = 20_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!ok()) {
+      if (this.sentinelProc?.exitCode != null) throw new Error(`redis-server --sentinel exited with code ${this.sentinelProc.exitCode}`);
+      if (Date.now() > deadline) throw new Error(`Sentinel setup: gave up waiting (${ms} ms) until ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** One redis-cli call; '' when it fails. */
+function cli(port: number, args: string[]): string {
+  const r = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { encoding: 'utf8', timeout: 2_000 });
+  return r.status === 0 ? r.stdout : '';
 }
