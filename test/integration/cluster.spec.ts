@@ -9,6 +9,7 @@ import { OWN, ownFamilies, promtool } from '../support/promtool';
 import { bootHealthApp } from '../support/health-app';
 import { RedisCluster } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
+import { warm } from '../support/l1-helpers';
 
 /**
  * The cache against a real 3-master Redis Cluster (no replicas), started by the harness: the cluster code paths
@@ -202,14 +203,6 @@ describe('Redis Cluster: invalidation bus (two instances)', () => {
     open.push(c);
     expect(await c.connect()).toBe(true);
     return c;
-  }
-
-  /** Reads once so the value sits in L1, proved by the L1 hit counter. */
-  async function warm(c: TieredCache, key: string, expected: unknown): Promise<void> {
-    expect(await c.get(key)).toEqual(expected);
-    const hits = c.stats().l1.hits;
-    expect(await c.get(key)).toEqual(expected);
-    expect(c.stats().l1.hits).toBe(hits + 1);
   }
 
   /** B has applied everything A published so far (only A publishes here: B's received counts A's messages). */

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { TieredCache, type TieredCacheOptions } from '../../lib';
+import { heardMarker, warm } from '../support/l1-helpers';
 import { RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
 
@@ -31,35 +32,33 @@ describe('invalidation bus (two instances, one real Redis)', () => {
   }
 
   const CHANNEL = 'bus-test:__tc:bus:v1';
-  const markers = new Map<TieredCache, number>();
 
   /**
    * Waits until everything A published so far, and every write Redis announced to B (tracking), has been
-   * applied by B. A marker published after A's writes comes after all of those on B's subscriber connection.
+   * applied by B: once A's PUBLISHes are answered, a marker published after them reaches B after them.
    */
   async function delivered(a: TieredCache, b: TieredCache): Promise<void> {
     await a.bus!.drain();
-    const sent = a.stats().bus.published;
-    const m = (markers.get(b) ?? 0) + 1;
-    markers.set(b, m);
-    await raw.publish(CHANNEL, JSON.stringify({ v: 1, src: 'test-marker', change: { type: 'delete', keys: ['-marker-'] } }));
-    await waitFor('B applied what A published', () => b.stats().bus.received >= sent + m);
+    await heard(b);
   }
 
-  /** Waits until every write Redis announced to B so far has been applied by B (a marker comes after them). */
-  async function heard(b: TieredCache): Promise<void> {
-    markers.set(b, (markers.get(b) ?? 0) + 1);
-    const before = b.stats().bus.received;
-    await raw.publish(CHANNEL, JSON.stringify({ v: 1, src: 'test-marker', change: { type: 'delete', keys: ['-marker-'] } }));
-    await waitFor('B heard the marker', () => b.stats().bus.received >= before + 1);
+  /** Waits until every write Redis announced to B so far has been applied by B. */
+  function heard(b: TieredCache): Promise<void> {
+    return heardMarker(raw, CHANNEL, b);
   }
 
-  /** Reads once so the value sits in B's L1; proves it by the L1 hit counter. */
-  async function warm(c: TieredCache, key: string, expected: unknown): Promise<void> {
-    expect(await c.get(key)).toEqual(expected);
-    const hits = c.stats().l1.hits;
-    expect(await c.get(key)).toEqual(expected);
-    expect(c.stats().l1.hits).toBe(hits + 1);
+  /** A writes `value`; once B has heard everything, B reads it into its L1. */
+  async function cachedOnB(a: TieredCache, b: TieredCache, key: string, value: unknown): Promise<void> {
+    await a.set(key, value);
+    await delivered(a, b);
+    await warm(b, key, value);
+  }
+
+  /** A overwrites `key`: B drops its L1 copy and then reads the new value. */
+  async function overwriteReaches(a: TieredCache, b: TieredCache, key: string, value: unknown): Promise<void> {
+    await a.set(key, value);
+    await waitFor(`B drops ${key}`, () => !b.l1!.has(key));
+    expect(await b.get(key)).toEqual(value);
   }
 
   it('subscribes on connect and reports it', async () => {
@@ -73,13 +72,9 @@ describe('invalidation bus (two instances, one real Redis)', () => {
   it("an overwrite on A drops B's L1 copy; B then reads the new value", async () => {
     const a = await instance();
     const b = await instance();
-    await a.set('k', 'old');
-    await delivered(a, b);
-    await warm(b, 'k', 'old');
+    await cachedOnB(a, b, 'k', 'old');
     const published = a.stats().bus.published;
-    await a.set('k', 'new');
-    await waitFor('B drops k', () => !b.l1!.has('k'));
-    expect(await b.get('k')).toBe('new');
+    await overwriteReaches(a, b, 'k', 'new');
     // Redis announced the write to B (CLIENT TRACKING): A published nothing for it, and kept its own copy (NOLOOP).
     expect(a.stats().bus).toMatchObject({ overwrites: 'redis', published });
     expect(b.stats().bus.trackedKeys).toBeGreaterThan(0);
@@ -90,12 +85,8 @@ describe('invalidation bus (two instances, one real Redis)', () => {
   it('redis.protocol 3: overwrites still arrive (the subscriber stays on RESP2, where redirected invalidations are messages)', async () => {
     const a = await instance({ redis: { url: redis.url, protocol: 3 } });
     const b = await instance({ redis: { url: redis.url, protocol: 3 } });
-    await a.set('k', 'old');
-    await delivered(a, b);
-    await warm(b, 'k', 'old');
-    await a.set('k', 'new');
-    await waitFor('B drops k', () => !b.l1!.has('k'));
-    expect(await b.get('k')).toBe('new');
+    await cachedOnB(a, b, 'k', 'old');
+    await overwriteReaches(a, b, 'k', 'new');
     expect(b.stats().bus.trackedKeys).toBeGreaterThan(0);
   });
 
@@ -122,9 +113,7 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     const a = await instance();
     const b = await instance();
     for (const kill of [['TYPE', 'normal'], ['TYPE', 'pubsub']]) {
-      await a.set('k', 'old');
-      await delivered(a, b);
-      await warm(b, 'k', 'old');
+      await cachedOnB(a, b, 'k', 'old');
       const clears = b.stats().bus.l1ClearsOnReconnect;
       // Every data and subscriber connection of that type, A's and B's: tracking must be asked for again.
       await raw.call('CLIENT', 'KILL', ...kill, 'SKIPME', 'yes');
@@ -132,9 +121,7 @@ describe('invalidation bus (two instances, one real Redis)', () => {
       await waitFor('A is back', () => !!a.bus!.subscribed && a.l2!.ready, 10_000);
       expect(b.l1!.size).toBe(0);
       await warm(b, 'k', 'old');
-      await a.set('k', 'new');
-      await waitFor('B drops k', () => !b.l1!.has('k'));
-      expect(await b.get('k')).toBe('new');
+      await overwriteReaches(a, b, 'k', 'new');
     }
   });
 
@@ -146,13 +133,9 @@ describe('invalidation bus (two instances, one real Redis)', () => {
       const b = await instance({ redis: url });
       expect(a.stats().bus.overwrites).toBe('pubsub');
       expect(b.bus!.subscribed).toBe(true);
-      await a.set('k', 'old');
-      await delivered(a, b);
-      await warm(b, 'k', 'old');
+      await cachedOnB(a, b, 'k', 'old');
       const published = a.stats().bus.published;
-      await a.set('k', 'new');
-      await waitFor('B drops k', () => !b.l1!.has('k'));
-      expect(await b.get('k')).toBe('new');
+      await overwriteReaches(a, b, 'k', 'new');
       expect(a.stats().bus.published).toBeGreaterThan(published);
       expect(b.stats().bus.trackedKeys).toBe(0);
     } finally {
@@ -352,13 +335,9 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     const clients = (await raw.client('LIST')) as string;
     const subscribers = clients.split('\n').filter((l) => l.includes('name=tiered-cache:bus-sub'));
     expect(subscribers).toHaveLength(1); // the reader's only
-    await writer.set('k', 'old');
-    // Redis announces that SET to the reader; let the announcement land before the read it would otherwise undo.
-    await delivered(writer, reader);
-    await warm(reader, 'k', 'old');
-    await writer.set('k', 'new');
-    await waitFor('reader drops k', () => !reader.l1!.has('k'));
-    expect(await reader.get('k')).toBe('new');
+    // cachedOnB lets Redis' announcement of the first SET land before the read it would otherwise undo.
+    await cachedOnB(writer, reader, 'k', 'old');
+    await overwriteReaches(writer, reader, 'k', 'new');
     expect(writer.stats().bus.received).toBe(0);
   });
 

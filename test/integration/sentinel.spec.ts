@@ -5,6 +5,7 @@ import { TieredCache, type TieredCacheOptions } from '../../lib';
 import { bootHealthApp } from '../support/health-app';
 import { RedisSentinelGroup } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
+import { heardMarker, warm } from '../support/l1-helpers';
 
 /**
  * The cache against a real Sentinel setup (master, replica, one Sentinel), started by the harness: the
@@ -29,27 +30,14 @@ describe('Redis Sentinel', () => {
     return c;
   }
 
-  /** Reads once so the value sits in L1, proved by the L1 hit counter. */
-  async function warm(c: TieredCache, key: string, expected: unknown): Promise<void> {
-    expect(await c.get(key)).toEqual(expected);
-    const hits = c.stats().l1.hits;
-    expect(await c.get(key)).toEqual(expected);
-    expect(c.stats().l1.hits).toBe(hits + 1);
-  }
-
-  /**
-   * Waits until B has applied every announcement Redis made before now (tracking notices of other clients'
-   * writes): a marker published afterwards on B's bus channel reaches B after them.
-   */
+  /** B has applied every announcement Redis made before now (a marker published afterwards reaches B after them). */
   async function heard(b: TieredCache, masterPort: number): Promise<void> {
-    const before = b.stats().bus.received;
     const pub = new Redis(masterPort, '127.0.0.1');
     try {
-      await pub.publish('fo:__tc:bus:v1', JSON.stringify({ v: 1, src: 'test-marker', change: { type: 'delete', keys: ['-marker-'] } }));
+      await heardMarker(pub, 'fo:__tc:bus:v1', b);
     } finally {
       pub.disconnect();
     }
-    await waitFor('B heard the marker', () => b.stats().bus.received > before);
   }
 
   beforeAll(async () => {
