@@ -69,3 +69,39 @@ test('Nest 12: TieredCacheHealthIndicator with Terminus 12', async () => {
   await app.close();
   void Controller;
 });
+
+test('Nest 12 + Express: a @Cacheable controller route is cached, and http.fastPath answers its L1 hits', async () => {
+  const { Controller, Get, Param, UseInterceptors } = await import('@nestjs/common');
+  const { Cacheable, TieredCacheInterceptor, HttpFastPath } = await import('nestjs-tiered-cache');
+  let runs = 0;
+  class PropertiesController {
+    findOne(id) {
+      runs++;
+      return { id, runs };
+    }
+  }
+  // The decorators as TypeScript would apply them (this file is plain ESM).
+  Controller('properties')(PropertiesController);
+  UseInterceptors(TieredCacheInterceptor)(PropertiesController);
+  Param('id')(PropertiesController.prototype, 'findOne', 0);
+  let desc = Object.getOwnPropertyDescriptor(PropertiesController.prototype, 'findOne');
+  for (const d of [Cacheable({ keyPrefix: 'http:property', ttl: '1m' }), Get(':id')]) desc = d(PropertiesController.prototype, 'findOne', desc) ?? desc;
+  Object.defineProperty(PropertiesController.prototype, 'findOne', desc);
+  class AppModule {}
+  Module({ imports: [TieredCacheModule.forRoot({ keyPrefix: 'compat-http:', http: { fastPath: true } })], controllers: [PropertiesController] })(AppModule);
+  const app = await NestFactory.create(AppModule, { logger: false });
+  await app.listen(0, '127.0.0.1');
+  try {
+    const base = await app.getUrl();
+    const first = await fetch(`${base}/properties/7`);
+    assert.equal(first.headers.get('x-cache'), 'MISS');
+    assert.deepEqual(await first.json(), { id: '7', runs: 1 });
+    const second = await fetch(`${base}/properties/7`);
+    assert.equal(second.headers.get('x-cache'), 'HIT');
+    assert.deepEqual(await second.json(), { id: '7', runs: 1 });
+    assert.equal(runs, 1);
+    assert.deepEqual(app.get(HttpFastPath).stats(), { active: true, hits: 1, urls: 1 });
+  } finally {
+    await app.close();
+  }
+});
