@@ -17,7 +17,7 @@
  * The ratio to the smallest trivial route (`/ping`, 11 B) is reported next to it.
  *
  *   node bench/http.bench.js     (compiles sample-app into dist-sample/ when it is missing or older than its sources)
- *   HTTP_BENCH_ROUNDS=5 HTTP_BENCH_SECONDS=2 HTTP_BENCH_CONNECTIONS=10 HTTP_BENCH_UNCACHED_SECONDS=4 HTTP_BENCH_IDS=10 (optional)
+ *   HTTP_BENCH_ROUNDS=9 HTTP_BENCH_SECONDS=2 HTTP_BENCH_CONNECTIONS=10 HTTP_BENCH_UNCACHED_SECONDS=4 HTTP_BENCH_IDS=10 (optional)
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -26,7 +26,7 @@ const { spawn, spawnSync } = require('node:child_process');
 const autocannon = require('autocannon');
 const { freePort } = require('./core/redis-server');
 
-const ROUNDS = Number(process.env.HTTP_BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.HTTP_BENCH_ROUNDS ?? 9);
 const SECONDS = Number(process.env.HTTP_BENCH_SECONDS ?? 2);
 const CONNECTIONS = Number(process.env.HTTP_BENCH_CONNECTIONS ?? 10);
 const UNCACHED_SECONDS = Number(process.env.HTTP_BENCH_UNCACHED_SECONDS ?? 4);
