@@ -79,9 +79,10 @@ function isPlainJson(value: unknown, depth: number): boolean {
   }
   const proto: unknown = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) return false;
-  const keys = Object.keys(value);
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys[i];
+  // for-in, not Object.keys: no array per object (this runs on every write). The prototype is Object.prototype
+  // or null, so it only adds inherited keys if someone made Object.prototype enumerable-polluted: those are
+  // then checked too, which can only send the value down the (always correct) tagged path.
+  for (const k in value) {
     if (k === TAG) return false;
     const v = (value as Record<string, unknown>)[k];
     if (v !== undefined && !isPlainJson(v, depth + 1)) return false;
