@@ -34,13 +34,8 @@ export class RedisServer {
   /** Kills the server (SIGKILL: no goodbye to clients, as when a host dies). */
   async kill(): Promise<void> {
     const p = this.proc;
-    if (!p) return;
     this.proc = undefined;
-    await new Promise<void>((resolve) => {
-      p.once('exit', () => resolve());
-      p.kill('SIGKILL');
-      p.kill('SIGCONT');
-    });
+    await killProcess(p);
   }
 
   /** Starts it again on the same port, empty. */
@@ -184,8 +179,7 @@ export class RedisCluster {
 
   /** CLUSTER INFO of one node, as text ('' when it does not answer). */
   info(i: number): string {
-    const r = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(this.servers[i].port), 'CLUSTER', 'INFO'], { encoding: 'utf8', timeout: 2_000 });
-    return r.status === 0 ? r.stdout : '';
+    return cli(this.servers[i].port, ['CLUSTER', 'INFO']);
   }
 
   /** SIGKILLs master `i` (it stays dead until stop()). */
@@ -303,12 +297,7 @@ export class RedisSentinelGroup {
   async stop(): Promise<void> {
     const p = this.sentinelProc;
     this.sentinelProc = undefined;
-    if (p && p.exitCode === null) {
-      await new Promise<void>((resolve) => {
-        p.once('exit', () => resolve());
-        p.kill('SIGKILL');
-      });
-    }
+    await killProcess(p);
     await Promise.all([this.master.stop(), this.replica.stop()]);
     rmSync(this.dir, { recursive: true, force: true });
   }
@@ -327,4 +316,14 @@ export class RedisSentinelGroup {
 function cli(port: number, args: string[]): string {
   const r = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { encoding: 'utf8', timeout: 2_000 });
   return r.status === 0 ? r.stdout : '';
+}
+
+/** SIGKILL (plus SIGCONT, in case it was paused) and wait for the exit; nothing when it is gone already. */
+function killProcess(p: ChildProcess | undefined): Promise<void> {
+  if (!p || p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    p.once('exit', () => resolve());
+    p.kill('SIGKILL');
+    p.kill('SIGCONT');
+  });
 }
