@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { register } from 'prom-client';
@@ -8,6 +7,7 @@ import { AppModule } from '../../sample-app/src/app.module';
 import type { CacheStatsDto } from '../../sample-app/src/cache-admin/cache-stats.dto';
 import { FakeDatabase } from '../../sample-app/src/database/fake-database';
 import { PropertiesController } from '../../sample-app/src/properties/properties.controller';
+import { expectPromtoolToAccept } from '../support/promtool';
 import { RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
 
@@ -60,25 +60,6 @@ function cacheSeries(text: string): Map<string, number> {
     if (m) out.set(m[1], Number(m[2]));
   }
   return out;
-}
-
-function promtool(text: string): { status: number | null; output: string } {
-  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
-  if (r.error) throw new Error(`could not run promtool (install Debian's prometheus package): ${r.error.message}`);
-  return { status: r.status, output: `${r.stdout}${r.stderr}` };
-}
-
-/**
- * Checks a scrape with the real Prometheus parser: the whole text parses (exit 1 would be a parse error;
- * exit 3 means lint warnings, which prom-client's own default metrics draw, e.g. nodejs_active_handles_total
- * is a gauge). None may be about the cache's series, and those alone must be lint-clean.
- */
-function expectPromtoolToAccept(text: string): void {
-  const all = promtool(text);
-  expect([0, 3]).toContain(all.status);
-  expect(all.output.split('\n').filter((l) => l.startsWith('cache_'))).toEqual([]);
-  const ours = text.split('\n').filter((l) => /^(# (HELP|TYPE) )?cache_/.test(l)).join('\n') + '\n';
-  expect(promtool(ours)).toEqual({ status: 0, output: '' });
 }
 
 describe('sample app, one instance (real Redis)', () => {
