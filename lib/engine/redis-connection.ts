@@ -69,3 +69,27 @@ export class RedisConnectionFactory {
     }
   }
 }
+
+/**
+ * ioredis ends a client for good (status 'end', no more reconnects) when its connector fails, e.g. when the
+ * Sentinel failover detector disconnects it while it is still asking Sentinel for the master. A cache must
+ * keep trying: unless `isClosed()`, an ended client is connected again after `delayMs` (and again, if that
+ * fails too). Returns the disposer to call when closing the client on purpose.
+ */
+export function reviveOnEnd(client: RedisClient, isClosed: () => boolean, delayMs = 1_000): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const onEnd = (): void => {
+    if (isClosed() || timer) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (!isClosed() && client.status === 'end') client.connect().catch(() => undefined);
+    }, delayMs);
+    timer.unref();
+  };
+  client.on('end', onEnd);
+  return () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    client.off('end', onEnd);
+  };
+}

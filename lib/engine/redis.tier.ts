@@ -1,6 +1,6 @@
 import { Command, type Cluster, type Redis } from 'ioredis';
 import { DEADLINE_MISSED, Deadlines, L2_FAILED, type CommandQueue, type L2Failed, type StampedCommand } from './deadline';
-import type { RedisClient, RedisConnectionFactory, RedisMode } from './redis-connection';
+import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
 
 export { L2_FAILED, type L2Failed };
 
@@ -79,6 +79,7 @@ export class RedisTier {
   private closed = false;
   private readonly readyListeners: Array<() => void> = [];
   private readonly primaryListeners: Array<(up: boolean) => void> = [];
+  private readonly disposers: Array<() => void> = [];
   /**
    * Standalone/Sentinel: the first command of a tick is written at once (a lone call costs what a raw
    * ioredis call costs); the ones after it in the same tick are corked and leave together in one socket
@@ -104,6 +105,7 @@ export class RedisTier {
       // same job from the deadline sweep at no per-call cost.
       const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
       const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
+      this.disposers.push(reviveOnEnd(client, () => this.closed));
       client.on('error', (err: unknown) => this.onError('connection', err));
       client.on('ready', () => {
         for (const l of this.readyListeners) l();
@@ -423,6 +425,7 @@ export class RedisTier {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const dispose of this.disposers) dispose();
     this.deadlines.close();
     await Promise.all(
       this.conns.map(async ({ client: c }) => {

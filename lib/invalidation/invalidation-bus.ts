@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { RedisClient, RedisConnectionFactory } from '../engine/redis-connection';
+import { reviveOnEnd, type RedisClient, type RedisConnectionFactory } from '../engine/redis-connection';
 import type { CacheChange, TieredCache } from '../engine/tiered-cache';
 import { BUS_WIRE_VERSION, decodeBusMessage, encodeBusMessage } from './bus-message';
 import { BusOutbox } from './bus-outbox';
@@ -116,6 +116,7 @@ export class InvalidationBus {
   private trackingAgain = false;
   private trackingRetry: NodeJS.Timeout | undefined;
   private closed = false;
+  private disposeRevive: (() => void) | undefined;
   private readonly onceSubscribed: Array<() => void> = [];
   private readonly n = zeroCounts();
 
@@ -146,6 +147,7 @@ export class InvalidationBus {
     // push that ioredis drops, and only a RESP2 subscriber gets it as a message on __redis__:invalidate.
     const sub = factory.create('bus-sub', this.wantTracking ? { autoResubscribe: false, protocol: 2 } : { autoResubscribe: false });
     this.sub = sub;
+    this.disposeRevive = reviveOnEnd(sub, () => this.closed);
     sub.on('error', (err: unknown) => this.warn('bus:sub', `invalidation bus subscriber: ${message(err)}`));
     sub.on('ready', () => void this.subscribe());
     sub.on('close', () => this.lost());
@@ -206,6 +208,7 @@ export class InvalidationBus {
     clearTimeout(this.retryTimer);
     clearTimeout(this.windowTimer);
     clearTimeout(this.trackingRetry);
+    this.disposeRevive?.();
     if (this.sub) await this.quit(this.sub);
     // Deaf from now on: L1 may not be trusted any more (matters only if the engine lives on).
     this.subscribedNow = false;

@@ -148,6 +148,23 @@ describe('Redis unavailable or failing', () => {
       }
     });
 
+    it('a client ioredis gave up on (status end, e.g. a Sentinel failover racing its reconnect) is connected again', async () => {
+      const c = new TieredCache({ redis: redis.url, keyPrefix: 'ended:', logger: quiet });
+      caches.push(c);
+      await c.connect();
+      await c.set('k', 1);
+      await waitFor(() => c.bus!.subscribed);
+      // What ioredis does when its connector fails: the client ends and would never reconnect by itself.
+      c.l2!.client.disconnect();
+      (c.bus as unknown as { sub: Redis }).sub.disconnect();
+      await waitFor(() => c.l2!.client.status === 'end');
+      expect(await c.get('k')).toBe(1); // meanwhile: L1 answers (L2 is not ready, so L1 is used)
+      await waitFor(() => c.l2!.ready && c.bus!.subscribed === true);
+      expect(c.stats().bus.l1ClearsOnReconnect).toBe(1);
+      expect(await c.get('k')).toBe(1); // from L2 again, after L1 was emptied on re-subscribe
+      expect(c.stats().l2.hits).toBeGreaterThan(0);
+    });
+
     /** L2-only cache with a 50 ms deadline, holding 'k' = 'v'; the second value counts its socket closes. */
     async function watchedL2Cache(keyPrefix: string, socketTimeout: number): Promise<[TieredCache, () => number]> {
       const c = new TieredCache({ redis: { url: redis.url, commandTimeout: 50, socketTimeout }, keyPrefix, l1: { enabled: false }, bus: false, logger: quiet });

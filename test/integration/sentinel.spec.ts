@@ -110,11 +110,15 @@ describe('Redis Sentinel', () => {
     expect(slowest).toBeLessThan(2 * (COMMAND_TIMEOUT + 100) + 1_000);
 
     // Both reconnect through Sentinel to the promoted replica; B's bus was cut off, so its L1 was emptied.
+    const state = () =>
+      JSON.stringify([a, b].map((c) => ({ l2: c.l2!.status, bus: c.bus!.state, subscribed: c.bus!.subscribed, overwrites: c.stats().bus.overwrites })));
     await waitFor('both caches write to the new master again', async () => {
       await a.set('probe', 1);
       await b.set('probe', 2);
       return a.l2!.ready && b.l2!.ready && b.bus!.subscribed === true && b.stats().bus.overwrites === 'redis' && a.stats().bus.overwrites === 'redis';
-    }, 20_000);
+    }, 20_000).catch((err: Error) => {
+      throw new Error(`${err.message}; state: ${state()}`);
+    });
     expect(b.stats().bus.l1ClearsOnReconnect).toBeGreaterThanOrEqual(1);
 
     await a.set('k', 'v2');
