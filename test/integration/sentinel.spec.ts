@@ -42,7 +42,7 @@ describe('Redis Sentinel', () => {
 
   beforeAll(async () => {
     group = await RedisSentinelGroup.start();
-  });
+  }, 60_000);
   afterEach(async () => {
     await Promise.all(open.splice(0).map((c) => c.close()));
   });

@@ -242,7 +242,8 @@ export class RedisSentinelGroup {
     assertRedisInstalled();
     assertRedisCliInstalled();
     const dir = mkdtempSync(join(tmpdir(), 'tiered-cache-sentinel-'));
-    const master = await RedisServer.start(['--dir', dir]);
+    // No 5 s wait for more replicas before the first sync (Redis 7's repl-diskless-sync-delay default).
+    const master = await RedisServer.start(['--dir', dir, '--repl-diskless-sync-delay', '0']);
     let replicaPort = await freePort();
     while (replicaPort === master.port) replicaPort = await freePort();
     const replica = await RedisServer.start(['--dir', dir, '--replicaof', '127.0.0.1', String(master.port)], replicaPort);
@@ -263,12 +264,11 @@ export class RedisSentinelGroup {
           '',
         ].join('\n'),
       );
+      // In sync before Sentinel starts: Sentinel learns of replicas from the master's INFO, which it asks for
+      // on connecting and then only every 10 s.
+      await group.waitUntil('the replica is in sync', () => /master_link_status:up/.test(cli(replica.port, ['INFO', 'replication'])));
       group.sentinelProc = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
-      await group.waitUntil('the replica is in sync and Sentinel knows it', () => {
-        const info = cli(replica.port, ['INFO', 'replication']);
-        const replicas = cli(sentinelPort, ['SENTINEL', 'REPLICAS', 'mymaster']);
-        return /master_link_status:up/.test(info) && replicas.includes(String(replica.port));
-      });
+      await group.waitUntil('Sentinel knows the replica', () => cli(sentinelPort, ['SENTINEL', 'REPLICAS', 'mymaster']).includes(String(replica.port)), 25_000);
       return group;
     } catch (err) {
       await group.stop();
