@@ -71,17 +71,29 @@ export class RedisServer {
   }
 }
 
-let checked = false;
+const installed = new Set<string>();
+/** Fails with `howTo` when `binary --version` does not run (checked once per binary). */
+function assertInstalled(binary: string, howTo: string): void {
+  if (installed.has(binary)) return;
+  const r = spawnSync(binary, ['--version'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) throw new Error(`${binary} is not on PATH. ${howTo}`);
+  installed.add(binary);
+}
+
 function assertRedisInstalled(): void {
-  if (checked) return;
-  const r = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) {
-    throw new Error(
-      'redis-server is not on PATH. The integration tests start their own Redis servers; install one with ' +
-        '`apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis` (macOS), then run the tests again.',
-    );
-  }
-  checked = true;
+  assertInstalled(
+    'redis-server',
+    'The integration tests start their own Redis servers; install one with `apt-get install -y redis-server` ' +
+      '(Debian/Ubuntu) or `brew install redis` (macOS), then run the tests again.',
+  );
+}
+
+function assertRedisCliInstalled(): void {
+  assertInstalled(
+    'redis-cli',
+    'The Cluster and Sentinel tests drive their servers with redis-cli (`redis-cli --cluster create`, SENTINEL queries); ' +
+      'it ships with redis-server (`apt-get install -y redis-server` or `brew install redis`).',
+  );
 }
 
 export function freePort(): Promise<number> {
@@ -206,19 +218,6 @@ export class RedisCluster {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-}
-
-let cliChecked = false;
-function assertRedisCliInstalled(): void {
-  if (cliChecked) return;
-  const r = spawnSync('redis-cli', ['--version'], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) {
-    throw new Error(
-      'redis-cli is not on PATH. The Cluster tests create their cluster with `redis-cli --cluster create`; it ships ' +
-        'with redis-server (`apt-get install -y redis-server` or `brew install redis`).',
-    );
-  }
-  cliChecked = true;
 }
 
 /**
