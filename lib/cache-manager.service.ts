@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type { SetOptions, TieredCacheOptions } from './interfaces/tiered-cache-options.interface';
 import type { CacheStats } from './engine/stats';
-import { TieredCache } from './engine/tiered-cache';
+import { TieredCache, type PatternInvalidationReport } from './engine/tiered-cache';
 import { TIERED_CACHE_OPTIONS } from './tiered-cache.module-definition';
 
 /**
@@ -62,8 +62,14 @@ export class CacheManagerService implements OnModuleInit, OnApplicationShutdown 
     return this.engine.invalidate(keys);
   }
 
-  invalidatePattern(glob: string): Promise<number> {
-    return this.engine.invalidatePattern(glob);
+  /**
+   * Removes every key matching a Redis glob. Build globs from user input with `escapeGlob`. With
+   * `{ detailed: true }`, resolves to a report that says whether every Redis node was walked to the end.
+   */
+  invalidatePattern(glob: string): Promise<number>;
+  invalidatePattern(glob: string, options: { detailed: true }): Promise<PatternInvalidationReport>;
+  invalidatePattern(glob: string, options?: { detailed: true }): Promise<number | PatternInvalidationReport> {
+    return options?.detailed ? this.engine.invalidatePattern(glob, { detailed: true }) : this.engine.invalidatePattern(glob);
   }
 
   invalidateTags(tags: string | readonly string[]): Promise<number> {

@@ -1,4 +1,9 @@
 import { LRUCache } from 'lru-cache';
+import type { GlobMatcher } from './glob';
+
+/** Keys a pattern walk tests between two turns of the event loop. */
+const WALK_SLICE = 1024;
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * L1: an in-process LRU holding live objects (not serialized copies — that is where the speed is).
@@ -9,6 +14,12 @@ export class MemoryTier {
   private readonly tagsByKey = new Map<string, readonly string[]>();
   private readonly keysByTag = new Map<string, Set<string>>();
   private readonly purgeTimer: NodeJS.Timeout;
+  /**
+   * Patterns being invalidated right now. A pattern walk yields to the event loop between slices (a hostile or
+   * merely costly glob over a large L1 must not freeze the process), so until it is over every key it matches
+   * reads as a miss, and no copy of such a key is promoted from below.
+   */
+  private blocked: GlobMatcher[] | undefined;
   evictions = 0;
 
   constructor(
@@ -32,6 +43,10 @@ export class MemoryTier {
   }
 
   get(key: string): object | undefined {
+    if (this.blocked !== undefined && this.isBlocked(key)) {
+      this.lru.delete(key);
+      return undefined;
+    }
     return this.lru.get(key);
   }
 
@@ -48,7 +63,30 @@ export class MemoryTier {
   }
 
   has(key: string): boolean {
+    if (this.blocked !== undefined && this.isBlocked(key)) return false;
     return this.lru.has(key);
+  }
+
+  /** Whether a copy of `key` from a lower tier may be stored now (no invalidation of it is in progress). */
+  admits(key: string): boolean {
+    return this.blocked === undefined || !this.isBlocked(key);
+  }
+
+  /** Blocks the keys `matcher` matches (see `blocked`) until the returned function is called. */
+  block(matcher: GlobMatcher): () => void {
+    this.blocked = this.blocked === undefined ? [matcher] : [...this.blocked, matcher];
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const rest = (this.blocked ?? []).filter((m) => m !== matcher);
+      this.blocked = rest.length === 0 ? undefined : rest;
+    };
+  }
+
+  private isBlocked(key: string): boolean {
+    for (const m of this.blocked as GlobMatcher[]) if (m.test(key)) return true;
+    return false;
   }
 
   remainingTtl(key: string): number | undefined {
@@ -61,10 +99,16 @@ export class MemoryTier {
     return this.lru.delete(key);
   }
 
-  deleteMatching(re: RegExp): number {
+  /**
+   * Deletes every key `matcher` matches, WALK_SLICE keys per turn of the event loop. Call it under `block`:
+   * keys not reached yet must already read as misses.
+   */
+  async deleteMatching(matcher: GlobMatcher): Promise<number> {
+    const keys = Array.from(this.lru.keys());
     let n = 0;
-    for (const key of Array.from(this.lru.keys())) {
-      if (re.test(key) && this.lru.delete(key)) n++;
+    for (let i = 0; i < keys.length; i++) {
+      if (i !== 0 && i % WALK_SLICE === 0) await nextTurn();
+      if (matcher.test(keys[i]) && this.lru.delete(keys[i])) n++;
     }
     return n;
   }

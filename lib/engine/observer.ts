@@ -26,10 +26,13 @@ export type InvalidationSource = 'api' | 'event' | 'bus' | 'tag' | 'pattern';
 
 /**
  * How many invalidations a change is: its keys for a delete, one per tag, one for a pattern or a clear.
- * 0 for an overwrite (a write) and for the key deletes a tag invalidation makes (counted as its tags).
+ * 0 for an overwrite (a write), for the key deletes a tag invalidation makes (counted as its tags) and for a
+ * replayed invalidation (see CacheChange).
  * The same rule counts local changes (api/tag/pattern) and changes received from other instances (bus).
  */
 export function invalidationCount(change: CacheChange): number {
+  // A replayed invalidation was counted when it was made.
+  if ('replay' in change && change.replay) return 0;
   switch (change.type) {
     case 'delete':
       return change.byTag ? 0 : change.keys.length;

@@ -1,5 +1,5 @@
 import { resolveCodec, type CacheCodec } from './codec';
-import { parseDuration } from './duration';
+import { parseDuration, parseTimerDuration } from './duration';
 import { TieredCacheOptionsError } from './errors';
 import { compileRules, type CompiledRule } from '../invalidation/invalidation-rule';
 import type {
@@ -42,7 +42,7 @@ export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions 
     maxEntries: positiveInt('l1.maxEntries', l1In.maxEntries, 10_000),
     maxBytes: l1In.maxBytes === undefined ? undefined : positiveInt('l1.maxBytes', l1In.maxBytes, 0),
     ttl: parseDuration('l1.ttl', l1In.ttl ?? '5m'),
-    cleanupInterval: parseDuration('l1.cleanupInterval', l1In.cleanupInterval ?? '60s'),
+    cleanupInterval: parseTimerDuration('l1.cleanupInterval', l1In.cleanupInterval ?? '60s'),
     protection: oneOf('l1.protection', l1In.protection, ['none', 'clone', 'freeze'] as const, 'none'),
   };
 
@@ -70,7 +70,7 @@ export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions 
     const wb = wbIn === true ? {} : (wbIn as Exclude<typeof wbIn, boolean | undefined>);
     if (typeof wb !== 'object' || wb === null) throw new TieredCacheOptionsError('writeBehind', wbIn, 'expected true or an options object');
     writeBehind = {
-      flushInterval: parseDuration('writeBehind.flushInterval', wb.flushInterval ?? 100),
+      flushInterval: parseTimerDuration('writeBehind.flushInterval', wb.flushInterval ?? 100),
       batchSize: positiveInt('writeBehind.batchSize', wb.batchSize, 500),
       maxQueue: positiveInt('writeBehind.maxQueue', wb.maxQueue, 10_000),
     };
@@ -107,8 +107,8 @@ function resolveBus(input: TieredCacheOptions['bus'], l2: boolean): ResolvedOpti
   const resolved = {
     maxMessageBytes: positiveInt('bus.maxMessageBytes', b.maxMessageBytes, 64 * 1024),
     retryQueueSize: positiveInt('bus.retryQueueSize', b.retryQueueSize, 10_000),
-    heartbeatInterval: parseDuration('bus.heartbeatInterval', b.heartbeatInterval ?? '5s'),
-    overwriteWindow: b.overwriteWindow === 0 || b.overwriteWindow === '0' ? 0 : parseDuration('bus.overwriteWindow', b.overwriteWindow ?? 1),
+    heartbeatInterval: parseTimerDuration('bus.heartbeatInterval', b.heartbeatInterval ?? '5s'),
+    overwriteWindow: b.overwriteWindow === 0 || b.overwriteWindow === '0' ? 0 : parseTimerDuration('bus.overwriteWindow', b.overwriteWindow ?? 1),
     tracking: bool('bus.tracking', b.tracking, true),
   };
   // Without L2 there is no Redis to carry it (and nothing shared to keep consistent).
@@ -120,7 +120,7 @@ function resolveInvalidation(input: TieredCacheOptions['invalidation']): Resolve
   if (typeof i !== 'object' || i === null) throw new TieredCacheOptionsError('invalidation', input, 'expected { batchSize?, maxDelay? }');
   return {
     batchSize: positiveInt('invalidation.batchSize', i.batchSize, 100),
-    maxDelay: parseDuration('invalidation.maxDelay', i.maxDelay ?? 100),
+    maxDelay: parseTimerDuration('invalidation.maxDelay', i.maxDelay ?? 100),
   };
 }
 
@@ -157,9 +157,9 @@ function resolveRedis(input: TieredCacheOptions['redis']): ResolvedOptions['redi
   return {
     ...opts,
     mode,
-    commandTimeout: parseDuration('redis.commandTimeout', opts.commandTimeout ?? 250),
-    connectTimeout: parseDuration('redis.connectTimeout', opts.connectTimeout ?? '3s'),
-    socketTimeout: parseDuration('redis.socketTimeout', opts.socketTimeout ?? '10s'),
+    commandTimeout: parseTimerDuration('redis.commandTimeout', opts.commandTimeout ?? 250),
+    connectTimeout: parseTimerDuration('redis.connectTimeout', opts.connectTimeout ?? '3s'),
+    socketTimeout: parseTimerDuration('redis.socketTimeout', opts.socketTimeout ?? '10s'),
     maxConnections: positiveInt('redis.maxConnections', opts.maxConnections, 1),
     protocol,
   } as ResolvedOptions['redis'];

@@ -4,6 +4,17 @@ import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisM
 
 export { L2_FAILED, type L2Failed };
 
+/** What a pattern walk did: `failedNodes` names the nodes (host:port) it could not finish; empty when complete. */
+export interface ScanDeleteResult {
+  removed: number;
+  failedNodes: string[];
+}
+
+export interface TagPopResult {
+  removed: number;
+  complete: boolean;
+}
+
 export interface L2Write {
   pkey: string;
   payload: string;
@@ -350,55 +361,75 @@ export class RedisTier {
     return this.run('mset', (c) => Promise.all(writes.map((w) => writeOne(c, w))).then(() => true), true, true);
   }
 
-  /** Deletes keys; resolves to a flag per key (removed or not). */
+  /**
+   * Deletes keys; resolves to a flag per key (removed or not). On the write connection: a delete must never
+   * overtake a SET sent before it (even one that already missed its deadline and may still reach Redis).
+   */
   del(pkeys: readonly string[]): Promise<boolean[] | L2Failed> {
-    return this.run('delete', (c) => Promise.all(pkeys.map((k) => c.unlink(k).then((n) => n > 0))), pkeys.length > 1);
+    return this.run('delete', (c) => Promise.all(pkeys.map((k) => c.unlink(k).then((n) => n > 0))), pkeys.length > 1, true);
   }
 
   /**
    * SCAN MATCH + UNLINK in batches (never KEYS), on every master of a Cluster (cluster SCAN only sees one
-   * node, io#1884). Each step has its own deadline; a failed step ends the walk and reports what was done.
+   * node, io#1884). Each step has its own deadline. A node whose step fails is skipped and named in the
+   * result, and the walk goes on with the next one: one hung master must not leave the others' keys behind.
    */
-  async scanDelete(match: string, onKeys?: (pkeys: string[]) => void): Promise<number | L2Failed> {
+  async scanDelete(match: string, onKeys?: (pkeys: string[]) => void): Promise<ScanDeleteResult> {
+    if (this.closed) return { removed: 0, failedNodes: ['all'] };
     const nodes: RedisClient[] =
       this.mode === 'cluster' ? (this.conns[0].client as Cluster).nodes('master') : [this.conns[0].client];
+    if (nodes.length === 0) return { removed: 0, failedNodes: ['all'] };
     let removed = 0;
+    const failedNodes: string[] = [];
     for (const node of nodes) {
-      let cursor = '0';
-      do {
-        const page = await this.deadlines.run((node as Redis).scan(cursor, 'MATCH', match, 'COUNT', SCAN_COUNT), 'scan', undefined);
-        if (page === L2_FAILED) return removed > 0 ? removed : L2_FAILED;
-        cursor = page[0];
-        const keys = page[1];
-        if (keys.length > 0) {
-          onKeys?.(keys);
-          const r = await this.run('unlink', (c) =>
-            this.mode === 'cluster' ? Promise.all(keys.map((k) => c.unlink(k))).then((a) => a.reduce((s, n) => s + n, 0)) : c.unlink(...keys),
-          );
-          if (r === L2_FAILED) return removed > 0 ? removed : L2_FAILED;
-          removed += r;
-        }
-      } while (cursor !== '0');
+      const r = await this.scanDeleteNode(node, match, onKeys);
+      removed += r.removed;
+      if (!r.complete) failedNodes.push(nodeName(node));
     }
-    return removed;
+    return { removed, failedNodes };
+  }
+
+  private async scanDeleteNode(node: RedisClient, match: string, onKeys?: (pkeys: string[]) => void): Promise<{ removed: number; complete: boolean }> {
+    let removed = 0;
+    let cursor = '0';
+    do {
+      const page = await this.deadlines.run((node as Redis).scan(cursor, 'MATCH', match, 'COUNT', SCAN_COUNT), 'scan', undefined);
+      if (page === L2_FAILED) return { removed, complete: false };
+      cursor = page[0];
+      const keys = page[1];
+      if (keys.length > 0) {
+        onKeys?.(keys);
+        const r = await this.run(
+          'unlink',
+          (c) => (this.mode === 'cluster' ? Promise.all(keys.map((k) => c.unlink(k))).then((a) => a.reduce((s, n) => s + n, 0)) : c.unlink(...keys)),
+          false,
+          true,
+        );
+        if (r === L2_FAILED) return { removed, complete: false };
+        removed += r;
+      }
+    } while (cursor !== '0');
+    return { removed, complete: true };
   }
 
   /**
-   * Removes every key recorded in a tag set, in O(tagged keys); `onKeys` gets each batch once it is deleted. SPOP takes members out atomically, so a key
-   * tagged while this runs is either popped here or stays indexed for the next invalidation.
+   * Removes every key recorded in a tag set, in O(tagged keys); `onKeys` gets each batch once it is deleted.
+   * SPOP takes members out atomically, so a key tagged while this runs is either popped here or stays indexed
+   * for the next invalidation. `complete` is false when a step failed (what was popped and not deleted is
+   * put back in the set).
    */
-  async popTag(tagKey: string, onKeys?: (pkeys: string[]) => void): Promise<number | L2Failed> {
+  async popTag(tagKey: string, onKeys?: (pkeys: string[]) => void): Promise<TagPopResult> {
     let removed = 0;
     for (;;) {
-      const members = await this.run('tag', (c) => c.spop(tagKey, TAG_POP_BATCH));
-      if (members === L2_FAILED) return removed > 0 ? removed : L2_FAILED;
-      if (!members || members.length === 0) return removed;
+      const members = await this.run('tag', (c) => c.spop(tagKey, TAG_POP_BATCH), false, true);
+      if (members === L2_FAILED) return { removed, complete: false };
+      if (!members || members.length === 0) return { removed, complete: true };
       const r = await this.del(members);
       if (r === L2_FAILED) {
         // SPOP already took them out of the index: put them back, or a later invalidation of this tag
         // would miss keys that still hold their old values.
         await this.restoreTag(tagKey, members);
-        return removed > 0 ? removed : L2_FAILED;
+        return { removed, complete: false };
       }
       // After the delete: a reader told about these keys must not find the old values in L2 any more.
       onKeys?.(members);
@@ -444,6 +475,11 @@ export class RedisTier {
 function commandOptions(conn: Conn): typeof UTF8 & { keyPrefix?: string } {
   const prefix = (conn.client as Redis).options.keyPrefix;
   return prefix ? { ...UTF8, keyPrefix: prefix } : UTF8;
+}
+
+function nodeName(node: RedisClient): string {
+  const o = (node as Redis).options;
+  return o.path ? o.path : `${o.host ?? '?'}:${o.port ?? '?'}`;
 }
 
 function writeOne(c: RedisClient, w: L2Write): Promise<unknown> {

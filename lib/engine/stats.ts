@@ -25,6 +25,19 @@ export interface CacheStats {
     errors: number;
     timeouts: number;
     corrupt: number;
+    /**
+     * Invalidations (each key, pattern, tag; 1 for a clear) made here that have not reached Redis yet. They
+     * are retried until they land; meanwhile this instance reads nothing they cover from Redis.
+     */
+    pendingInvalidations: number;
+    /** Invalidations that could not reach Redis when made (and were kept for replay). */
+    deferredInvalidations: number;
+    /** Deferred invalidations that reached Redis later. */
+    replayedInvalidations: number;
+    /** Replay rounds attempted. */
+    replayRounds: number;
+    /** Times the deferred set outgrew its bounds (10,000 keys, 100 patterns, 1,000 tags) and became one clear. */
+    deferredOverflows: number;
   };
   overall: {
     gets: number;

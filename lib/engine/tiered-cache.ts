@@ -1,35 +1,58 @@
 import { LRUCache } from 'lru-cache';
 import type { SetOptions, TieredCacheOptions } from '../interfaces/tiered-cache-options.interface';
 import { CacheDecodeError } from './codec';
+import { DeferredInvalidations, type LandedInvalidation } from './deferred-invalidations';
 import { parseCallTtl } from './duration';
 import { CacheSerializationError } from './errors';
-import { escapeGlob, globToRegExp } from './glob';
+import { compileGlob, escapeGlob, type GlobMatcher } from './glob';
 import { MemoryTier } from './memory.tier';
 import { ReadGuard } from './read-guard';
 import { fanOut, invalidationCount, type CacheObserver, type CacheOperation, type CacheTier, type InvalidationSource } from './observer';
 import { resolveOptions, type ResolvedOptions } from './options';
 import { RedisConnectionFactory } from './redis-connection';
-import { L2_FAILED, RedisTier, type L2Write } from './redis.tier';
+import { L2_FAILED, RedisTier, type L2Write, type ScanDeleteResult } from './redis.tier';
 import { ratio, type CacheStats } from './stats';
 import { WriteBehindQueue } from './write-behind-queue';
 import { DISABLED_BUS_STATS, InvalidationBus } from '../invalidation/invalidation-bus';
 import { InvalidationQueue } from '../invalidation/invalidation-queue';
 import { InvalidationCounters } from '../invalidation/invalidation-stats';
 
-/** What changed locally: the invalidation bus (and metrics) listen to this. */
+/**
+ * What changed locally: the invalidation bus (and metrics) listen to this. `replay`: an invalidation that
+ * could not reach Redis when it was made and has reached it now; announced again so that every instance drops
+ * what it may have re-read meanwhile, and not counted again.
+ */
 export type CacheChange =
   /** `byTag`: keys removed as part of a tag invalidation (already counted as one; metrics skip them). */
-  | { type: 'delete'; keys: string[]; byTag?: true }
+  | { type: 'delete'; keys: string[]; byTag?: true; replay?: true }
   | { type: 'overwrite'; keys: string[] }
-  | { type: 'pattern'; pattern: string }
-  | { type: 'tags'; tags: string[] }
-  | { type: 'clear' };
+  | { type: 'pattern'; pattern: string; replay?: true }
+  | { type: 'tags'; tags: string[]; replay?: true }
+  | { type: 'clear'; replay?: true };
+
+/** What `invalidatePattern(glob, { detailed: true })` resolves to. */
+export interface PatternInvalidationReport {
+  /** Entries removed: the larger of the L1 and the Redis count. */
+  removed: number;
+  /** Every tier was walked to the end (on a Cluster: every master). */
+  complete: boolean;
+  /** Redis nodes (`host:port`) whose walk failed; `['all']` when Redis was not reachable at all. */
+  failedNodes: string[];
+  /** The pattern was kept and is replayed on Redis until it lands (see stats().l2.pendingInvalidations). */
+  deferred: boolean;
+}
 
 interface Prepared extends L2Write {
   key: string;
   l1Ttl: number;
   tags: readonly string[] | undefined;
+  /** UTF-8 size of the payload (what maxValueBytes and l1.maxBytes count). */
+  bytes: number;
+  /** Intent sequence number, set when a deferred delete of this key is pending (see DeferredInvalidations). */
+  seq?: number;
 }
+
+const DEFERRED_LIMITS = { keys: 10_000, patterns: 100, tags: 1_000 };
 
 interface Flight {
   promise: Promise<unknown>;
@@ -53,7 +76,9 @@ export class TieredCache {
   readonly options: ResolvedOptions;
   readonly l1: MemoryTier | undefined;
   readonly l2: RedisTier | undefined;
-  private readonly writeBehind: WriteBehindQueue | undefined;
+  private readonly writeBehind: WriteBehindQueue<Prepared> | undefined;
+  /** Invalidations that could not reach Redis, replayed until they land; undefined without L2. */
+  private readonly deferred: DeferredInvalidations | undefined;
   private readonly promoteCounts: LRUCache<string, number> | undefined;
   private readonly inflight = new Map<string, Flight>();
   private readonly listeners: Array<(change: CacheChange) => void> = [];
@@ -107,8 +132,16 @@ export class TieredCache {
         (op, err) => this.onL2Error(op, err),
         o.redis.socketTimeout,
       );
+      const deferred = new DeferredInvalidations(this.l2, this.prefix, this.tagPrefix, DEFERRED_LIMITS, {
+        landed: (change) => this.replayed(change),
+        tagKeys: (pkeys) => this.droppedByTag(pkeys),
+        log: (message) => this.log('warn', 'deferred', message),
+      });
+      this.deferred = deferred;
       if (o.writeBehind) {
-        this.writeBehind = new WriteBehindQueue(this.l2, o.writeBehind.batchSize, o.writeBehind.maxQueue, o.writeBehind.flushInterval);
+        this.writeBehind = new WriteBehindQueue<Prepared>(this.l2, o.writeBehind.batchSize, o.writeBehind.maxQueue, o.writeBehind.flushInterval, (batch) => {
+          if (!deferred.idle) for (const w of batch) if (w.seq !== undefined) deferred.written(w.key, w.seq);
+        });
       }
       if (o.l1.enabled && o.l2.promoteAfter > 1) this.promoteCounts = new LRUCache({ max: o.l1.maxEntries });
       if (o.bus) this.bus = new InvalidationBus(this, factory, o.bus, this.l2);
@@ -133,6 +166,10 @@ export class TieredCache {
     if (this.writeBehind) {
       const lost = await this.writeBehind.close();
       if (lost > 0) this.log('error', 'shutdown', `${lost} queued write-behind entries could not be written to Redis`);
+    }
+    if (this.deferred) {
+      const left = await this.deferred.close();
+      if (left > 0) this.log('error', 'shutdown', `${left} invalidations could not be applied to Redis; what they covered stays there until it expires`);
     }
     await this.bus?.close();
     await this.l2?.close();
@@ -182,7 +219,7 @@ export class TieredCache {
   async has(key: string): Promise<boolean> {
     checkKey(key);
     if ((this.l1Trusted || !this.l2?.ready) && this.l1?.has(key)) return true;
-    if (!this.l2) return false;
+    if (!this.l2 || this.deferred?.blocks(key)) return false;
     const r = await this.l2.exists(this.prefix + key);
     return r === true;
   }
@@ -190,7 +227,7 @@ export class TieredCache {
   /** Remaining TTL in milliseconds, or undefined when the key is absent (or has no TTL). */
   async ttl(key: string): Promise<number | undefined> {
     checkKey(key);
-    if (this.l2) {
+    if (this.l2 && !this.deferred?.blocks(key)) {
       const r = await this.l2.pttl(this.prefix + key);
       if (r !== L2_FAILED) return r > 0 ? r : undefined;
     }
@@ -228,6 +265,17 @@ export class TieredCache {
   private async mgetL2<T>(keys: readonly string[], out: Array<T | undefined>, missing: number[], t0: number): Promise<Array<T | undefined>> {
     const l2 = this.l2 as RedisTier;
     const promote = this.l1 !== undefined;
+    const deferred = this.deferred as DeferredInvalidations;
+    if (!deferred.idle) {
+      // Redis may still hold what this instance invalidated and could not delete there yet.
+      const open = missing.filter((i) => !deferred.blocks(keys[i]));
+      this.n.l2Misses += missing.length - open.length;
+      if (open.length === 0) {
+        if (t0 >= 0) this.timed('mget', 'l2', t0);
+        return out;
+      }
+      missing = open;
+    }
     const since = this.readGuard.begin();
     try {
       const pkeys = new Array<string>(missing.length);
@@ -307,6 +355,11 @@ export class TieredCache {
   private async readL2(key: string): Promise<unknown> {
     const l2 = this.l2 as RedisTier;
     const pkey = this.prefix + key;
+    if (!(this.deferred as DeferredInvalidations).idle && (this.deferred as DeferredInvalidations).blocks(key)) {
+      // An invalidation of this key has not reached Redis yet: what Redis holds is what was invalidated.
+      this.n.l2Misses++;
+      return undefined;
+    }
     let promote = false;
     if (this.l1) {
       promote = this.promoteCounts ? (this.promoteCounts.get(key) ?? 0) + 1 >= this.options.l2.promoteAfter : true;
@@ -358,10 +411,16 @@ export class TieredCache {
       if (pttl === undefined) {
         // Not promoted this time (promoteAfter > 1): count the hit toward promotion.
         this.promoteCounts?.set(key, (this.promoteCounts.get(key) ?? 0) + 1);
-      } else if (pttl !== -2 && !this.inflight.get(key)?.stale && !(since >= 0 && this.readGuard.changedSince(key, since))) {
-        // An L1 copy must never outlive the L2 entry it came from.
+      } else if (
+        // PTTL 0: the entry expires within this millisecond; -2: it is gone. Neither may be copied up.
+        (pttl > 0 || pttl === -1) &&
+        !this.inflight.get(key)?.stale &&
+        !(since >= 0 && this.readGuard.changedSince(key, since)) &&
+        this.l1.admits(key)
+      ) {
+        // An L1 copy must never outlive the L2 entry it came from (-1: Redis keeps it without a TTL).
         const ttl = pttl > 0 ? Math.min(this.options.l1.ttl, pttl) : this.options.l1.ttl;
-        this.l1.set(key, this.toL1(value), ttl, undefined, payload.length);
+        this.l1.set(key, this.toL1(value), ttl, undefined, this.l1SizeOf(payload));
         this.promoteCounts?.delete(key);
         this.n.promotions++;
       }
@@ -393,18 +452,38 @@ export class TieredCache {
     }
     // The L2 write leaves first; everything below then overlaps its round trip. Nothing else runs in between,
     // so the order is invisible to every other caller.
-    let written: Promise<true> | undefined;
+    let written: Promise<boolean> | undefined;
     if (this.l2) {
-      if (this.writeBehind) this.writeBehind.enqueue(w);
+      const deferred = this.deferred as DeferredInvalidations;
+      if (!deferred.idle && deferred.hasKey(key)) written = this.writeOverDeferred(w, deferred);
+      else if (this.writeBehind) this.writeBehind.enqueue(w);
       else written = this.l2.set(w);
     }
     this.n.sets++;
     if (!fromFill) this.markStale(key);
     const existed = !this.l2 && (this.l1?.has(key) ?? false);
-    if (this.l1) this.l1.set(key, this.toL1(value), w.l1Ttl, w.tags, w.payload.length);
+    if (this.l1) this.l1.set(key, this.toL1(value), w.l1Ttl, w.tags, w.bytes);
     this.promoteCounts?.delete(key);
     if (!fromFill && (existed || this.l2)) this.emit({ type: 'overwrite', keys: [key] });
     return written ?? TRUE;
+  }
+
+  /**
+   * A write of a key whose delete is still waiting to reach Redis. It settles that delete only if it lands
+   * itself (newest intent wins); if it fails too, the delete is replayed after it and the key becomes a miss
+   * rather than the value from before the delete.
+   */
+  private writeOverDeferred(w: Prepared, deferred: DeferredInvalidations): Promise<boolean> {
+    w.seq = deferred.nextSeq();
+    if (this.writeBehind) {
+      this.writeBehind.enqueue(w);
+      return TRUE;
+    }
+    const seq = w.seq;
+    return (this.l2 as RedisTier).setMany([w]).then((r) => {
+      if (r !== L2_FAILED) deferred.written(w.key, seq);
+      return true as const;
+    });
   }
 
   async mset(entries: ReadonlyArray<readonly [string, unknown]> | Record<string, unknown>, options?: SetOptions): Promise<number> {
@@ -419,12 +498,15 @@ export class TieredCache {
     }
     for (const w of writes) {
       this.markStale(w.key);
-      if (this.l1) this.l1.set(w.key, this.toL1(w.value), w.l1Ttl, w.tags, w.payload.length);
+      if (this.l1) this.l1.set(w.key, this.toL1(w.value), w.l1Ttl, w.tags, w.bytes);
     }
     this.n.sets += writes.length;
     if (this.l2 && writes.length > 0) {
+      const deferred = this.deferred as DeferredInvalidations;
+      const seq = deferred.idle ? 0 : deferred.nextSeq();
+      if (seq !== 0) for (const w of writes) if (deferred.hasKey(w.key)) w.seq = seq;
       if (this.writeBehind) for (const w of writes) this.writeBehind.enqueue(w);
-      else await this.l2.setMany(writes);
+      else if ((await this.l2.setMany(writes)) !== L2_FAILED && seq !== 0) for (const w of writes) deferred.written(w.key, seq);
     }
     if (writes.length > 0) this.emit({ type: 'overwrite', keys: writes.map((w) => w.key) });
     if (t0 >= 0) this.timed('mset', this.l2 ? 'l2' : 'l1', t0);
@@ -443,11 +525,15 @@ export class TieredCache {
     }
     const payload = this.options.codec.encode(value, key);
     if (typeof payload !== 'string') throw new CacheSerializationError(key, `codec ${this.options.codec.name} did not return a string`);
-    if (payload.length > this.options.maxValueBytes) {
-      throw new CacheSerializationError(key, `serialized size ${payload.length} exceeds maxValueBytes ${this.options.maxValueBytes}`);
+    // A UTF-16 unit is 1 to 3 UTF-8 bytes: the exact count is only needed when 3 per unit could pass a limit.
+    const max = this.options.maxValueBytes;
+    const bytes = payload.length * 3 > max || this.options.l1.maxBytes !== undefined ? Buffer.byteLength(payload, 'utf8') : payload.length;
+    if (bytes > max) {
+      throw new CacheSerializationError(key, `serialized size ${bytes} bytes exceeds maxValueBytes ${max}`);
     }
     return {
       key,
+      bytes,
       pkey: this.prefix + key,
       payload,
       ttl,
@@ -473,8 +559,16 @@ export class TieredCache {
       if (this.writeBehind?.discardKey(this.prefix + list[i])) removed[i] = true;
     }
     if (this.l2) {
+      const deferred = this.deferred as DeferredInvalidations;
       const r = await this.l2.del(list.map((k) => this.prefix + k));
-      if (r !== L2_FAILED) r.forEach((ok, i) => ok && (removed[i] = true));
+      if (r === L2_FAILED) {
+        // Redis still holds these: replayed until it no longer does (see DeferredInvalidations).
+        deferred.addKeys(list);
+        this.log('warn', 'deferred', `delete of ${list.length} key(s) could not reach Redis; it is retried until it lands`);
+      } else {
+        r.forEach((ok, i) => ok && (removed[i] = true));
+        deferred.settled(list);
+      }
     }
     this.n.deletes += list.length;
     this.emit({ type: 'delete', keys: list });
@@ -493,24 +587,54 @@ export class TieredCache {
     return this.invalidationQueue.add(list);
   }
 
-  /** Removes every key matching a Redis glob (`property:*`), in L1 and L2 (SCAN + UNLINK, never KEYS). */
-  async invalidatePattern(glob: string): Promise<number> {
+  /**
+   * Removes every key matching a Redis glob (`property:*`), in L1 and L2 (SCAN + UNLINK, never KEYS). L1 keys
+   * are matched by Redis' own glob rules. Resolves to the number removed; with `{ detailed: true }`, to a
+   * report that also says whether every tier (every Cluster master) was walked to the end. A walk that could
+   * not finish is replayed on Redis until it does.
+   */
+  invalidatePattern(glob: string): Promise<number>;
+  invalidatePattern(glob: string, options: { detailed: true }): Promise<PatternInvalidationReport>;
+  async invalidatePattern(glob: string, options?: { detailed?: boolean }): Promise<number | PatternInvalidationReport> {
     if (typeof glob !== 'string' || glob.length === 0) throw new TypeError('invalidatePattern needs a non-empty glob');
     const t0 = this.observer ? performance.now() : -1;
-    const re = globToRegExp(glob);
-    this.readGuard.dropAll();
-    for (const [k, f] of this.inflight) if (re.test(k)) f.stale = true;
-    const l1Count = this.l1?.deleteMatching(re) ?? 0;
-    this.writeBehind?.discard((w) => re.test(w.pkey.slice(this.prefix.length)));
-    let l2Count = 0;
-    if (this.l2) {
-      const r = await this.l2.scanDelete(escapeGlob(this.prefix) + glob);
-      if (r !== L2_FAILED) l2Count = r;
+    const matcher = compileGlob(glob);
+    const l1Count = await this.dropMatching(matcher, async () => {
+      this.writeBehind?.discard((w) => matcher.test(w.key));
+      if (!this.l2) return { removed: 0, failedNodes: [] };
+      return this.l2.scanDelete(escapeGlob(this.prefix) + glob);
+    });
+    const l2 = l1Count.below;
+    const deferred = l2.failedNodes.length > 0;
+    if (deferred) {
+      this.deferred?.addPattern(glob);
+      this.log('warn', 'deferred', `pattern invalidation could not reach ${l2.failedNodes.join(', ')}; it is retried until it lands`);
     }
     this.emit({ type: 'pattern', pattern: glob });
     if (t0 >= 0) this.timed('invalidatePattern', this.l2 ? 'l2' : 'l1', t0);
     // L1 is (mostly) a subset of L2, so the larger count is the honest one without holding every key name.
-    return Math.max(l1Count, l2Count);
+    const removed = Math.max(l1Count.l1, l2.removed);
+    return options?.detailed ? { removed, complete: !deferred, failedNodes: l2.failedNodes, deferred: deferred && !!this.deferred } : removed;
+  }
+
+  /**
+   * Drops an L1 pattern while `below` (the L2 part, if any) runs. Until both are done the pattern's keys read
+   * as misses and are not promoted, and fills already running for them are not stored: the L1 walk yields to
+   * the event loop, and L2 may still hold old values until its walk has passed them.
+   */
+  private async dropMatching<T>(matcher: GlobMatcher, below: () => Promise<T>): Promise<{ l1: number; below: T }> {
+    this.readGuard.dropAll();
+    for (const [k, f] of this.inflight) if (matcher.test(k)) f.stale = true;
+    const l1 = this.l1;
+    const release = l1?.block(matcher);
+    try {
+      const [n, b] = await Promise.all([l1 ? l1.deleteMatching(matcher) : 0, below()]);
+      return { l1: n, below: b };
+    } finally {
+      release?.();
+      // Reads that began during the walk may have read Redis before it passed their key.
+      this.readGuard.dropAll();
+    }
   }
 
   /** Removes every entry tagged with any of `tags`, in L1 and L2, in O(tagged entries). */
@@ -525,10 +649,16 @@ export class TieredCache {
     this.writeBehind?.discard((w) => !!w.tagKeys?.some((k) => tagKeys.has(k)));
     let l2Count = 0;
     if (this.l2) {
-      for (const tk of tagKeys) {
+      const failed: string[] = [];
+      for (const tag of new Set(list)) {
         // L1 copies promoted from L2 carry no tag index (here or on other instances): drop them by key, batch by batch.
-        const r = await this.l2.popTag(tk, (pkeys) => this.droppedByTag(pkeys));
-        if (r !== L2_FAILED) l2Count += r;
+        const r = await this.l2.popTag(this.tagPrefix + tag, (pkeys) => this.droppedByTag(pkeys));
+        l2Count += r.removed;
+        if (!r.complete) failed.push(tag);
+      }
+      if (failed.length > 0) {
+        this.deferred?.addTags(failed);
+        this.log('warn', 'deferred', `invalidation of ${failed.length} tag(s) could not reach Redis; it is retried until it lands`);
       }
     }
     this.emit({ type: 'tags', tags: list });
@@ -557,35 +687,42 @@ export class TieredCache {
     this.promoteCounts?.clear();
     let l2Count = 0;
     if (this.l2) {
-      const r = await this.l2.scanDelete(escapeGlob(this.prefix) + '*');
-      if (r !== L2_FAILED) l2Count = r;
+      const r: ScanDeleteResult = await this.l2.scanDelete(escapeGlob(this.prefix) + '*');
+      l2Count = r.removed;
+      if (r.failedNodes.length > 0) {
+        this.deferred?.addClear();
+        this.log('warn', 'deferred', `clear could not reach ${r.failedNodes.join(', ')}; it is retried until it lands`);
+      }
     }
     this.emit({ type: 'clear' });
     if (t0 >= 0) this.timed('clear', this.l2 ? 'l2' : 'l1', t0);
     return Math.max(l1Count, l2Count);
   }
 
-  /** Drops local L1 entries only (used by the invalidation bus for other instances' changes, counted as 'bus'). */
-  dropLocal(change: CacheChange): number {
+  /**
+   * Drops local L1 entries only (used by the invalidation bus for other instances' changes, counted as 'bus').
+   * A pattern resolves once its walk is done (it yields to the event loop; its keys read as misses meanwhile).
+   */
+  dropLocal(change: Exclude<CacheChange, { type: 'pattern' }>): number;
+  dropLocal(change: CacheChange): number | Promise<number>;
+  dropLocal(change: CacheChange): number | Promise<number> {
     const n = invalidationCount(change);
     if (n > 0) this.observer?.invalidation?.('bus', n);
     return this.dropL1(change);
   }
 
   /** The L1 part of a change, not counted (invalidate() for its own keys; the bus's L1 clear on (re)subscribe). */
-  dropL1(change: CacheChange): number {
+  dropL1(change: Exclude<CacheChange, { type: 'pattern' }>): number;
+  dropL1(change: CacheChange): number | Promise<number>;
+  dropL1(change: CacheChange): number | Promise<number> {
     const l1 = this.l1;
     switch (change.type) {
       case 'delete':
       case 'overwrite':
         for (const k of change.keys) this.markStale(k);
         return l1 ? change.keys.reduce((n, k) => n + (l1.delete(k) ? 1 : 0), 0) : 0;
-      case 'pattern': {
-        const re = globToRegExp(change.pattern);
-        this.readGuard.dropAll();
-        for (const [k, f] of this.inflight) if (re.test(k)) f.stale = true;
-        return l1?.deleteMatching(re) ?? 0;
-      }
+      case 'pattern':
+        return this.dropMatching(compileGlob(change.pattern), () => Promise.resolve(undefined)).then((r) => r.l1);
       case 'tags':
         this.readGuard.dropAll();
         for (const f of this.inflight.values()) f.stale = true;
@@ -595,6 +732,17 @@ export class TieredCache {
         for (const f of this.inflight.values()) f.stale = true;
         return l1?.clear() ?? 0;
     }
+  }
+
+  /**
+   * A deferred invalidation reached Redis. Reads made while it was pending (here while Redis was unreachable,
+   * on other instances before it landed) may have re-cached what it covers: drop that again, everywhere.
+   */
+  private replayed(change: LandedInvalidation): void {
+    const c: CacheChange = { ...change, replay: true };
+    if (c.type === 'delete') for (const k of c.keys) this.promoteCounts?.delete(k);
+    void this.dropL1(c);
+    this.emit(c);
   }
 
   /** Writes out the write-behind queue now. */
@@ -640,6 +788,7 @@ export class TieredCache {
         errors: n.l2Errors,
         timeouts: this.l2?.deadlines.timeouts ?? 0,
         corrupt: n.corrupt,
+        ...deferredStats(this.deferred),
       },
       overall: {
         gets: n.gets,
@@ -668,6 +817,11 @@ export class TieredCache {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  /** What an L1 entry weighs against l1.maxBytes: its payload's UTF-8 size (only computed when that limit is set). */
+  private l1SizeOf(payload: string): number {
+    return this.options.l1.maxBytes === undefined ? payload.length : Buffer.byteLength(payload, 'utf8');
+  }
 
   private fromL1(hit: object): unknown {
     if (hit === NULL_MARKER) return null;
@@ -738,6 +892,17 @@ export class TieredCache {
     this.logThrottle.set(kind, now);
     this.options.logger[level](message);
   }
+}
+
+function deferredStats(d: DeferredInvalidations | undefined): Pick<CacheStats['l2'], 'pendingInvalidations' | 'deferredInvalidations' | 'replayedInvalidations' | 'replayRounds' | 'deferredOverflows'> {
+  const s = d?.stats();
+  return {
+    pendingInvalidations: s?.pending ?? 0,
+    deferredInvalidations: s?.deferred ?? 0,
+    replayedInvalidations: s?.replayed ?? 0,
+    replayRounds: s?.retries ?? 0,
+    deferredOverflows: s?.overflows ?? 0,
+  };
 }
 
 function isValidKey(key: string): boolean {

@@ -2,7 +2,7 @@ import { Inject, Injectable, Optional } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import type { HealthIndicatorService } from '@nestjs/terminus';
 import { TIERED_CACHE } from '../constants';
-import { parseDuration, type Duration } from '../engine/duration';
+import { parseTimerDuration, type Duration } from '../engine/duration';
 import type { RedisMode } from '../engine/redis-connection';
 import type { TieredCache } from '../engine/tiered-cache';
 import type { InvalidationBus } from '../invalidation/invalidation-bus';
@@ -92,7 +92,7 @@ export class TieredCacheHealthIndicator {
 
   /** The details alone, without Terminus (for a stats endpoint or a custom check). Never throws. */
   async details(options: CacheHealthCheckOptions = {}): Promise<CacheHealthDetails> {
-    const timeoutMs = parseDuration('timeout', options.timeout ?? DEFAULT_TIMEOUT_MS);
+    const timeoutMs = parseTimerDuration('timeout', options.timeout ?? DEFAULT_TIMEOUT_MS);
     const required = options.requireL2 === true;
     const degraded: string[] = [];
     const s = this.engine.stats();

@@ -35,19 +35,21 @@ export function decodeBusMessage(raw: string, maxBytes: number): BusMessage | un
 function validChange(change: unknown): CacheChange | undefined {
   if (change === null || typeof change !== 'object') return undefined;
   const c = change as Record<string, unknown>;
+  // replay: a deferred invalidation that has reached Redis now, announced again (receivers drop it, do not count it).
+  const replay = c.replay === true ? ({ replay: true } as const) : undefined;
   switch (c.type) {
     case 'delete':
       if (!stringList(c.keys)) return undefined;
       // byTag: removed by a tag invalidation (counted as its tags, not per key); receivers drop them all the same.
-      return c.byTag === true ? { type: 'delete', keys: c.keys, byTag: true } : { type: 'delete', keys: c.keys };
+      return c.byTag === true ? { type: 'delete', keys: c.keys, byTag: true, ...replay } : { type: 'delete', keys: c.keys, ...replay };
     case 'overwrite':
       return stringList(c.keys) ? { type: 'overwrite', keys: c.keys } : undefined;
     case 'tags':
-      return stringList(c.tags) ? { type: 'tags', tags: c.tags } : undefined;
+      return stringList(c.tags) ? { type: 'tags', tags: c.tags, ...replay } : undefined;
     case 'pattern':
-      return typeof c.pattern === 'string' && c.pattern.length > 0 ? { type: 'pattern', pattern: c.pattern } : undefined;
+      return typeof c.pattern === 'string' && c.pattern.length > 0 ? { type: 'pattern', pattern: c.pattern, ...replay } : undefined;
     case 'clear':
-      return { type: 'clear' };
+      return { type: 'clear', ...replay };
     default:
       return undefined;
   }

@@ -151,11 +151,13 @@ export class InvalidationBus {
     sub.on('error', (err: unknown) => this.warn('bus:sub', `invalidation bus subscriber: ${message(err)}`));
     sub.on('ready', () => void this.subscribe());
     sub.on('close', () => this.lost());
-    sub.on('message', (channel: string, raw: string) => this.receive(channel, raw));
+    // ioredis rethrows a listener's exception on the next tick, as an uncaught exception: whatever a message
+    // holds, nothing may escape these two listeners.
+    sub.on('message', (channel: string, raw: string) => this.guard(() => this.receive(channel, raw)));
     if (factory.mode === 'cluster') this.watchClusterSubscriber(sub);
     if (this.wantTracking) {
       sub.on('messageBuffer', (channel: Buffer, payload: unknown) => {
-        if (channel.length === TRACKING_CHANNEL.length && channel.toString() === TRACKING_CHANNEL) this.receiveTracked(payload);
+        if (channel.length === TRACKING_CHANNEL.length && channel.toString() === TRACKING_CHANNEL) this.guard(() => this.receiveTracked(payload));
       });
     }
     this.heartbeat = setInterval(() => {
@@ -397,7 +399,24 @@ export class InvalidationBus {
       return;
     }
     this.n.received++;
-    this.n.l1Dropped += this.engine.dropLocal(m.change);
+    const dropped = this.engine.dropLocal(m.change);
+    if (typeof dropped === 'number') this.n.l1Dropped += dropped;
+    else dropped.then((n) => (this.n.l1Dropped += n), (err: unknown) => this.rejected(err));
+  }
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.rejected(err);
+    }
+  }
+
+  /** A message that made applying it fail is counted as malformed and dropped; L1 may miss it, so it is emptied. */
+  private rejected(err: unknown): void {
+    this.n.malformed++;
+    this.warn('bus:failed', `invalidation bus could not apply a message (${message(err)}); L1 emptied`);
+    this.engine.dropL1({ type: 'clear' });
   }
 
   // ---------------------------------------------------------------- publishing

@@ -209,6 +209,15 @@ class CacheMetricSet {
       gauge('cache_write_behind_queue_length', 'L2 writes queued by write-behind, not yet sent.', ['cache'], (g) =>
         each((r, s) => g.inc({ cache: r.name }, s.writeBehind.queueLength)),
       ),
+      gauge(
+        'cache_l2_pending_invalidations',
+        'Invalidations (keys, patterns, tags; 1 per clear) that could not reach Redis yet and are being retried.',
+        ['cache'],
+        (g) => each((r, s) => g.inc({ cache: r.name }, s.l2.pendingInvalidations)),
+      ),
+      counter('cache_l2_deferred_invalidations_total', 'Invalidations that could not reach Redis when made and were kept for replay.', ['cache'], (c) =>
+        each((r, s) => c.inc({ cache: r.name }, s.l2.deferredInvalidations)),
+      ),
       counter('cache_write_behind_dropped_total', 'Queued write-behind writes dropped because the queue was full.', ['cache'], (c) =>
         each((r, s) => c.inc({ cache: r.name }, s.writeBehind.dropped)),
       ),
