@@ -315,6 +315,14 @@ export class TieredCache {
    */
   getOrSet<T>(key: string, factory: () => T | Promise<T>, options?: SetOptions): Promise<T> {
     if (!isValidKey(key)) return Promise.reject(keyError(key));
+    if (options?.ttl !== undefined) {
+      // A TTL that cannot be stored is refused before the factory runs, not after.
+      try {
+        parseCallTtl('ttl', options.ttl, 0);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     const sample = (++this.n.gets & SAMPLE_MASK) === 0;
     const t0 = sample ? performance.now() : 0;
     if (this.l1 && (this.l1Trusted || !this.l2?.ready)) {

@@ -176,6 +176,31 @@ describe('Redis Cluster: engine', () => {
     expect(await c.get('q:7')).toBe(7);
   });
 
+  it('a hung master does not stop a pattern walk: the others are cleaned, the result says incomplete, the rest lands later', async () => {
+    const c = await cache({ keyPrefix: 'hung:' });
+    await c.mset(Array.from({ length: 60 }, (_, i) => [`p:${i}`, i] as const));
+    expect(await mastersHolding('hung:p:*')).toBe(3);
+    const hung = 1;
+    const hungPort = cluster.nodes[hung].port;
+    cluster.pause(hung); // resumed well within the cluster's node timeout (2 s), so no slot is lost
+    let report;
+    try {
+      report = await c.invalidatePattern('p:*', { detailed: true });
+    } finally {
+      cluster.resume(hung);
+    }
+    expect(report.complete).toBe(false);
+    expect(report.deferred).toBe(true);
+    expect(report.failedNodes).toEqual([`127.0.0.1:${hungPort}`]);
+    // The healthy masters were walked to the end although the hung one came first or in between.
+    for (let i = 0; i < 3; i++) if (i !== hung) expect(await keysOn(direct[i], 'hung:p:*')).toEqual([]);
+    expect(c.l1!.has('p:0')).toBe(false);
+    expect(c.stats().l2.pendingInvalidations).toBe(1);
+    // Replayed once the master answers again.
+    await waitFor('the deferred pattern landed', () => c.stats().l2.pendingInvalidations === 0, 15_000);
+    expect(await mastersHolding('hung:p:*')).toBe(0);
+  });
+
   it("clear() removes this cache's namespace on every master, and nothing else", async () => {
     const c = await cache({ keyPrefix: 'clr:' });
     const other = await cache({ keyPrefix: 'other:' });

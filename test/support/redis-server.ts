@@ -194,6 +194,15 @@ export class RedisCluster {
     return cli(this.servers[i].port, ['CLUSTER', 'INFO']);
   }
 
+  /** SIGSTOPs master `i`: its port stays open and nothing answers (a hung host). Resume it within the node timeout (2 s). */
+  pause(i: number): void {
+    this.servers[i].pause();
+  }
+
+  resume(i: number): void {
+    this.servers[i].resume();
+  }
+
   /** SIGKILLs master `i` (it stays dead until stop()). */
   kill(i: number): Promise<void> {
     return this.servers[i].kill();

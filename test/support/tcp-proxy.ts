@@ -3,10 +3,13 @@ import { createServer, Socket, type Server } from 'node:net';
 /**
  * A loopback TCP proxy in front of a real Redis, for network faults the server itself cannot fake: `cut()`
  * drops every connection at once (as a NAT or load balancer might), and `blackhole` makes the proxy accept
- * connections and swallow their bytes without an answer, so a reconnect succeeds at TCP level and then hangs.
+ * connections and swallow their bytes without an answer, so a reconnect succeeds at TCP level and then hangs;
+ * `rewriteReplies` alters what Redis answers.
  */
 export class TcpProxy {
   blackhole = false;
+  /** When set, every chunk from Redis to the client passes through it (to fake a reply Redis gives only by chance). */
+  rewriteReplies: ((chunk: Buffer) => Buffer) | undefined;
   private readonly sockets = new Set<Socket>();
 
   private constructor(
@@ -30,8 +33,8 @@ export class TcpProxy {
         client.on('data', (chunk) => {
           if (!p.blackhole) upstream.write(chunk);
         });
-        upstream.on('data', (chunk) => {
-          if (!p.blackhole) client.write(chunk);
+        upstream.on('data', (chunk: Buffer) => {
+          if (!p.blackhole) client.write(p.rewriteReplies ? p.rewriteReplies(chunk) : chunk);
         });
         client.on('close', () => upstream.destroy());
         upstream.on('close', () => client.destroy());
