@@ -102,7 +102,7 @@ function isByteExact(s: string): boolean {
   return true;
 }
 
-/** The key's UTF-8 bytes (as ioredis would send them) in `out.bytes`; ASCII keys skip the encoder. */
+/** The key's UTF-8 bytes (as ioredis would send them) in `out.bytes`. */
 function encodeKey(key: string, out: { bytes: Uint8Array }): number {
   const worst = key.length * 3;
   let buf = scratch;
@@ -111,12 +111,8 @@ function encodeKey(key: string, out: { bytes: Uint8Array }): number {
     else buf = new Uint8Array(Buffer.byteLength(key, 'utf8'));
   }
   out.bytes = buf;
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    if (c >= 0x80) return encoder.encodeInto(key, buf).written;
-    buf[i] = c;
-  }
-  return key.length;
+  // encodeInto copies a one-byte string natively: about twice as fast as a charCodeAt loop over an ASCII key.
+  return encoder.encodeInto(key, buf).written;
 }
 
 function one(classes: Uint8Array, code: number, byte: number): boolean {
@@ -142,6 +138,12 @@ class TokenMatcher implements GlobMatcher {
   private readonly hasStar: boolean;
   private readonly never: boolean;
   private readonly out = { bytes: scratch };
+  /**
+   * The glob's leading literal bytes when they are all ASCII, as a string: an ASCII character is its own UTF-8
+   * byte and no other character encodes to one, so `key.startsWith(lead)` decides them without encoding the key
+   * (most keys of an L1 fail there for a glob such as `property:*:detail`).
+   */
+  private readonly lead: string;
 
   constructor(readonly glob: string) {
     const p = encoder.encode(glob);
@@ -203,6 +205,9 @@ class TokenMatcher implements GlobMatcher {
     this.starts = Int32Array.from(starts);
     this.classes = new Uint8Array(tables.length * 256);
     tables.forEach((t, k) => this.classes.set(t, k * 256));
+    let lead = '';
+    for (let j = 0; j < starts[1] && codes[j] < 0x80; j++) lead += String.fromCharCode(codes[j]);
+    this.lead = lead;
     this.hasStar = starts.length > 2;
     const groups = starts.length - 2;
     const trailing = this.hasStar && starts[starts.length - 2] === codes.length ? 1 : 0;
@@ -212,6 +217,7 @@ class TokenMatcher implements GlobMatcher {
   test(key: string): boolean {
     // Redis never enters its loop for an empty key: only the empty glob matches it, and that one is not compiled here.
     if (key.length === 0 || this.never) return false;
+    if (this.lead.length !== 0 && !key.startsWith(this.lead)) return false;
     const n = encodeKey(key, this.out);
     const b = this.out.bytes;
     const codes = this.codes;
@@ -232,7 +238,8 @@ class TokenMatcher implements GlobMatcher {
 
     const segments = starts.length - 1;
     const firstEnd = starts[1];
-    for (let j = 0; j < firstEnd; j++) {
+    // The bytes `lead` covers were checked by startsWith.
+    for (let j = this.lead.length; j < firstEnd; j++) {
       if (++steps > GLOB_MAX_STEPS) return true;
       if (!one(classes, codes[j], b[j])) return false;
     }

@@ -124,7 +124,8 @@ describe('hardening', () => {
       const prefix = `h${++seq}:`;
       const hostile = '*a'.repeat(14) + '*b';
       const key = (i: number) => 'a'.repeat(34) + String(i).padStart(6, '0');
-      const count = 30_000;
+      const count = 100_000;
+      const remote = 30_000;
       // L1 only here: nothing else (no Redis round trip) can make the loop turn while the walk runs.
       const local = await cache({ l1: { maxEntries: count + 100 } });
       const a = await cache(options(prefix));
@@ -149,18 +150,18 @@ describe('hardening', () => {
       expect(local.peekLocal(key(count - 1))).toBe(1);
       expect(await running).toBe(1);
       ticking = false;
-      expect(ticks).toBeGreaterThan(ticksAtStart + 5);
+      expect(ticks).toBeGreaterThan(ticksAtStart);
       expect(local.stats().l1.size).toBe(count);
 
       // Another process with the same L1 applies it from the bus and stays responsive.
-      const b = await proc(options(prefix, { l1: { maxEntries: count + 100 } }));
-      expect(await b.call('fill', 'a'.repeat(34), count, 1)).toBe(count);
+      const b = await proc(options(prefix, { l1: { maxEntries: remote + 100 } }));
+      expect(await b.call('fill', 'a'.repeat(34), remote, 1)).toBe(remote);
       await b.call('set', 'a'.repeat(20) + 'b', 'matches');
       const before = (await b.call<{ bus: { received: number } }>('stats')).bus.received;
       const pingsBefore = (await b.call<{ ticks: number }>('ping')).ticks;
       await raw.publish(a.bus!.channel, busMessage({ type: 'pattern', pattern: hostile }));
       await childHeard(b, before);
-      await waitFor('the walk in the other process is over', async () => !(await b.call('inL1', 'a'.repeat(20) + 'b')) && (await b.call<{ l1: { size: number } }>('stats')).l1.size === count);
+      await waitFor('the walk in the other process is over', async () => !(await b.call('inL1', 'a'.repeat(20) + 'b')) && (await b.call<{ l1: { size: number } }>('stats')).l1.size === remote);
       expect(b.alive).toBe(true);
       expect((await b.call<{ ticks: number }>('ping')).ticks).toBeGreaterThan(pingsBefore);
       expect(await b.call('inL1', 'a'.repeat(34) + '0')).toBe(true);
