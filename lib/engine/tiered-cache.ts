@@ -287,7 +287,10 @@ export class TieredCache {
       }
       for (let j = 0; j < missing.length; j++) {
         const row = rows[j];
-        out[missing[j]] = this.acceptL2(keys[missing[j]], row[0], promote ? row[1] : undefined, since) as T | undefined;
+        const key = keys[missing[j]];
+        // As get does: with promoteAfter > 1 a hit short of the count is counted (no pttl), not copied up.
+        const due = promote && this.promotionDue(key);
+        out[missing[j]] = this.acceptL2(key, row[0], due ? row[1] : undefined, since) as T | undefined;
       }
       return out;
     } finally {
@@ -368,10 +371,7 @@ export class TieredCache {
       this.n.l2Misses++;
       return undefined;
     }
-    let promote = false;
-    if (this.l1) {
-      promote = this.promoteCounts ? (this.promoteCounts.get(key) ?? 0) + 1 >= this.options.l2.promoteAfter : true;
-    }
+    const promote = this.l1 !== undefined && this.promotionDue(key);
     if (promote) {
       const since = this.readGuard.begin();
       try {
@@ -391,6 +391,11 @@ export class TieredCache {
       return undefined;
     }
     return this.acceptL2(key, payload, undefined);
+  }
+
+  /** Whether an L2 hit of `key` now reaches `l2.promoteAfter` (always, with the default of 1). */
+  private promotionDue(key: string): boolean {
+    return this.promoteCounts ? (this.promoteCounts.get(key) ?? 0) + 1 >= this.options.l2.promoteAfter : true;
   }
 
   /** Decodes an L2 payload, counts the hit or miss, and promotes into L1 when `pttl` is given. */
@@ -716,7 +721,34 @@ export class TieredCache {
   dropLocal(change: CacheChange): number | Promise<number> {
     const n = invalidationCount(change);
     if (n > 0) this.observer?.invalidation?.('bus', n);
+    if (this.writeBehind && change.type !== 'overwrite') this.discardQueued(change);
     return this.dropL1(change);
+  }
+
+  /**
+   * Another instance's invalidation also cancels this instance's queued write-behind writes it covers: a later
+   * flush would otherwise write back what was invalidated. (Another instance's overwrite does not: Redis also
+   * announces keys that merely expired, and dropping a queued write for those would lose it.)
+   */
+  private discardQueued(change: Exclude<CacheChange, { type: 'overwrite' }>): void {
+    const wb = this.writeBehind as WriteBehindQueue<Prepared>;
+    switch (change.type) {
+      case 'delete':
+        for (const k of change.keys) wb.discardKey(this.prefix + k);
+        return;
+      case 'pattern': {
+        const m = compileGlob(change.pattern);
+        wb.discard((w) => m.test(w.key));
+        return;
+      }
+      case 'tags': {
+        const tags = new Set(change.tags);
+        wb.discard((w) => !!w.tags?.some((t) => tags.has(t)));
+        return;
+      }
+      case 'clear':
+        wb.clear();
+    }
   }
 
   /** The L1 part of a change, not counted (invalidate() for its own keys; the bus's L1 clear on (re)subscribe). */

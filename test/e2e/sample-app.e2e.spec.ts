@@ -119,6 +119,7 @@ describe('sample app, one instance (real Redis)', () => {
       l2_status: 'ready',
       l2_errors: 0,
       l2_timeouts: 0,
+      l2_pending_invalidations: 0,
       promotions: expect.any(Number),
       average_latency_ms: expect.any(Number),
       write_behind_queue: 0,

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { compileGlob, escapeGlob } from '../../lib/engine/glob';
 import { RedisServer } from '../support/redis-server';
+import { prng } from '../support/prng';
 
 /**
  * Differential test: for every pattern, the keys a real redis-server returns for SCAN MATCH must be exactly the
@@ -8,17 +9,6 @@ import { RedisServer } from '../support/redis-server';
  * two JS strings that encode alike (a lone surrogate and U+FFFD) are one key, as they are in Redis.
  */
 
-/** mulberry32: small, seeded, so a failing pattern can be reproduced from the seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEED = 20_250_601;
 const rand = prng(SEED);

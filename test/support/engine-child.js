@@ -19,6 +19,7 @@ const ops = {
   delete: (key) => cache.delete(key),
   invalidatePattern: (glob) => cache.invalidatePattern(glob),
   invalidateTags: (tags) => cache.invalidateTags(tags),
+  flush: () => cache.flush(),
   /** Whether `key` is in this instance's L1 (no L2 read). */
   inL1: (key) => cache.peekLocal(key) !== undefined,
   /** Writes `count` entries `${prefix}${i}` (mset in batches of 1,000). */

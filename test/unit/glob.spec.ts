@@ -1,22 +1,12 @@
 import * as globModule from '../../lib/engine/glob';
 import { compileGlob, escapeGlob, GLOB_MAX_STEPS } from '../../lib/engine/glob';
+import { prng } from '../support/prng';
 
 const matches = (glob: string, key: string) => compileGlob(glob).test(key);
 const ascii = Array.from({ length: 128 }, (_, c) => String.fromCharCode(c));
 /** The single ASCII characters a glob accepts, as one string, for compact expectations. */
 const acceptedAscii = (glob: string) => ascii.filter((c) => matches(glob, c)).join('');
 
-/** mulberry32: small and seeded, so a failing case can be reproduced. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Redis' own recursive matcher, transcribed statement by statement (signed chars, the terminating NUL it reads past

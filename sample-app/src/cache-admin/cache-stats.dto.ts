@@ -16,6 +16,8 @@ export interface CacheStatsDto {
   l2_status: string;
   l2_errors: number;
   l2_timeouts: number;
+  /** Invalidations that could not reach Redis yet and are being retried (not in the original design). */
+  l2_pending_invalidations: number;
   promotions: number;
   average_latency_ms: number;
   write_behind_queue: number;
@@ -39,6 +41,7 @@ export function toCacheStatsDto(s: CacheStats): CacheStatsDto {
     l2_status: s.l2.status,
     l2_errors: s.l2.errors,
     l2_timeouts: s.l2.timeouts,
+    l2_pending_invalidations: s.l2.pendingInvalidations,
     promotions: s.l2.promotions,
     average_latency_ms: Math.round(s.overall.meanLatencyMs * 1000) / 1000,
     write_behind_queue: s.writeBehind.queueLength,
