@@ -1,5 +1,6 @@
 import { TieredCacheOptionsError } from '../engine/errors';
 import { escapeGlob } from '../engine/glob';
+import { templateSegment } from '../keys/key-segment';
 import type { InvalidationRule } from '../interfaces/tiered-cache-options.interface';
 import { compileEventPatterns, type EventMatcher } from './event-pattern';
 
@@ -91,7 +92,9 @@ export function fillTemplate(t: Template, payload: unknown, glob: boolean): { va
       if (v !== undefined) break;
     }
     if (v === undefined) return { missing: p.source };
-    out += glob ? escapeGlob(v) : v;
+    // The segment a @Cacheable template makes of the same value, so a rule names the key that was cached.
+    const seg = templateSegment(v);
+    out += glob ? escapeGlob(seg) : seg;
   }
   return { value: out };
 }

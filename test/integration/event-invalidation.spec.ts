@@ -3,6 +3,7 @@ import { EventEmitter2, EventEmitterModule } from '@nestjs/event-emitter';
 import { Test } from '@nestjs/testing';
 import { Redis } from 'ioredis';
 import {
+  Cacheable,
   CacheManagerService,
   InvalidationStrategyFor,
   PropertyInvalidationStrategy,
@@ -46,6 +47,23 @@ class ThrowingStrategy implements InvalidationStrategy {
 
 @Module({ providers: [ListingRepository, ListingStrategy, ThrowingStrategy] })
 class ListingModule {}
+
+/** The README's service: what a rule must find, whatever the ids hold. */
+@Injectable()
+class PropertyService {
+  reads = 0;
+  @Cacheable({ key: 'property:detail:{id}', tags: ['property:{id}'] })
+  async findById(id: string): Promise<{ id: string; read: number }> {
+    return { id, read: ++this.reads };
+  }
+  @Cacheable({ key: 'properties:list:{tenantId}:{page}' })
+  async list(tenantId: string, page: number): Promise<{ tenantId: string; read: number }> {
+    return { tenantId, read: ++this.reads };
+  }
+}
+
+@Module({ providers: [PropertyService] })
+class PropertyModule {}
 
 describe('event-driven invalidation across two Nest apps sharing one Redis', () => {
   let redis: RedisServer;
@@ -122,6 +140,36 @@ describe('event-driven invalidation across two Nest apps sharing one Redis', () 
     }
     for (const k of untouched) expect(await inL1(B.cache, k)).toBe(true);
     expect(A.cache.stats().invalidation).toMatchObject({ events: 1, rulesApplied: 1, rulesSkipped: 0 });
+  });
+
+  it('a rule builds the same key as the @Cacheable template for ids with / @ : spaces, unicode and glob characters', async () => {
+    const A = await app({}, true, [PropertyModule]);
+    const B = await app({}, true, [PropertyModule]);
+    const ids = ['FR/75/001', 'owner@agency.fr', 'a:b', 'with space', 'Zürich-€-日本', 'x*y?[z]\\', '~n42', '42'];
+    const serviceA = A.ctx.get(PropertyService);
+    const serviceB = B.ctx.get(PropertyService);
+    for (const id of ids) {
+      const first = await serviceA.findById(id);
+      expect(await serviceB.findById(id)).toEqual(first); // B reads A's entry from Redis
+      expect(await serviceB.findById(id)).toEqual(first); // and now from its L1
+      await serviceA.list(id, 1);
+      await serviceB.list(id, 1);
+    }
+    const readsOnB = serviceB.reads;
+    for (const id of ids) await A.events!.emitAsync('property.updated', { propertyId: id, tenantId: id });
+    expect(A.cache.stats().invalidation).toMatchObject({ rulesApplied: ids.length, rulesSkipped: 0 });
+    // Every cached entry is gone, on both instances and in Redis: B has to run its method again for each.
+    await A.cache.engine.bus!.drain();
+    const sent = A.cache.stats().bus.published;
+    await waitFor('B applied all of A’s invalidations', () => B.cache.stats().bus.received >= sent);
+    for (const id of ids) {
+      expect((await serviceB.findById(id)).read).toBeGreaterThan(readsOnB);
+      expect((await serviceB.list(id, 1)).read).toBeGreaterThan(readsOnB);
+    }
+    expect(serviceB.reads).toBe(readsOnB + 2 * ids.length);
+    // Only the entries B just stored again, one per id, under the segment the template made of it.
+    expect(await raw.keys('ev:property:detail:*')).toHaveLength(ids.length);
+    expect(await raw.exists('ev:property:detail:FR%2F75%2F001')).toBe(1);
   });
 
   it('tags set on B are invalidated from A (L1 of both, and L2)', async () => {

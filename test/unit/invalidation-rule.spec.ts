@@ -25,10 +25,12 @@ describe('invalidation rule templates', () => {
     expect(fillTemplate(t, {}, false)).toEqual({ missing: '{constructor}' });
   });
 
-  it('escapes glob characters of filled values in patterns only', () => {
+  it('fills values as the segments a @Cacheable template makes of them, so no glob character gets into a pattern', () => {
     const t = parseTemplate('t', 'list:{tenantId}:*');
-    expect(fillTemplate(t, { tenantId: 'a*b?[c]\\' }, true)).toEqual({ value: 'list:a\\*b\\?\\[c\\]\\\\:*' });
-    expect(fillTemplate(t, { tenantId: 'a*b' }, false)).toEqual({ value: 'list:a*b:*' });
+    expect(fillTemplate(t, { tenantId: 'a*b?[c]\\' }, true)).toEqual({ value: 'list:a%2Ab%3F%5Bc%5D%5C:*' });
+    expect(fillTemplate(t, { tenantId: 'a*b' }, false)).toEqual({ value: 'list:a%2Ab:*' });
+    expect(fillTemplate(t, { tenantId: 'FR/75' }, false)).toEqual({ value: 'list:FR%2F75:*' });
+    expect(fillTemplate(t, { tenantId: 42 }, false)).toEqual({ value: 'list:42:*' });
   });
 
   it('keeps doubled braces literal (Cluster hash tags)', () => {
