@@ -6,7 +6,7 @@ export interface InvalidationTarget {
   readonly ready: boolean;
   del(pkeys: readonly string[]): Promise<boolean[] | L2Failed>;
   scanDelete(match: string, onKeys?: (pkeys: string[]) => void): Promise<ScanDeleteResult>;
-  popTag(tagKey: string, onKeys?: (pkeys: string[]) => void): Promise<TagPopResult>;
+  popTag(tagKey: string, legacyKey: string | undefined, onKeys?: (pkeys: string[]) => void): Promise<TagPopResult>;
   onReady(listener: () => void): void;
 }
 
@@ -72,6 +72,7 @@ export class DeferredInvalidations {
   readonly #target: InvalidationTarget;
   readonly #prefix: string;
   readonly #tagPrefix: string;
+  readonly #legacyTagPrefix: string;
   readonly #limits: DeferredInvalidationLimits;
   readonly #hooks: DeferredInvalidationHooks;
   /** cache key → sequence number of the newest deferred delete. */
@@ -87,10 +88,17 @@ export class DeferredInvalidations {
   #closed = false;
   readonly #n = { deferred: 0, replayed: 0, retries: 0, overflows: 0 };
 
-  constructor(target: InvalidationTarget, prefix: string, tagPrefix: string, limits: DeferredInvalidationLimits, hooks: DeferredInvalidationHooks) {
+  constructor(
+    target: InvalidationTarget,
+    prefix: string,
+    tags: { prefix: string; legacyPrefix: string },
+    limits: DeferredInvalidationLimits,
+    hooks: DeferredInvalidationHooks,
+  ) {
     this.#target = target;
     this.#prefix = prefix;
-    this.#tagPrefix = tagPrefix;
+    this.#tagPrefix = tags.prefix;
+    this.#legacyTagPrefix = tags.legacyPrefix;
     this.#limits = limits;
     this.#hooks = hooks;
     target.onReady(() => {
@@ -274,7 +282,7 @@ export class DeferredInvalidations {
       this.#hooks.landed({ type: 'pattern', pattern: glob });
     }
     for (const [tag, s] of Array.from(this.#tags)) {
-      const r = await t.popTag(this.#tagPrefix + tag, (pkeys) => this.#hooks.tagKeys(pkeys));
+      const r = await t.popTag(this.#tagPrefix + tag, this.#legacyTagPrefix + tag, (pkeys) => this.#hooks.tagKeys(pkeys));
       if (!r.complete) return false;
       if (this.#tags.get(tag) === s) this.#tags.delete(tag);
       this.#n.replayed++;

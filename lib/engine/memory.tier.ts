@@ -114,7 +114,7 @@ export class MemoryTier {
         await nextTurn();
         sliceEnd = performance.now() + WALK_SLICE_MS;
       }
-      if (matcher.test(keys[i]) && this.lru.delete(keys[i])) n++;
+      if (matcher.test(keys[i]) && this.lru.has(keys[i]) && this.lru.delete(keys[i])) n++;
     }
     return n;
   }
@@ -124,7 +124,11 @@ export class MemoryTier {
     for (const tag of tags) {
       const keys = this.keysByTag.get(tag);
       if (!keys) continue;
-      for (const key of Array.from(keys)) if (this.lru.delete(key)) n++;
+      // An expired entry waiting for the sweep is no entry: removed, not counted.
+      for (const key of Array.from(keys)) {
+        const live = this.lru.has(key);
+        if (this.lru.delete(key) && live) n++;
+      }
       this.keysByTag.delete(tag);
     }
     return n;

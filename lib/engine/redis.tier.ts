@@ -22,11 +22,34 @@ export interface L2Write {
   tagKeys?: readonly string[];
 }
 
-// Adds a key to a tag set and stretches the set's TTL to the longest-lived member (a set without a TTL gets one).
-const TAG_ADD = `redis.call('SADD', KEYS[1], ARGV[1])
+/**
+ * Indexes a key under a tag: a sorted set scored by each member's expiry (Redis' own clock, so instances with
+ * skewed clocks agree). Each write also prunes up to ARGV[3] members that have expired, so the set holds
+ * O(live tagged keys) instead of every key ever tagged, and the set itself expires with its longest-lived member.
+ */
+const TAG_ADD = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+return #gone`;
+
+/** Puts popped members back with the expiry scores they had (ARGV: score, member, …); the set's TTL follows. */
+const TAG_RESTORE = `redis.call('ZADD', KEYS[1], unpack(ARGV))
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+return 1`;
+
+// The index of earlier versions: a plain set per tag, its TTL stretched to the longest-lived member.
+const LEGACY_TAG_ADD = `redis.call('SADD', KEYS[1], ARGV[1])
 local t = redis.call('PTTL', KEYS[1])
 if t < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1`;
+
+/** Expired members a tagged write prunes at most (bounded work per write; a burst of expiries is pruned over several writes). */
+const TAG_PRUNE = 100;
 
 const SCAN_COUNT = 500;
 const FAILED: Promise<L2Failed> = Promise.resolve(L2_FAILED);
@@ -413,22 +436,41 @@ export class RedisTier {
   }
 
   /**
-   * Removes every key recorded in a tag set, in O(tagged keys); `onKeys` gets each batch once it is deleted.
-   * SPOP takes members out atomically, so a key tagged while this runs is either popped here or stays indexed
-   * for the next invalidation. `complete` is false when a step failed (what was popped and not deleted is
-   * put back in the set).
+   * Removes every key indexed under a tag, in O(tagged keys); `onKeys` gets each batch once it is deleted.
+   * ZPOPMIN (SPOP for an index of an earlier version, `legacyKey`) takes members out atomically, so a key tagged
+   * while this runs is either popped here or stays indexed for the next invalidation. `complete` is false when a
+   * step failed (what was popped and not deleted is put back).
    */
-  async popTag(tagKey: string, onKeys?: (pkeys: string[]) => void): Promise<TagPopResult> {
+  async popTag(tagKey: string, legacyKey: string | undefined, onKeys?: (pkeys: string[]) => void): Promise<TagPopResult> {
     let removed = 0;
+    if (legacyKey !== undefined) {
+      for (;;) {
+        const members = await this.run('tag', (c) => c.spop(legacyKey, TAG_POP_BATCH), false, true);
+        if (members === L2_FAILED) return { removed, complete: false };
+        if (!members || members.length === 0) break;
+        const r = await this.del(members);
+        if (r === L2_FAILED) {
+          await this.restoreLegacyTag(legacyKey, members);
+          return { removed, complete: false };
+        }
+        onKeys?.(members);
+        for (const ok of r) if (ok) removed++;
+      }
+    }
     for (;;) {
-      const members = await this.run('tag', (c) => c.spop(tagKey, TAG_POP_BATCH), false, true);
-      if (members === L2_FAILED) return { removed, complete: false };
-      if (!members || members.length === 0) return { removed, complete: true };
+      const popped = await this.run('tag', (c) => c.zpopmin(tagKey, TAG_POP_BATCH), false, true);
+      if (popped === L2_FAILED) return { removed, complete: false };
+      if (popped.length === 0) return { removed, complete: true };
+      const members: string[] = [];
+      for (let i = 0; i < popped.length; i += 2) members.push(popped[i]);
       const r = await this.del(members);
       if (r === L2_FAILED) {
-        // SPOP already took them out of the index: put them back, or a later invalidation of this tag
+        // ZPOPMIN already took them out of the index: put them back, or a later invalidation of this tag
         // would miss keys that still hold their old values.
-        await this.restoreTag(tagKey, members);
+        const args: string[] = [];
+        for (let i = 0; i < popped.length; i += 2) args.push(popped[i + 1], popped[i]);
+        const back = await this.run('tag', (c) => c.eval(TAG_RESTORE, 1, tagKey, ...args), false, true);
+        if (back === L2_FAILED) this.lostFromTag(tagKey, members.length);
         return { removed, complete: false };
       }
       // After the delete: a reader told about these keys must not find the old values in L2 any more.
@@ -437,21 +479,23 @@ export class RedisTier {
     }
   }
 
-  /** Re-indexes popped members that could not be deleted (each with its own remaining TTL). */
-  private async restoreTag(tagKey: string, members: string[]): Promise<void> {
+  /** Re-indexes members popped from an earlier version's tag set that could not be deleted (each with its own remaining TTL). */
+  private async restoreLegacyTag(tagKey: string, members: string[]): Promise<void> {
     const ttls = await this.run('tag', (c) => Promise.all(members.map((m) => c.pttl(m))), true);
     let ok = ttls !== L2_FAILED;
     if (ttls !== L2_FAILED) {
       // Gone (-2) needs nothing; a member is always written with a TTL, so -1 does not occur.
       const live = members.map((m, i) => [m, ttls[i]] as const).filter(([, ttl]) => ttl > 0);
       if (live.length > 0) {
-        const back = await this.run('tag', (c) => Promise.all(live.map(([m, ttl]) => c.eval(TAG_ADD, 1, tagKey, m, ttl))), true);
+        const back = await this.run('tag', (c) => Promise.all(live.map(([m, ttl]) => c.eval(LEGACY_TAG_ADD, 1, tagKey, m, ttl))), true);
         ok = back !== L2_FAILED;
       }
     }
-    if (!ok) {
-      this.onError('tag', new Error(`${members.length} keys of tag set ${tagKey} could be neither deleted nor re-indexed; they expire with their TTL`));
-    }
+    if (!ok) this.lostFromTag(tagKey, members.length);
+  }
+
+  private lostFromTag(tagKey: string, n: number): void {
+    this.onError('tag', new Error(`${n} keys of tag index ${tagKey} could be neither deleted nor re-indexed; they expire with their TTL`));
   }
 
   async close(): Promise<void> {
@@ -484,6 +528,6 @@ function nodeName(node: RedisClient): string {
 
 function writeOne(c: RedisClient, w: L2Write): Promise<unknown> {
   const ops: Promise<unknown>[] = [c.set(w.pkey, w.payload, 'PX', w.ttl)];
-  if (w.tagKeys) for (const tk of w.tagKeys) ops.push(c.eval(TAG_ADD, 1, tk, w.pkey, w.ttl));
+  if (w.tagKeys) for (const tk of w.tagKeys) ops.push(c.eval(TAG_ADD, 1, tk, w.pkey, w.ttl, TAG_PRUNE));
   return Promise.all(ops);
 }

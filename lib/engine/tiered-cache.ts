@@ -85,7 +85,9 @@ export class TieredCache {
   private readonly logThrottle = new Map<string, number>();
   private readonly prefix: string;
   private readonly cloneOnRead: boolean;
+  /** Tag indexes: sorted sets scored by expiry (`__tc:tagz:`); `__tc:tag:` holds the plain sets of earlier versions. */
   private readonly tagPrefix: string;
+  private readonly legacyTagPrefix: string;
   private closed = false;
   private closing = false;
   /** Cross-instance L1 invalidation (Redis pub/sub); undefined without L2 or when turned off. */
@@ -120,7 +122,8 @@ export class TieredCache {
     const o = this.options;
     this.prefix = o.keyPrefix;
     this.cloneOnRead = o.l1.protection === 'clone';
-    this.tagPrefix = o.keyPrefix + RESERVED + 'tag:';
+    this.tagPrefix = o.keyPrefix + RESERVED + 'tagz:';
+    this.legacyTagPrefix = o.keyPrefix + RESERVED + 'tag:';
     if (o.l1.enabled) this.l1 = new MemoryTier(o.l1.maxEntries, o.l1.maxBytes, o.l1.cleanupInterval);
     if (o.redis) {
       const factory = new RedisConnectionFactory(o.redis);
@@ -132,7 +135,7 @@ export class TieredCache {
         (op, err) => this.onL2Error(op, err),
         o.redis.socketTimeout,
       );
-      const deferred = new DeferredInvalidations(this.l2, this.prefix, this.tagPrefix, DEFERRED_LIMITS, {
+      const deferred = new DeferredInvalidations(this.l2, this.prefix, { prefix: this.tagPrefix, legacyPrefix: this.legacyTagPrefix }, DEFERRED_LIMITS, {
         landed: (change) => this.replayed(change),
         tagKeys: (pkeys) => this.droppedByTag(pkeys),
         log: (message) => this.log('warn', 'deferred', message),
@@ -665,7 +668,7 @@ export class TieredCache {
       const failed: string[] = [];
       for (const tag of new Set(list)) {
         // L1 copies promoted from L2 carry no tag index (here or on other instances): drop them by key, batch by batch.
-        const r = await this.l2.popTag(this.tagPrefix + tag, (pkeys) => this.droppedByTag(pkeys));
+        const r = await this.l2.popTag(this.tagPrefix + tag, this.legacyTagPrefix + tag, (pkeys) => this.droppedByTag(pkeys));
         l2Count += r.removed;
         if (!r.complete) failed.push(tag);
       }

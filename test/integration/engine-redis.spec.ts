@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { TieredCache, type TieredCacheOptions } from '../../lib';
 import { RedisServer } from '../support/redis-server';
+import { waitFor } from '../support/wait-for';
 
 const quiet = { warn() {}, error() {} };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -196,7 +197,7 @@ describe('engine against a real Redis', () => {
     await a.set('p1', 1, { tags: ['property:1'], ttl: '1m' });
     await a.set('p2', 2, { tags: ['property:1', 'tenant:9'] });
     await a.set('p3', 3, { tags: ['tenant:9'] });
-    expect(await raw.pttl('tg:__tc:tag:property:1')).toBeGreaterThan(0);
+    expect(await raw.pttl('tg:__tc:tagz:property:1')).toBeGreaterThan(0);
     expect(await b.invalidateTags(['property:1'])).toBe(2);
     expect(await raw.exists('tg:p1', 'tg:p2', 'tg:p3')).toBe(1);
     expect(await b.get('p3')).toBe(3);
@@ -213,8 +214,8 @@ describe('engine against a real Redis', () => {
     try {
       expect(await limited.invalidateTags('property:7')).toBe(0);
       expect(limited.stats().l2.errors).toBeGreaterThan(0);
-      expect((await raw.smembers('tgr:__tc:tag:property:7')).sort()).toEqual(['tgr:p1', 'tgr:p2']);
-      const setTtl = await raw.pttl('tgr:__tc:tag:property:7');
+      expect((await raw.zrange('tgr:__tc:tagz:property:7', '0', '-1')).sort()).toEqual(['tgr:p1', 'tgr:p2']);
+      const setTtl = await raw.pttl('tgr:__tc:tagz:property:7');
       expect(setTtl).toBeGreaterThan(60_000); // stretched to the longest-lived member again
       // A later invalidation by an allowed client still finds and removes both.
       expect(await writer.invalidateTags('property:7')).toBe(2);
@@ -222,6 +223,35 @@ describe('engine against a real Redis', () => {
     } finally {
       await raw.call('ACL', 'DELUSER', 'nounlink');
     }
+  });
+
+  it('tags: the index holds O(live tagged keys); expired members are pruned as it is written, and it expires with its last member', async () => {
+    const c = await cache({ keyPrefix: 'tgb:', bus: false });
+    const index = 'tgb:__tc:tagz:t';
+    await c.set('long', 1, { tags: ['t'], ttl: '1m' });
+    for (let i = 0; i < 2_000; i += 500) {
+      await c.mset(Array.from({ length: 500 }, (_, j) => [`short:${i + j}`, 1] as const), { ttl: 1_500, tags: ['t'] });
+    }
+    expect(await raw.zcard(index)).toBe(2_001);
+    await waitFor('the short-lived keys expired in Redis', async () => (await raw.exists('tgb:short:0', 'tgb:short:1999')) === 0, 10_000);
+    // Each tagged write prunes up to 100 expired members: 25 writes prune all 2,000.
+    for (let i = 0; i < 25; i++) await c.set(`fresh:${i}`, 1, { tags: ['t'], ttl: '1m' });
+    expect(await raw.zcard(index)).toBe(26);
+    // The index never outlives its longest-lived member (1 minute).
+    const pttl = await raw.pttl(index);
+    expect(pttl).toBeGreaterThan(0);
+    expect(pttl).toBeLessThanOrEqual(60_000);
+    expect(await c.invalidateTags('t')).toBe(26);
+    expect(await raw.exists(index, 'tgb:long', 'tgb:fresh:0')).toBe(0);
+  });
+
+  it('tags: an index written by an earlier version (a plain set) is still invalidated', async () => {
+    const c = await cache({ keyPrefix: 'tgl:', bus: false });
+    await raw.set('tgl:old', '\u0001tc1:1', 'PX', 60_000);
+    await raw.sadd('tgl:__tc:tag:t', 'tgl:old');
+    await c.set('new', 2, { tags: ['t'] });
+    expect(await c.invalidateTags('t')).toBe(2);
+    expect(await raw.exists('tgl:old', 'tgl:new', 'tgl:__tc:tag:t', 'tgl:__tc:tagz:t')).toBe(0);
   });
 
   it('write-behind: L1 at once, L2 on the flush interval, batched', async () => {

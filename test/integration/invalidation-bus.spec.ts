@@ -99,7 +99,7 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     await warm(b, 'y', 'keep');
     const dropped = b.stats().bus.l1Dropped;
     await raw.set('bus-test:x', JSON.stringify('new'));
-    await raw.sadd('bus-test:__tc:tag:t', 'bus-test:y');
+    await raw.zadd('bus-test:__tc:tagz:t', 1, 'bus-test:y');
     await raw.set('other-prefix:y', '1');
     await waitFor('B drops x', () => !b.l1!.has('x'));
     expect(await b.get('x')).toBe('new');
@@ -204,7 +204,7 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     // L2 too: both tagged entries are gone for everyone, and the tag set is consumed.
     expect(await b.get('t1')).toBeUndefined();
     expect(await b.get('t2')).toBeUndefined();
-    expect(await raw.exists('bus-test:__tc:tag:grp')).toBe(0);
+    expect(await raw.exists('bus-test:__tc:tagz:grp')).toBe(0);
     await a.clear();
     await waitFor('clear reaches B', () => b.l1!.size === 0);
   });
