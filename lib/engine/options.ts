@@ -16,7 +16,7 @@ export interface ResolvedOptions {
   /** TTL of an entry when a call gives none: l2.ttl with L2; L1-only, l1.ttl if set, else defaultTtl. */
   entryTtl: number;
   l1: { enabled: boolean; maxEntries: number; maxBytes: number | undefined; ttl: number; cleanupInterval: number; protection: L1Protection };
-  l2: { enabled: boolean; ttl: number; promoteAfter: number };
+  l2: { enabled: boolean; ttl: number; promoteAfter: number; fillWindow: number };
   redis: (RedisConnectionOptions & { commandTimeout: number; connectTimeout: number; socketTimeout: number; maxConnections: number; protocol: 2 | 3 }) | undefined;
   writeBehind: { flushInterval: number; batchSize: number; maxQueue: number } | undefined;
   readThrough: boolean;
@@ -52,6 +52,7 @@ export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions 
     enabled: bool('l2.enabled', l2In.enabled, redis !== undefined),
     ttl: l2In.ttl === undefined ? defaultTtl : parseDuration('l2.ttl', l2In.ttl),
     promoteAfter: positiveInt('l2.promoteAfter', l2In.promoteAfter, 1),
+    fillWindow: parseDuration('l2.fillWindow', l2In.fillWindow ?? '1m'),
   };
   if (l2.enabled && !redis) throw new TieredCacheOptionsError('l2.enabled', true, 'L2 needs `redis` (a URL or connection options)');
   if (!l1.enabled && !l2.enabled) throw new TieredCacheOptionsError('l1.enabled', false, 'with L2 disabled too, nothing would be cached');

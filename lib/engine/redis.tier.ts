@@ -48,6 +48,31 @@ local t = redis.call('PTTL', KEYS[1])
 if t < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1`;
 
+/**
+ * A fill's store on a Cluster (see fill-fence.ts): KEYS = key, its fence; ARGV = payload, PX, the fence the fill
+ * saw ('' for none). Writes only if the fence still reads so and the key is absent.
+ */
+const FILL_STORE = `if (redis.call('GET', KEYS[2]) or '') ~= ARGV[3] then return 0 end
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
+return 0`;
+
+/**
+ * Standalone/Sentinel, inside MULTI before the fill's own `SET NX`: KEYS = key, fence, generation; ARGV = the
+ * fence and generation the fill saw, a placeholder. When either moved, the placeholder takes the (absent) key,
+ * so the SET NX after it fails; FILL_UNBLOCK then removes it, all in one EXEC. The value itself is written by the
+ * SET, a command of our own connection: CLIENT TRACKING's NOLOOP does not cover writes made inside a script, and
+ * a script writing it would make Redis announce this instance's own fill back to it.
+ */
+const FILL_CHECK = `if (redis.call('GET', KEYS[2]) or '') == ARGV[1] and (redis.call('GET', KEYS[3]) or '') == ARGV[2] then return 1 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', 1000, 'NX')
+return 0`;
+const FILL_UNBLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1`;
+const FILL_PLACEHOLDER = '\u0000tc:fill-refused';
+
+/** A fill's read in one command (standalone/Sentinel): KEYS = key, fence, generation → value, PTTL, fence, generation. */
+const FILL_READ = `return { redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]) }`;
+
 /** Expired members a tagged write prunes at most (bounded work per write; a burst of expiries is pruned over several writes). */
 const TAG_PRUNE = 100;
 
@@ -56,6 +81,18 @@ const FAILED: Promise<L2Failed> = Promise.resolve(L2_FAILED);
 const TRUE: Promise<true> = Promise.resolve(true);
 const returnTrue = (): true => true;
 const TAG_POP_BATCH = 500;
+
+/** The fill scripts as ioredis commands (defineCommand: EVALSHA, loaded on first use). */
+interface FillCommands {
+  tcFillStore(key: string, fence: string, payload: string, ttl: number, seenFence: string): Promise<number>;
+  tcFillRead(key: string, fence: string, gen: string): Promise<[string | false | null, number, string | false | null, string | false | null]>;
+}
+interface FillPipeline {
+  tcFillCheck(key: string, fence: string, gen: string, seenFence: string, seenGen: string, placeholder: string): FillPipeline;
+  tcFillUnblock(key: string, placeholder: string): FillPipeline;
+  set(key: string, value: string, px: 'PX', ttl: number, nx: 'NX'): FillPipeline;
+  exec(): Promise<Array<[Error | null, unknown]> | null>;
+}
 
 /** One data connection, with what the write coalescing and the half-open watchdog need to know about it. */
 interface Conn {
@@ -138,6 +175,11 @@ export class RedisTier {
       // ioredis' socketTimeout arms a timer and a 'data' listener per command; the watchdog below does the
       // same job from the deadline sweep at no per-call cost.
       const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
+      // EVALSHA instead of EVAL: a fill's store would otherwise send both scripts' text every time.
+      (client as Redis).defineCommand('tcFillCheck', { numberOfKeys: 3, lua: FILL_CHECK });
+      (client as Redis).defineCommand('tcFillUnblock', { numberOfKeys: 1, lua: FILL_UNBLOCK });
+      (client as Redis).defineCommand('tcFillStore', { numberOfKeys: 2, lua: FILL_STORE });
+      (client as Redis).defineCommand('tcFillRead', { numberOfKeys: 3, lua: FILL_READ });
       const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
       this.disposers.push(reviveOnEnd(client, () => this.closed));
       client.on('error', (err: unknown) => this.onError('connection', err));
@@ -387,9 +429,97 @@ export class RedisTier {
   /**
    * Deletes keys; resolves to a flag per key (removed or not). On the write connection: a delete must never
    * overtake a SET sent before it (even one that already missed its deadline and may still reach Redis).
+   * `fence`: also writes a new token into each key's fence (fill-fence.ts), in the same write.
    */
-  del(pkeys: readonly string[]): Promise<boolean[] | L2Failed> {
-    return this.run('delete', (c) => Promise.all(pkeys.map((k) => c.unlink(k).then((n) => n > 0))), pkeys.length > 1, true);
+  del(pkeys: readonly string[], fence?: { keys: ReadonlyArray<string | undefined>; ttl: number }): Promise<boolean[] | L2Failed> {
+    if (!fence) return this.run('delete', (c) => Promise.all(pkeys.map((k) => c.unlink(k).then((n) => n > 0))), pkeys.length > 1, true);
+    const token = this.nextFenceToken();
+    return this.run(
+      'delete',
+      (c) =>
+        Promise.all(
+          pkeys.map((k, i) => {
+            const fk = fence.keys[i];
+            const removed = c.unlink(k).then((n) => n > 0);
+            return fk === undefined ? removed : Promise.all([removed, c.set(fk, token, 'PX', fence.ttl)]).then(([r]) => r);
+          }),
+        ),
+      true,
+      true,
+    );
+  }
+
+  private fenceSeq = 0;
+  private readonly fenceId = Math.random().toString(36).slice(2, 10);
+
+  private nextFenceToken(): string {
+    return `${this.fenceId}:${++this.fenceSeq}`;
+  }
+
+  /** Increments a generation counter (pattern, tag and clear invalidations fence fills with it). */
+  bump(genKey: string): Promise<boolean> {
+    return this.run('delete', (c) => c.incr(genKey), false, true).then((r) => r !== L2_FAILED);
+  }
+
+  /** A fill's read: value and PTTL, and the fence and generation it will store against, in one round trip. */
+  readForFill(pkey: string, fenceKey: string | undefined, genKey: string): Promise<[string | null, number, string, string] | L2Failed> {
+    if (this.mode !== 'cluster' && fenceKey !== undefined) {
+      // One script: one command to send and parse instead of four (Lua's nil comes back as null, a false as null).
+      return this.run('get', (c) =>
+        (c as unknown as FillCommands)
+          .tcFillRead(pkey, fenceKey, genKey)
+          .then(([v, t, f, g]): [string | null, number, string, string] => [typeof v === 'string' ? v : null, Number(t), typeof f === 'string' ? f : '', typeof g === 'string' ? g : '']),
+      );
+    }
+    return this.run(
+      'get',
+      (c) =>
+        Promise.all([c.get(pkey), c.pttl(pkey), fenceKey === undefined ? Promise.resolve(null) : c.get(fenceKey), c.get(genKey)]).then(
+          ([v, t, f, g]): [string | null, number, string, string] => [v, t, f ?? '', g ?? ''],
+        ),
+      true,
+    );
+  }
+
+  /**
+   * Stores a fill's value only if no invalidation overtook it (fill-fence.ts): true when written, false when
+   * refused. Tags are indexed after the value is in. Without a fence key (a key whose braces defeat the slot
+   * rule) the fill is refused: it cannot be checked.
+   */
+  async storeFill(w: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }): Promise<boolean | L2Failed> {
+    if (fenceKey === undefined) return false;
+    let stored: number | L2Failed;
+    if (this.mode === 'cluster') {
+      // The generation is in another slot: checked just before (see fill-fence.ts for the window this leaves).
+      const g = await this.run('get', (c) => c.get(genKey));
+      if (g === L2_FAILED) return L2_FAILED;
+      if ((g ?? '') !== seen.generation) return false;
+      stored = await this.run('set', (c) => (c as unknown as FillCommands).tcFillStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence), false, true);
+    } else {
+      stored = await this.run(
+        'set',
+        (c) =>
+          ((c as Redis).multi() as unknown as FillPipeline)
+            .tcFillCheck(w.pkey, fenceKey, genKey, seen.fence, seen.generation, FILL_PLACEHOLDER)
+            .set(w.pkey, w.payload, 'PX', w.ttl, 'NX')
+            .tcFillUnblock(w.pkey, FILL_PLACEHOLDER)
+            .exec()
+            .then((r) => {
+              const set = r?.[1];
+              if (!set || set[0]) throw set?.[0] ?? new Error('fill store: transaction discarded');
+              return set[1] === 'OK' ? 1 : 0;
+            }),
+        false,
+        true,
+      );
+    }
+    if (stored === L2_FAILED) return L2_FAILED;
+    if (stored !== 1) return false;
+    if (w.tagKeys && w.tagKeys.length > 0) {
+      const tagKeys = w.tagKeys;
+      await this.run('set', (c) => Promise.all(tagKeys.map((tk) => c.eval(TAG_ADD, 1, tk, w.pkey, w.ttl, TAG_PRUNE))), true, true);
+    }
+    return true;
   }
 
   /**

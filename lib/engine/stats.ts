@@ -25,6 +25,8 @@ export interface CacheStats {
     errors: number;
     timeouts: number;
     corrupt: number;
+    /** getOrSet results returned but not stored because an invalidation overtook their factory (on any instance). */
+    fillsRefused: number;
     /**
      * Invalidations (each key, pattern, tag; 1 for a clear) made here that have not reached Redis yet. They
      * are retried until they land; meanwhile this instance reads nothing they cover from Redis.

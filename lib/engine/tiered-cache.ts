@@ -1,7 +1,8 @@
 import { LRUCache } from 'lru-cache';
 import type { SetOptions, TieredCacheOptions } from '../interfaces/tiered-cache-options.interface';
 import { CacheDecodeError } from './codec';
-import { DeferredInvalidations, type LandedInvalidation } from './deferred-invalidations';
+import { DeferredInvalidations, type InvalidationTarget, type LandedInvalidation } from './deferred-invalidations';
+import { fenceKeyOf, type FillSeen } from './fill-fence';
 import { parseCallTtl } from './duration';
 import { CacheSerializationError } from './errors';
 import { compileGlob, escapeGlob, type GlobMatcher } from './glob';
@@ -36,7 +37,10 @@ export interface PatternInvalidationReport {
   removed: number;
   /** Every tier was walked to the end (on a Cluster: every master). */
   complete: boolean;
-  /** Redis nodes (`host:port`) whose walk failed; `['all']` when Redis was not reachable at all. */
+  /**
+   * Redis nodes (`host:port`) whose walk failed; `['all']` when Redis was not reachable at all; `['generation']`
+   * when every node was walked but the namespace generation that fences running fills could not be moved.
+   */
   failedNodes: string[];
   /** The pattern was kept and is replayed on Redis until it lands (see stats().l2.pendingInvalidations). */
   deferred: boolean;
@@ -88,6 +92,11 @@ export class TieredCache {
   /** Tag indexes: sorted sets scored by expiry (`__tc:tagz:`); `__tc:tag:` holds the plain sets of earlier versions. */
   private readonly tagPrefix: string;
   private readonly legacyTagPrefix: string;
+  /** Fill fences (fill-fence.ts): per-key fence keys, and the namespace generation. */
+  private readonly fencePrefix: string;
+  private readonly genKey: string;
+  /** Redis as invalidations see it: deletes write fences, pattern/tag/clear walks bump the generation first. */
+  private readonly invalidationTarget: InvalidationTarget | undefined;
   private closed = false;
   private closing = false;
   /** Cross-instance L1 invalidation (Redis pub/sub); undefined without L2 or when turned off. */
@@ -110,6 +119,7 @@ export class TieredCache {
     l2Errors: 0,
     promotions: 0,
     corrupt: 0,
+    fillsRefused: 0,
     gets: 0,
     sets: 0,
     deletes: 0,
@@ -124,6 +134,8 @@ export class TieredCache {
     this.cloneOnRead = o.l1.protection === 'clone';
     this.tagPrefix = o.keyPrefix + RESERVED + 'tagz:';
     this.legacyTagPrefix = o.keyPrefix + RESERVED + 'tag:';
+    this.fencePrefix = o.keyPrefix + RESERVED + 'fence:';
+    this.genKey = o.keyPrefix + RESERVED + 'gen';
     if (o.l1.enabled) this.l1 = new MemoryTier(o.l1.maxEntries, o.l1.maxBytes, o.l1.cleanupInterval);
     if (o.redis) {
       const factory = new RedisConnectionFactory(o.redis);
@@ -135,7 +147,27 @@ export class TieredCache {
         (op, err) => this.onL2Error(op, err),
         o.redis.socketTimeout,
       );
-      const deferred = new DeferredInvalidations(this.l2, this.prefix, { prefix: this.tagPrefix, legacyPrefix: this.legacyTagPrefix }, DEFERRED_LIMITS, {
+      const l2 = this.l2;
+      this.invalidationTarget = {
+        get ready() {
+          return l2.ready;
+        },
+        onReady: (listener) => l2.onReady(listener),
+        del: (pkeys) => l2.del(pkeys, { keys: pkeys.map((p) => fenceKeyOf(this.fencePrefix, p)), ttl: o.l2.fillWindow }),
+        // The generation moves before the walk starts: a fill that stores while the walk runs must already see it.
+        // When it cannot move, the walk still cleans what it reaches, and the invalidation counts as incomplete.
+        scanDelete: async (match, onKeys) => {
+          const bumped = await l2.bump(this.genKey);
+          const r = await l2.scanDelete(match, onKeys);
+          return bumped || r.failedNodes.length > 0 ? r : { removed: r.removed, failedNodes: ['generation'] };
+        },
+        popTag: async (tagKey, legacyKey, onKeys) => {
+          const bumped = await l2.bump(this.genKey);
+          const r = await l2.popTag(tagKey, legacyKey, onKeys);
+          return bumped ? r : { removed: r.removed, complete: false };
+        },
+      };
+      const deferred = new DeferredInvalidations(this.invalidationTarget, this.prefix, { prefix: this.tagPrefix, legacyPrefix: this.legacyTagPrefix }, DEFERRED_LIMITS, {
         landed: (change) => this.replayed(change),
         tagKeys: (pkeys) => this.droppedByTag(pkeys),
         log: (message) => this.log('warn', 'deferred', message),
@@ -350,20 +382,76 @@ export class TieredCache {
 
   private async fill<T>(key: string, factory: () => T | Promise<T>, options: SetOptions | undefined, flight: Flight, t0: number): Promise<T> {
     try {
+      let seen: FillSeen | undefined;
       if (this.l2) {
-        const v = await this.readL2(key);
-        if (v !== undefined) {
+        const r = await this.readForFill(key);
+        if (r.value !== undefined) {
           if (t0 >= 0) this.sampleLatency(t0, 'getOrSet', 'l2');
-          return v as T;
+          return r.value as T;
         }
+        seen = r.seen;
       }
       if (t0 >= 0) this.sampleLatency(t0, 'getOrSet', this.l2 ? 'l2' : 'l1');
       const value = await factory();
-      if (this.options.readThrough && !flight.stale && !this.closed) await this.store(key, value, options, true);
+      if (this.options.readThrough && !flight.stale && !this.closed) {
+        if (!this.l2 || seen === undefined) await this.store(key, value, options, true, !!this.l2);
+        else await this.storeFill(key, value, options, seen, flight);
+      }
       return value;
     } finally {
       if (this.inflight.get(key) === flight) this.inflight.delete(key);
     }
+  }
+
+  /**
+   * A fill's L2 read: the value when there is one, else what the store will be checked against (fill-fence.ts).
+   * `seen` is undefined when Redis could not be asked (unreachable, or an invalidation of the key still waiting
+   * to reach it): the fill then keeps its value in L1 only.
+   */
+  private async readForFill(key: string): Promise<{ value: unknown; seen?: FillSeen }> {
+    const deferred = this.deferred as DeferredInvalidations;
+    if (!deferred.idle && deferred.blocks(key)) {
+      this.n.l2Misses++;
+      return { value: undefined };
+    }
+    const startedAt = performance.now();
+    const pkey = this.prefix + key;
+    const promote = this.l1 !== undefined && this.promotionDue(key);
+    const since = promote ? this.readGuard.begin() : -1;
+    try {
+      const r = await (this.l2 as RedisTier).readForFill(pkey, fenceKeyOf(this.fencePrefix, pkey), this.genKey);
+      if (r === L2_FAILED) {
+        this.n.l2Misses++;
+        return { value: undefined };
+      }
+      const value = this.acceptL2(key, r[0], promote ? r[1] : undefined, since);
+      return value !== undefined ? { value } : { value: undefined, seen: { fence: r[2], generation: r[3], startedAt } };
+    } finally {
+      if (promote) this.readGuard.end();
+    }
+  }
+
+  /** Stores a fill's value in Redis only if no invalidation overtook it, and in L1 only once Redis took it. */
+  private async storeFill(key: string, value: unknown, options: SetOptions | undefined, seen: FillSeen, flight: Flight): Promise<void> {
+    if (value === undefined || (value === null && !this.options.cacheNullValues)) return;
+    const w = this.prepare(key, value, options);
+    if (performance.now() - seen.startedAt > this.options.l2.fillWindow) {
+      // Its fence may have expired: an invalidation it missed would not be seen.
+      this.n.fillsRefused++;
+      return;
+    }
+    const pkey = w.pkey;
+    const r = await (this.l2 as RedisTier).storeFill(w, fenceKeyOf(this.fencePrefix, pkey), this.genKey, seen);
+    if (r === false) {
+      this.n.fillsRefused++;
+      return;
+    }
+    // Written, or Redis failed (the script may still run, and still checks): L1 as any write, unless this
+    // instance heard of an invalidation meanwhile.
+    if (flight.stale || this.closed || !this.l1) return;
+    this.n.sets++;
+    this.l1.set(key, this.toL1(value), w.l1Ttl, w.tags, w.bytes);
+    this.promoteCounts?.delete(key);
   }
 
   private async readL2(key: string): Promise<unknown> {
@@ -458,7 +546,8 @@ export class TieredCache {
   }
 
   /** Not async: one promise per write-through set (the L2 reply mapped to true), none for the rest. */
-  private store(key: string, value: unknown, options: SetOptions | undefined, fromFill: boolean): Promise<boolean> {
+  /** `l1Only`: a fill that could not ask Redis what to check its store against keeps its value here only. */
+  private store(key: string, value: unknown, options: SetOptions | undefined, fromFill: boolean, l1Only = false): Promise<boolean> {
     if (value === undefined || (value === null && !this.options.cacheNullValues)) return FALSE;
     let w: Prepared;
     try {
@@ -469,7 +558,7 @@ export class TieredCache {
     // The L2 write leaves first; everything below then overlaps its round trip. Nothing else runs in between,
     // so the order is invisible to every other caller.
     let written: Promise<boolean> | undefined;
-    if (this.l2) {
+    if (this.l2 && !l1Only) {
       const deferred = this.deferred as DeferredInvalidations;
       if (!deferred.idle && deferred.hasKey(key)) written = this.writeOverDeferred(w, deferred);
       else if (this.writeBehind) this.writeBehind.enqueue(w);
@@ -576,7 +665,7 @@ export class TieredCache {
     }
     if (this.l2) {
       const deferred = this.deferred as DeferredInvalidations;
-      const r = await this.l2.del(list.map((k) => this.prefix + k));
+      const r = await (this.invalidationTarget as InvalidationTarget).del(list.map((k) => this.prefix + k));
       if (r === L2_FAILED) {
         // Redis still holds these: replayed until it no longer does (see DeferredInvalidations).
         deferred.addKeys(list);
@@ -618,7 +707,7 @@ export class TieredCache {
     const l1Count = await this.dropMatching(matcher, async () => {
       this.writeBehind?.discard((w) => matcher.test(w.key));
       if (!this.l2) return { removed: 0, failedNodes: [] };
-      return this.l2.scanDelete(escapeGlob(this.prefix) + glob);
+      return (this.invalidationTarget as InvalidationTarget).scanDelete(escapeGlob(this.prefix) + glob);
     });
     const l2 = l1Count.below;
     const deferred = l2.failedNodes.length > 0;
@@ -668,7 +757,7 @@ export class TieredCache {
       const failed: string[] = [];
       for (const tag of new Set(list)) {
         // L1 copies promoted from L2 carry no tag index (here or on other instances): drop them by key, batch by batch.
-        const r = await this.l2.popTag(this.tagPrefix + tag, this.legacyTagPrefix + tag, (pkeys) => this.droppedByTag(pkeys));
+        const r = await (this.invalidationTarget as InvalidationTarget).popTag(this.tagPrefix + tag, this.legacyTagPrefix + tag, (pkeys) => this.droppedByTag(pkeys));
         l2Count += r.removed;
         if (!r.complete) failed.push(tag);
       }
@@ -703,7 +792,7 @@ export class TieredCache {
     this.promoteCounts?.clear();
     let l2Count = 0;
     if (this.l2) {
-      const r: ScanDeleteResult = await this.l2.scanDelete(escapeGlob(this.prefix) + '*');
+      const r: ScanDeleteResult = await (this.invalidationTarget as InvalidationTarget).scanDelete(escapeGlob(this.prefix) + '*');
       l2Count = r.removed;
       if (r.failedNodes.length > 0) {
         this.deferred?.addClear();
@@ -831,6 +920,7 @@ export class TieredCache {
         errors: n.l2Errors,
         timeouts: this.l2?.deadlines.timeouts ?? 0,
         corrupt: n.corrupt,
+        fillsRefused: n.fillsRefused,
         ...deferredStats(this.deferred),
       },
       overall: {

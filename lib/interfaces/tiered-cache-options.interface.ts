@@ -30,6 +30,11 @@ export interface L2Options {
   ttl?: Duration;
   /** L2 hits of one key before it is copied into L1 (default 1). */
   promoteAfter?: number;
+  /**
+   * The longest a getOrSet factory (or @Cacheable method) may run and still have its result stored (default 1m).
+   * A delete leaves a fence in Redis this long, so a fill it overtook, on any instance, is never stored.
+   */
+  fillWindow?: Duration;
 }
 
 interface RedisCommonOptions {

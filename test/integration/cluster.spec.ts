@@ -201,6 +201,33 @@ describe('Redis Cluster: engine', () => {
     expect(await mastersHolding('hung:p:*')).toBe(0);
   });
 
+  it('a fill overtaken by a delete or a pattern invalidation on another instance is returned but not stored', async () => {
+    const a = await cache({ keyPrefix: 'race:' });
+    const b = await cache({ keyPrefix: 'race:' });
+    for (const [key, invalidate] of [
+      ['d:1', () => a.delete('d:1')],
+      ['p:1', () => a.invalidatePattern('p:*')],
+    ] as const) {
+      let release!: (v: string) => void;
+      let entered!: () => void;
+      const running = new Promise<void>((r) => (entered = r));
+      const result = b.getOrSet(key, () => {
+        entered();
+        return new Promise<string>((r) => (release = r));
+      });
+      await running;
+      await invalidate();
+      release('OLD');
+      expect(await result).toBe('OLD');
+      expect(await raw.exists(`race:${key}`)).toBe(0);
+      expect(b.l1!.has(key)).toBe(false);
+    }
+    expect(b.stats().l2.fillsRefused).toBe(2);
+    // A fill that nothing overtook is stored.
+    expect(await b.getOrSet('fresh', () => 'v')).toBe('v');
+    expect(await raw.exists('race:fresh')).toBe(1);
+  });
+
   it("clear() removes this cache's namespace on every master, and nothing else", async () => {
     const c = await cache({ keyPrefix: 'clr:' });
     const other = await cache({ keyPrefix: 'other:' });

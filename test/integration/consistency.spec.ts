@@ -101,3 +101,89 @@ describe('consistency across instances', () => {
     expect(r.peekLocal('c')).toBe(3);
   });
 });
+
+describe('a fill overtaken by an invalidation on another instance is returned but stored in no tier', () => {
+  let redis: RedisServer;
+  let raw: Redis;
+  let b: EngineProcess;
+  const caches: TieredCache[] = [];
+  const prefix = 'race:';
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    raw = new Redis(redis.url);
+    // B, the instance whose factory read the old row, runs in a Node process of its own.
+    b = await EngineProcess.start({ redis: redis.url, keyPrefix: prefix });
+    expect(await b.call('connect')).toBe(true);
+  });
+  afterEach(async () => {
+    await Promise.all(caches.splice(0).map((c) => c.close()));
+  });
+  afterAll(async () => {
+    await b.stop();
+    raw.disconnect();
+    await redis.stop();
+  });
+
+  async function instanceA(): Promise<TieredCache> {
+    const c = new TieredCache({ redis: redis.url, keyPrefix: prefix, logger: quiet });
+    caches.push(c);
+    expect(await c.connect()).toBe(true);
+    return c;
+  }
+
+  const cases: Array<[string, (a: TieredCache, key: string) => Promise<unknown>]> = [
+    [
+      'delete',
+      async (a, key) => {
+        await a.delete(key);
+        // The fence it leaves expires with l2.fillWindow (1 minute by default).
+        const pttl = await raw.pttl(`${prefix}__tc:fence:{${prefix}${key}}`);
+        expect(pttl).toBeGreaterThan(0);
+        expect(pttl).toBeLessThanOrEqual(60_000);
+      },
+    ],
+    ['invalidate (queued; resolves once applied)', (a, key) => a.invalidate(key)],
+    ['invalidatePattern', (a, key) => a.invalidatePattern(`${key.split(':')[0]}:*`)],
+    ['invalidateTags', (a) => a.invalidateTags('row')],
+    ['clear', (a) => a.clear()],
+  ];
+
+  it.each(cases)('%s on A, the factory on B returning right after it resolved (the key absent from Redis)', async (_name, invalidate) => {
+    const a = await instanceA();
+    const key = `${_name.split(' ')[0]}:1`;
+    expect(await raw.exists(prefix + key)).toBe(0);
+    // B's factory is running (it has read the old row) when A changes the row and invalidates.
+    expect(await b.call('startFill', key, { tags: ['row'] })).toBe(true);
+    await invalidate(a, key);
+    // 0 ms later the factory returns the old row.
+    expect(await b.call('releaseFill', key, 'OLD')).toBe('OLD');
+    expect(await raw.exists(prefix + key)).toBe(0);
+    expect(await b.call('inL1', key)).toBe(false);
+    expect(await a.get(key)).toBeUndefined();
+    expect(await b.call('get', key)).toBeUndefined();
+    // The next fill, which starts after the invalidation, is stored as usual.
+    expect(await b.call('startFill', key)).toBe(true);
+    expect(await b.call('releaseFill', key, 'NEW')).toBe('NEW');
+    expect(await raw.exists(prefix + key)).toBe(1);
+    expect(await a.get(key)).toBe('NEW');
+  });
+
+  it('a write on A overtaking the fill on B wins: the fill only stores into an absent key', async () => {
+    const a = await instanceA();
+    expect(await b.call('startFill', 'w:1')).toBe(true);
+    await a.set('w:1', 'NEW');
+    expect(await b.call('releaseFill', 'w:1', 'OLD')).toBe('OLD');
+    expect(await a.get('w:1')).toBe('NEW');
+    await waitFor('B reads the new value', async () => (await b.call('get', 'w:1')) === 'NEW');
+  });
+
+  it('counts the fills it refused', async () => {
+    const before = (await b.call<{ l2: { fillsRefused: number } }>('stats')).l2.fillsRefused;
+    const a = await instanceA();
+    expect(await b.call('startFill', 'n:1')).toBe(true);
+    await a.delete('n:1');
+    await b.call('releaseFill', 'n:1', 'OLD');
+    expect((await b.call<{ l2: { fillsRefused: number } }>('stats')).l2.fillsRefused).toBe(before + 1);
+  });
+});

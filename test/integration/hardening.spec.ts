@@ -257,15 +257,19 @@ describe('hardening', () => {
         expect(await a.get('k')).toBeUndefined();
         expect(await a.mget(['k', 'w'])).toEqual([undefined, undefined]);
         expect(await a.has('k')).toBe(false);
+        // A fill cannot store over the old value (it only stores into an absent key): it keeps its result in L1.
         expect(await a.getOrSet('k', () => 'fresh')).toBe('fresh');
-        // getOrSet's write reached Redis: newest intent wins, the delete of k is settled.
-        expect(await raw.get(prefix + 'k')).toBe(stored('fresh'));
+        expect(await raw.get(prefix + 'k')).toBe(stored('old'));
+        expect(a.stats().l2.pendingInvalidations).toBe(2);
+        // A write that reaches Redis does: newest intent wins, the delete of k is settled.
+        expect(await a.set('k', 'newer')).toBe(true);
+        expect(await raw.get(prefix + 'k')).toBe(stored('newer'));
         expect(a.stats().l2.pendingInvalidations).toBe(1);
         await raw.call('ACL', 'SETUSER', 'nounlink', '+unlink');
         await waitFor('the deferred delete landed', () => a.stats().l2.pendingInvalidations === 0, 15_000);
         expect(await raw.exists(prefix + 'w')).toBe(0);
-        expect(await raw.get(prefix + 'k')).toBe(stored('fresh'));
-        expect(await a.get('k')).toBe('fresh');
+        expect(await raw.get(prefix + 'k')).toBe(stored('newer'));
+        expect(await a.get('k')).toBe('newer');
       } finally {
         await raw.call('ACL', 'DELUSER', 'nounlink');
       }

@@ -9,6 +9,8 @@ const { TieredCache } = require('../../dist');
 const options = JSON.parse(process.env.TC_OPTIONS || '{}');
 const cache = new TieredCache({ ...options, logger: { warn() {}, error() {} } });
 let ticks = 0;
+/** Fills held inside their factory until the parent releases them: key → { release(value), result }. */
+const held = new Map();
 // Counts turns of the event loop: a frozen loop stops counting.
 const ticker = setInterval(() => ticks++, 1);
 
@@ -30,6 +32,25 @@ const ops = {
       await cache.mset(batch);
     }
     return cache.stats().l1.size;
+  },
+  /** Starts getOrSet(key) with a factory that is held (a latch); resolves once the factory is running. */
+  startFill(key, opts) {
+    return new Promise((entered) => {
+      let release;
+      const gate = new Promise((r) => (release = r));
+      const result = cache.getOrSet(key, () => {
+        entered(true);
+        return gate;
+      }, opts);
+      held.set(key, { release, result });
+    });
+  },
+  /** Lets the held factory of `key` return `value`; resolves to what getOrSet returned to its caller. */
+  releaseFill(key, value) {
+    const h = held.get(key);
+    held.delete(key);
+    h.release(value);
+    return h.result;
   },
   stats: () => cache.stats(),
   ping: () => ({ pid: process.pid, ticks }),

@@ -59,7 +59,7 @@ describe('option validation at construction', () => {
     expect(o.l2.enabled).toBe(false);
     expect(o.redis).toBeUndefined();
     const withRedis = resolveOptions({ redis: 'redis://localhost:6379' });
-    expect(withRedis.l2).toEqual({ enabled: true, ttl: 3_600_000, promoteAfter: 1 });
+    expect(withRedis.l2).toEqual({ enabled: true, ttl: 3_600_000, promoteAfter: 1, fillWindow: 60_000 });
     expect(withRedis.redis).toMatchObject({ commandTimeout: 250, connectTimeout: 3000, maxConnections: 1, protocol: 2 });
     expect(withRedis.writeBehind).toBeUndefined();
   });
@@ -97,7 +97,7 @@ describe('tieredCacheOptionsFromEnv', () => {
     expect(o.keyPrefix).toBe('realestate:');
     expect(o.defaultTtl).toBe(3_600_000);
     expect(o.l1).toMatchObject({ maxEntries: 1000, maxBytes: 1_048_576, ttl: 300_000, cleanupInterval: 60_000 });
-    expect(o.l2).toEqual({ enabled: true, ttl: 7_200_000, promoteAfter: 2 });
+    expect(o.l2).toEqual({ enabled: true, ttl: 7_200_000, promoteAfter: 2, fillWindow: 60_000 });
     expect(o.redis).toMatchObject({ url: 'redis://127.0.0.1:6390/2', maxConnections: 4, socketTimeout: 5000 });
     expect(o.writeBehind).toBeDefined();
     expect(o.cacheNullValues).toBe(true);
