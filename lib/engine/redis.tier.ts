@@ -26,10 +26,11 @@ export interface L2Write {
  * Indexes a key under a tag: a sorted set scored by each member's expiry (Redis' own clock, so instances with
  * skewed clocks agree). Each write also prunes up to ARGV[3] members that have expired, so the set holds
  * O(live tagged keys) instead of every key ever tagged, and the set itself expires with its longest-lived member.
+ * GT: a score only grows, so a write with a shorter TTL (or a refused fill) never gets a live key pruned early.
  */
 const TAG_ADD = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZADD', KEYS[1], 'GT', now + tonumber(ARGV[2]), ARGV[1])
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
@@ -90,6 +91,7 @@ interface FillCommands {
 interface FillPipeline {
   tcFillCheck(key: string, fence: string, gen: string, seenFence: string, seenGen: string, placeholder: string): FillPipeline;
   tcFillUnblock(key: string, placeholder: string): FillPipeline;
+  tcTagAdd(tagKey: string, key: string, ttl: number, prune: number): FillPipeline;
   set(key: string, value: string, px: 'PX', ttl: number, nx: 'NX'): FillPipeline;
   exec(): Promise<Array<[Error | null, unknown]> | null>;
 }
@@ -180,6 +182,7 @@ export class RedisTier {
       (client as Redis).defineCommand('tcFillUnblock', { numberOfKeys: 1, lua: FILL_UNBLOCK });
       (client as Redis).defineCommand('tcFillStore', { numberOfKeys: 2, lua: FILL_STORE });
       (client as Redis).defineCommand('tcFillRead', { numberOfKeys: 3, lua: FILL_READ });
+      (client as Redis).defineCommand('tcTagAdd', { numberOfKeys: 1, lua: TAG_ADD });
       const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
       this.disposers.push(reviveOnEnd(client, () => this.closed));
       client.on('error', (err: unknown) => this.onError('connection', err));
@@ -498,20 +501,25 @@ export class RedisTier {
     } else {
       stored = await this.run(
         'set',
-        (c) =>
-          ((c as Redis).multi() as unknown as FillPipeline)
-            .tcFillCheck(w.pkey, fenceKey, genKey, seen.fence, seen.generation, FILL_PLACEHOLDER)
-            .set(w.pkey, w.payload, 'PX', w.ttl, 'NX')
-            .tcFillUnblock(w.pkey, FILL_PLACEHOLDER)
-            .exec()
-            .then((r) => {
+        (c) => {
+            const m = ((c as Redis).multi() as unknown as FillPipeline)
+              .tcFillCheck(w.pkey, fenceKey, genKey, seen.fence, seen.generation, FILL_PLACEHOLDER)
+              .set(w.pkey, w.payload, 'PX', w.ttl, 'NX')
+              .tcFillUnblock(w.pkey, FILL_PLACEHOLDER);
+            // Indexed in the same transaction: a tag invalidation cannot fall between the value and its index
+            // (an index entry for a refused fill points at an absent key, and is pruned when it expires).
+            if (w.tagKeys) for (const tk of w.tagKeys) m.tcTagAdd(tk, w.pkey, w.ttl, TAG_PRUNE);
+            return m.exec().then((r) => {
               const set = r?.[1];
               if (!set || set[0]) throw set?.[0] ?? new Error('fill store: transaction discarded');
               return set[1] === 'OK' ? 1 : 0;
-            }),
+            });
+          },
         false,
         true,
       );
+      if (stored === L2_FAILED) return L2_FAILED;
+      return stored === 1;
     }
     if (stored === L2_FAILED) return L2_FAILED;
     if (stored !== 1) return false;
