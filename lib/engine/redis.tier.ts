@@ -83,9 +83,10 @@ const TRUE: Promise<true> = Promise.resolve(true);
 const returnTrue = (): true => true;
 const TAG_POP_BATCH = 500;
 
-/** The fill scripts as ioredis commands (defineCommand: EVALSHA, loaded on first use). */
+/** The scripts run on every fill or tagged write, as ioredis commands (defineCommand: EVALSHA, loaded on first use). */
 interface FillCommands {
   tcFillStore(key: string, fence: string, payload: string, ttl: number, seenFence: string): Promise<number>;
+  tcTagAdd(tagKey: string, key: string, ttl: number, prune: number): Promise<number>;
   tcFillRead(key: string, fence: string, gen: string): Promise<[string | false | null, number, string | false | null, string | false | null]>;
 }
 interface FillPipeline {
@@ -177,7 +178,7 @@ export class RedisTier {
       // ioredis' socketTimeout arms a timer and a 'data' listener per command; the watchdog below does the
       // same job from the deadline sweep at no per-call cost.
       const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
-      // EVALSHA instead of EVAL: a fill's store would otherwise send both scripts' text every time.
+      // EVALSHA instead of EVAL: fills and tagged writes would otherwise send the scripts' text every time.
       (client as Redis).defineCommand('tcFillCheck', { numberOfKeys: 3, lua: FILL_CHECK });
       (client as Redis).defineCommand('tcFillUnblock', { numberOfKeys: 1, lua: FILL_UNBLOCK });
       (client as Redis).defineCommand('tcFillStore', { numberOfKeys: 2, lua: FILL_STORE });
@@ -525,7 +526,7 @@ export class RedisTier {
     if (stored !== 1) return false;
     if (w.tagKeys && w.tagKeys.length > 0) {
       const tagKeys = w.tagKeys;
-      await this.run('set', (c) => Promise.all(tagKeys.map((tk) => c.eval(TAG_ADD, 1, tk, w.pkey, w.ttl, TAG_PRUNE))), true, true);
+      await this.run('set', (c) => Promise.all(tagKeys.map((tk) => tagAdd(c, tk, w))), true, true);
     }
     return true;
   }
@@ -664,8 +665,13 @@ function nodeName(node: RedisClient): string {
   return o.path ? o.path : `${o.host ?? '?'}:${o.port ?? '?'}`;
 }
 
+/** Indexes `w` under a tag (EVALSHA of TAG_ADD: every tagged write runs it, so its text is not sent each time). */
+function tagAdd(c: RedisClient, tagKey: string, w: L2Write): Promise<unknown> {
+  return (c as unknown as FillCommands).tcTagAdd(tagKey, w.pkey, w.ttl, TAG_PRUNE);
+}
+
 function writeOne(c: RedisClient, w: L2Write): Promise<unknown> {
   const ops: Promise<unknown>[] = [c.set(w.pkey, w.payload, 'PX', w.ttl)];
-  if (w.tagKeys) for (const tk of w.tagKeys) ops.push(c.eval(TAG_ADD, 1, tk, w.pkey, w.ttl, TAG_PRUNE));
+  if (w.tagKeys) for (const tk of w.tagKeys) ops.push(tagAdd(c, tk, w));
   return Promise.all(ops);
 }
