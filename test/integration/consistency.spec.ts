@@ -169,6 +169,33 @@ describe('a fill overtaken by an invalidation on another instance is returned bu
     expect(await a.get(key)).toBe('NEW');
   });
 
+  it.each([
+    ['clear', (a: TieredCache) => a.clear()],
+    ["invalidatePattern('*')", (a: TieredCache) => a.invalidatePattern('*')],
+  ])('%s as the first invalidation the namespace ever had (no generation in Redis yet) still fences the fill', async (_name, invalidate) => {
+    const a = await instanceA();
+    await raw.del(`${prefix}__tc:gen`);
+    expect(await b.call('startFill', 'first:1')).toBe(true);
+    await invalidate(a);
+    // The walk leaves the generation it just moved: deleting it would make the fill's check pass again.
+    expect(await raw.get(`${prefix}__tc:gen`)).toBe('1');
+    expect(await b.call('releaseFill', 'first:1', 'OLD')).toBe('OLD');
+    expect(await raw.exists(`${prefix}first:1`)).toBe(0);
+    expect(await a.get('first:1')).toBeUndefined();
+  });
+
+  it('a pattern that also matches a tag index leaves the index: a later tag invalidation still finds its keys', async () => {
+    const a = await instanceA();
+    await a.set('y:2', 'OLD', { tags: ['grp:1'] });
+    await a.set('x:1', 'v');
+    // `*:1` matches x:1, and also the index of tag grp:1 (race:__tc:tagz:grp:1) under the same prefix.
+    expect(await a.invalidatePattern('*:1')).toBe(1);
+    expect(await raw.exists(`${prefix}__tc:tagz:grp:1`)).toBe(1);
+    expect(await a.invalidateTags('grp:1')).toBe(1);
+    expect(await raw.exists(`${prefix}y:2`)).toBe(0);
+    expect(await b.call('get', 'y:2')).toBeUndefined();
+  });
+
   it('a write on A overtaking the fill on B wins: the fill only stores into an absent key', async () => {
     const a = await instanceA();
     expect(await b.call('startFill', 'w:1')).toBe(true);

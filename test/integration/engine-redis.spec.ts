@@ -1,5 +1,7 @@
 import { Redis } from 'ioredis';
 import { TieredCache, type TieredCacheOptions } from '../../lib';
+import { defaultCodec } from '../../lib/core/codec';
+import { decodeEntry } from '../../lib/core/entry-envelope';
 import { RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
 
@@ -112,10 +114,14 @@ describe('engine against a real Redis', () => {
     expect(warnings.filter((w) => w.includes('undecodable'))).toHaveLength(1);
   });
 
-  it('the json codec writes plain JSON another service can read', async () => {
+  it('the json codec writes plain JSON another service can read once it strips the entry header', async () => {
     const c = await cache({ keyPrefix: 'json:', codec: 'json' });
     await c.set('k', { a: [1, 2] });
-    expect(JSON.parse((await raw.get('json:k'))!)).toEqual({ a: [1, 2] });
+    const stored = (await raw.get('json:k'))!;
+    // What a reader in another language does: drop everything up to and including the first '|'.
+    expect(stored.startsWith('\u0002')).toBe(true);
+    expect(JSON.parse(stored.slice(stored.indexOf('|') + 1))).toEqual({ a: [1, 2] });
+    expect(JSON.parse(decodeEntry(stored).payload!)).toEqual({ a: [1, 2] });
   });
 
   it('mget reads many keys in one pipelined batch', async () => {
@@ -280,5 +286,114 @@ describe('engine against a real Redis', () => {
     for (let i = 0; i < 8; i++) await c.set(`k${i}`, i);
     expect(c.stats().writeBehind).toMatchObject({ queueLength: 5, dropped: 3 });
     expect(await c.get('k0')).toBe(0); // still in L1
+  });
+
+  describe('the entry envelope on the wire', () => {
+    it("reads entries written in today's format (no envelope) by the default codec and by the json codec", async () => {
+      const c = await cache({ keyPrefix: 'envold:' });
+      const value = { when: new Date(1000), tags: new Set(['x']), n: 1n };
+      // Today's bytes, written by hand (not by the codec) so a change of the codec cannot hide a change here.
+      await raw.set('envold:lit', '\u0001tc1:{"a":[1,2]}', 'PX', 60_000);
+      await raw.set('envold:tagged', defaultCodec.encode(value, 'tagged'), 'PX', 60_000);
+      await raw.set('envold:m1', '\u0001tc1:"one"', 'PX', 60_000);
+      await raw.set('envold:m2', '\u0001tc1:2', 'PX', 60_000);
+      await raw.set('envold:fill', '\u0001tc1:"from-l2"', 'PX', 60_000);
+      expect(await c.get('lit')).toEqual({ a: [1, 2] });
+      expect(await c.get('tagged')).toEqual(value);
+      expect(await c.mget(['m1', 'm2', 'none'])).toEqual(['one', 2, undefined]);
+      let runs = 0;
+      expect(await c.getOrSet('fill', () => (runs++, 'factory'))).toBe('from-l2');
+      expect(runs).toBe(0);
+      expect(c.stats().l2).toMatchObject({ hits: 5, corrupt: 0, promotions: 5 });
+      // Left as they are: reading does not rewrite them.
+      expect(await raw.get('envold:lit')).toBe('\u0001tc1:{"a":[1,2]}');
+
+      const j = await cache({ keyPrefix: 'envoldj:', codec: 'json', l1: { enabled: false } });
+      await raw.set('envoldj:obj', JSON.stringify({ a: [1, 2], s: 'x|y' }), 'PX', 60_000);
+      await raw.set('envoldj:str', JSON.stringify('plain'), 'PX', 60_000);
+      await raw.set('envoldj:num', '-12', 'PX', 60_000);
+      expect(await j.get('obj')).toEqual({ a: [1, 2], s: 'x|y' });
+      expect(await j.mget(['str', 'num'])).toEqual(['plain', -12]);
+      expect(j.stats().l2).toMatchObject({ hits: 3, corrupt: 0 });
+    });
+
+    it('what the engine writes carries the envelope: set, mset, fills and write-behind, each with its write time', async () => {
+      const c = await cache({ keyPrefix: 'envnew:' });
+      const wb = await cache({ keyPrefix: 'envnew:', writeBehind: { flushInterval: '1h' } });
+      const j = await cache({ keyPrefix: 'envnewj:', codec: 'json' });
+      const before = Date.now();
+      await c.set('set', { a: 1 });
+      await c.mset([['mset', new Date(5)]]);
+      expect(await c.getOrSet('fill', () => 'filled')).toBe('filled');
+      await wb.set('wb', 'behind');
+      await wb.flush();
+      await j.set('json', { b: [2] });
+      const after = Date.now();
+      for (const [key, value, codec] of [
+        ['envnew:set', { a: 1 }, defaultCodec],
+        ['envnew:mset', new Date(5), defaultCodec],
+        ['envnew:fill', 'filled', defaultCodec],
+        ['envnew:wb', 'behind', defaultCodec],
+        ['envnewj:json', { b: [2] }, undefined],
+      ] as const) {
+        const stored = (await raw.get(key))!;
+        expect(stored.startsWith('\u00021:')).toBe(true);
+        const e = decodeEntry(stored);
+        expect(e.status).toBe('current');
+        expect(e.meta!.createdAt).toBeGreaterThanOrEqual(before);
+        expect(e.meta!.createdAt).toBeLessThanOrEqual(after);
+        expect(e.meta!.staleAt).toBeUndefined();
+        expect(codec ? codec.decode(e.payload!) : JSON.parse(e.payload!)).toEqual(value);
+      }
+      // And another instance reads them back.
+      const other = await cache({ keyPrefix: 'envnew:' });
+      expect(await other.mget(['set', 'mset', 'fill', 'wb'])).toEqual([{ a: 1 }, new Date(5), 'filled', 'behind']);
+    });
+
+    it('a malformed envelope is corrupt: a miss, counted, logged and deleted', async () => {
+      const warnings: string[] = [];
+      const c = await cache({ keyPrefix: 'envbad:', logger: { warn: (m) => warnings.push(m), error() {} } });
+      const created = Date.now().toString(36);
+      await raw.set('envbad:noterm', `\u00021:${created}`, 'PX', 60_000);
+      await raw.set('envbad:nocreated', '\u00021:|\u0001tc1:1', 'PX', 60_000);
+      await raw.set('envbad:digit', `\u00021:${created.toUpperCase()}|\u0001tc1:1`, 'PX', 60_000);
+      // A well-formed envelope around a payload the codec rejects is the codec's corrupt, as before.
+      await raw.set('envbad:payload', `\u00021:${created}|\u0001tc1:{"truncated":`, 'PX', 60_000);
+      expect(await c.get('noterm')).toBeUndefined();
+      expect(await c.mget(['nocreated', 'digit'])).toEqual([undefined, undefined]);
+      expect(await c.getOrSet('payload', () => 'fresh')).toBe('fresh');
+      expect(c.stats().l2.corrupt).toBe(4);
+      await waitFor('the corrupt entries are deleted', async () => (await raw.exists('envbad:noterm', 'envbad:nocreated', 'envbad:digit')) === 0);
+      expect(warnings.filter((w) => w.includes('undecodable'))).toHaveLength(1);
+      expect(warnings.join('\n')).toContain('malformed entry header');
+    });
+
+    it('a newer envelope version (or an unknown flag) is a miss that is left in Redis, not corrupt', async () => {
+      const warnings: string[] = [];
+      const c = await cache({ keyPrefix: 'envv2:', logger: { warn: (m) => warnings.push(m), error() {} } });
+      const created = Date.now().toString(36);
+      const v2 = `\u00022:${created},whatever-v2-means|\u0001tc1:"from the future"`;
+      const flagged = `\u00021:${created},,1|\u0001tc1:"compressed, say"`;
+      await raw.set('envv2:k', v2, 'PX', 60_000);
+      await raw.set('envv2:f', flagged, 'PX', 60_000);
+      await raw.set('envv2:m', v2, 'PX', 60_000);
+      expect(await c.get('k')).toBeUndefined();
+      expect(await c.get('f')).toBeUndefined();
+      expect(await c.mget(['m', 'k'])).toEqual([undefined, undefined]);
+      // A fill gets its value, but its store (SET NX) does not overwrite what the newer instance wrote.
+      expect(await c.getOrSet('k', () => 'fresh')).toBe('fresh');
+      expect(c.peekLocal('k')).toBeUndefined();
+      await sleep(20);
+      expect(c.stats().l2.corrupt).toBe(0);
+      expect(c.stats().l2.misses).toBe(5);
+      expect(await raw.get('envv2:k')).toBe(v2);
+      expect(await raw.get('envv2:f')).toBe(flagged);
+      expect(await raw.get('envv2:m')).toBe(v2);
+      expect(warnings.filter((w) => w.includes('undecodable'))).toHaveLength(0);
+      expect(warnings.filter((w) => w.includes('newer format'))).toHaveLength(1);
+      // A plain write still replaces it (newest intent wins), in today's envelope.
+      await c.set('k', 'mine');
+      expect(decodeEntry((await raw.get('envv2:k'))!).status).toBe('current');
+    });
   });
 });

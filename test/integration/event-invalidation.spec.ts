@@ -119,6 +119,13 @@ describe('event-driven invalidation across two Nest apps sharing one Redis', () 
     for (const k of keys) expect(await inL1(b, k)).toBe(true);
   }
 
+  it('a bad rule fails the module at boot, naming the rule (rules are compiled by the Nest layer, not the engine)', async () => {
+    const bad = Test.createTestingModule({
+      imports: [TieredCacheModule.forRoot({ keyPrefix: 'ev-bad:', logger, invalidationRules: [{ event: 'x', keys: ['ok'] }, { event: 'y', keys: ['a:{id'] }] })],
+    }).compile();
+    await expect(bad).rejects.toThrow(/invalidationRules\[1\]\.keys\[0\]/);
+  });
+
   it('an event on A invalidates keys, patterns and tags in B’s L1 and in L2', async () => {
     const A = await app();
     const B = await app();

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { compileGlob, escapeGlob } from '../../lib/engine/glob';
+import { compileGlob, escapeGlob } from '../../lib/core/glob';
 import { RedisServer } from '../support/redis-server';
 import { prng } from '../support/prng';
 

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { CacheSerializationError, MAX_TTL_MS, TieredCache, TieredCacheOptionsError, escapeGlob, type TieredCacheOptions } from '../../lib';
+import { decodeEntry } from '../../lib/core/entry-envelope';
 import { EngineProcess } from '../support/engine-process';
 import { heardMarker, warm } from '../support/l1-helpers';
 import { RedisServer } from '../support/redis-server';
@@ -17,6 +18,8 @@ const quiet = { warn() {}, error() {} };
 let seq = 0;
 /** What the default codec stores for `v`. */
 const stored = (v: unknown): string => '\u0001tc1:' + JSON.stringify(v);
+/** The codec payload of a raw Redis value: the entry envelope stripped (a value written without one as it is). */
+const payloadOf = (raw: string | null): string | null | undefined => (raw === null ? null : decodeEntry(raw).payload);
 
 describe('hardening', () => {
   let redis: RedisServer;
@@ -231,12 +234,12 @@ describe('hardening', () => {
       expect(await a.set('k2', 'new')).toBe(true);
       expect(a.stats().l2.pendingInvalidations).toBe(2);
       expect(a.stats().l2.deferredInvalidations).toBe(2);
-      expect(await raw.get(prefix + 'k')).toBe(stored('old'));
+      expect(payloadOf(await raw.get(prefix + 'k'))).toBe(stored('old'));
 
       proxy.blackhole = false;
       await waitFor('the deferred deletes landed', () => a.stats().l2.pendingInvalidations === 0, 15_000);
       expect(await raw.exists(prefix + 'k')).toBe(0);
-      expect(await raw.get(prefix + 'k2')).not.toBe(stored('old'));
+      expect(payloadOf(await raw.get(prefix + 'k2'))).not.toBe(stored('old'));
       expect(a.stats().l2.replayedInvalidations).toBe(2);
       await waitFor('B dropped its copy', async () => !(await b.call('inL1', 'k')));
       expect(await b.call('get', 'k')).toBeUndefined();
@@ -253,22 +256,22 @@ describe('hardening', () => {
         await raw.set(prefix + 'w', stored('old'));
         await a.delete(['k', 'w']);
         expect(a.stats().l2.pendingInvalidations).toBe(2);
-        expect(await raw.get(prefix + 'k')).toBe(stored('old'));
+        expect(payloadOf(await raw.get(prefix + 'k'))).toBe(stored('old'));
         expect(await a.get('k')).toBeUndefined();
         expect(await a.mget(['k', 'w'])).toEqual([undefined, undefined]);
         expect(await a.has('k')).toBe(false);
         // A fill cannot store over the old value (it only stores into an absent key): it keeps its result in L1.
         expect(await a.getOrSet('k', () => 'fresh')).toBe('fresh');
-        expect(await raw.get(prefix + 'k')).toBe(stored('old'));
+        expect(payloadOf(await raw.get(prefix + 'k'))).toBe(stored('old'));
         expect(a.stats().l2.pendingInvalidations).toBe(2);
         // A write that reaches Redis does: newest intent wins, the delete of k is settled.
         expect(await a.set('k', 'newer')).toBe(true);
-        expect(await raw.get(prefix + 'k')).toBe(stored('newer'));
+        expect(payloadOf(await raw.get(prefix + 'k'))).toBe(stored('newer'));
         expect(a.stats().l2.pendingInvalidations).toBe(1);
         await raw.call('ACL', 'SETUSER', 'nounlink', '+unlink');
         await waitFor('the deferred delete landed', () => a.stats().l2.pendingInvalidations === 0, 15_000);
         expect(await raw.exists(prefix + 'w')).toBe(0);
-        expect(await raw.get(prefix + 'k')).toBe(stored('newer'));
+        expect(payloadOf(await raw.get(prefix + 'k'))).toBe(stored('newer'));
         expect(await a.get('k')).toBe('newer');
       } finally {
         await raw.call('ACL', 'DELUSER', 'nounlink');
@@ -359,7 +362,11 @@ describe('hardening', () => {
       expect(await raw.exists(prefix + 'big')).toBe(0);
       expect(a.peekLocal('big')).toBeUndefined();
       expect(await a.set('fits', '€'.repeat(300_000))).toBe(true);
-      expect(await raw.strlen(prefix + 'fits')).toBe(900_007);
+      // The limits count the codec's payload; Redis also holds the entry header (ASCII) in front of it.
+      const fits = (await raw.get(prefix + 'fits'))!;
+      const payload = payloadOf(fits)!;
+      expect(Buffer.byteLength(payload, 'utf8')).toBe(900_007);
+      expect(await raw.strlen(prefix + 'fits')).toBe(900_007 + fits.length - payload.length);
       expect(a.stats().l1.bytes).toBe(900_007);
       // Promoted copies are weighed the same way.
       const b = await cache(options(prefix, { l1: { maxBytes: 2_000_000 }, bus: false }));

@@ -458,10 +458,10 @@ describe('HTTP fast path: off by default, options', () => {
   });
 
   it('on another HTTP adapter it logs one warning and stays off', async () => {
-    const ref = await Test.createTestingModule({ imports: [TieredCacheModule.forRoot({ logger: quiet, metrics: false, http: { fastPath: true } })] }).compile();
     const warnings: string[] = [];
+    const logger = { warn: (message: string) => void warnings.push(message), error: (message: string) => void warnings.push(message) };
+    const ref = await Test.createTestingModule({ imports: [TieredCacheModule.forRoot({ logger, metrics: false, http: { fastPath: true } })] }).compile();
     const fastPath = ref.get(HttpFastPath);
-    fastPath.engine.log = (_level, _kind, message) => void warnings.push(message);
     let applied = false;
     const consumer = { apply: () => ((applied = true), { forRoutes: () => consumer }) } as unknown as MiddlewareConsumer;
     new TieredCacheModule(fastPath, { httpAdapter: { getType: () => 'fastify' } } as unknown as HttpAdapterHost).configure(consumer);

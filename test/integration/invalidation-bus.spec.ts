@@ -3,6 +3,7 @@ import { TieredCache, type TieredCacheOptions } from '../../lib';
 import { heardMarker, warm } from '../support/l1-helpers';
 import { RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
+import { engineInternals } from '../../lib/core/tiered-cache';
 
 const quiet = { warn() {}, error() {} };
 
@@ -301,7 +302,7 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     await delivered(a, b);
     // B's read of the old value is on the wire when A's delete message is applied.
     const read = b.get('k');
-    b.dropLocal({ type: 'delete', keys: ['k'] });
+    engineInternals(b).dropLocal({ type: 'delete', keys: ['k'] });
     expect(await read).toBe('old'); // it was current when read...
     expect(b.l1!.has('k')).toBe(false); // ...but is not kept
     // Same for B's own write racing its own read: the newer local value wins in L1.
@@ -311,7 +312,7 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     expect(await b.get('k')).toBe('mine');
     // And for a wide drop (pattern) during an mget.
     const many = b.mget(['k']);
-    b.dropLocal({ type: 'pattern', pattern: 'k*' });
+    engineInternals(b).dropLocal({ type: 'pattern', pattern: 'k*' });
     await many;
     expect(b.l1!.has('k')).toBe(false);
   });

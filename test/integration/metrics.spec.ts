@@ -6,10 +6,11 @@ import { PrometheusModule } from '@willsoto/nestjs-prometheus';
 import { Histogram, register, Registry } from 'prom-client';
 import request from 'supertest';
 import { attachCacheMetrics, CacheManagerService, CacheMetricsService, TieredCache, TieredCacheModule, type TieredCacheOptions } from '../../lib';
-import { SeriesHistogram } from '../../lib/metrics/series-histogram';
+import { SeriesHistogram } from '../../lib/nest/metrics/series-histogram';
 import { OWN, expectPromtoolToAccept, promtool } from '../support/promtool';
 import { RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
+import { engineInternals } from '../../lib/core/tiered-cache';
 
 const quiet = { warn() {}, error() {} };
 
@@ -77,10 +78,10 @@ describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
     await cache.delete(['a', 'b']);
     await cache.invalidateTags(['t', 'u']);
     await cache.invalidatePattern('user:*');
-    cache.engine.noteInvalidation('event');
+    engineInternals(cache.engine).noteInvalidation('event');
     // As the bus applies another instance's delete of three keys. (`other`'s set of 'from-l2' reached this
     // instance as an overwrite, and the L1 clear on subscribe is not a received invalidation: neither counts.)
-    cache.engine.dropLocal({ type: 'delete', keys: ['x', 'y', 'z'] });
+    engineInternals(cache.engine).dropLocal({ type: 'delete', keys: ['x', 'y', 'z'] });
 
     const s = series(await scrape(app));
     const c = 'cache="cache:"';

@@ -74,7 +74,7 @@ describe('json codec', () => {
 });
 
 describe('default codec: plain values skip the tagging copy, with the same result', () => {
-  const { defaultCodec: codec } = jest.requireActual<typeof import('../../lib/engine/codec')>('../../lib/engine/codec');
+  const { defaultCodec: codec } = jest.requireActual<typeof import('../../lib/core/codec')>('../../lib/core/codec');
   const deep = (n: number, leaf: unknown): unknown => (n === 0 ? leaf : { d: deep(n - 1, leaf) });
 
   it.each([

@@ -1,5 +1,5 @@
-import * as globModule from '../../lib/engine/glob';
-import { compileGlob, escapeGlob, GLOB_MAX_STEPS } from '../../lib/engine/glob';
+import * as globModule from '../../lib/core/glob';
+import { compileGlob, escapeGlob, GLOB_MAX_STEPS } from '../../lib/core/glob';
 import { prng } from '../support/prng';
 
 const matches = (glob: string, key: string) => compileGlob(glob).test(key);

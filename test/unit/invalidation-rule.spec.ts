@@ -1,10 +1,10 @@
 import { TieredCacheOptionsError, tieredCacheOptionsFromEnv } from '../../lib';
-import { resolveOptions } from '../../lib/engine/options';
-import { compileEventPattern, eventName } from '../../lib/invalidation/event-pattern';
-import { compileRule, compileRules, fillTemplate, parseTemplate, resolveRule } from '../../lib/invalidation/invalidation-rule';
-import { BusOutbox } from '../../lib/invalidation/bus-outbox';
-import { decodeBusMessage, encodeBusMessage } from '../../lib/invalidation/bus-message';
-import type { CacheChange } from '../../lib/engine/tiered-cache';
+import { resolveOptions } from '../../lib/core/options';
+import { compileEventPattern, eventName } from '../../lib/nest/events/event-pattern';
+import { compileRule, compileRules, fillTemplate, parseTemplate, resolveRule } from '../../lib/nest/events/invalidation-rule';
+import { BusOutbox } from '../../lib/core/bus/bus-outbox';
+import { decodeBusMessage, encodeBusMessage } from '../../lib/core/bus/bus-message';
+import type { CacheChange } from '../../lib/core/tiered-cache';
 
 describe('invalidation rule templates', () => {
   it('fills placeholders from the payload, nested paths and alternatives included', () => {
@@ -68,7 +68,7 @@ describe('invalidation rule templates', () => {
   });
 
   it('validates options through the engine options resolver', () => {
-    expect(() => resolveOptions({ invalidationRules: [{ event: 'x', keys: ['{'] }] })).toThrow(/invalidationRules\[0\]\.keys\[0\]/);
+    expect(() => compileRules('invalidationRules', [{ event: 'x', keys: ['{'] }])).toThrow(/invalidationRules\[0\]\.keys\[0\]/);
     expect(() => resolveOptions({ invalidation: { batchSize: 0 } })).toThrow(/invalidation\.batchSize/);
     expect(() => resolveOptions({ bus: 'yes' as unknown as boolean })).toThrow(/"bus"/);
     expect(resolveOptions({}).bus).toBeUndefined();

@@ -1,6 +1,6 @@
-import { argumentSegment, buildArgumentsKey, canonicalize, KeyTemplate, parameterNames, stableDigest, templateSegment } from '../../lib/keys';
-import { defaultKeyPrefix } from '../../lib/keys/method-key';
-import { compileGlob } from '../../lib/engine/glob';
+import { argumentSegment, buildArgumentsKey, canonicalize, KeyTemplate, parameterNames, stableDigest, templateSegment } from '../../lib/core/keys';
+import { defaultKeyPrefix } from '../../lib/core/keys/method-key';
+import { compileGlob } from '../../lib/core/glob';
 
 describe('stable digest', () => {
   it('ignores property order, at every depth', () => {

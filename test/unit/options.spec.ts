@@ -1,5 +1,5 @@
 import { parseDuration, TieredCache, TieredCacheOptionsError, tieredCacheOptionsFromEnv } from '../../lib';
-import { resolveOptions } from '../../lib/engine/options';
+import { resolveOptions } from '../../lib/core/options';
 
 describe('durations', () => {
   it('reads numbers as milliseconds and strings with units', () => {

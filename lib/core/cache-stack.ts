@@ -1,0 +1,275 @@
+import { LRUCache } from 'lru-cache';
+import { CacheDecodeError } from './codec';
+import type { EngineContext, PreparedWrite } from './engine-context';
+import { ENTRY_NEWER, payloadStart } from './entry-envelope';
+import { fenceKeyOf, type FillSeen } from './fill-fence';
+import type { DeferredInvalidations } from './deferred-invalidations';
+import { ratio, type TierStats } from './stats';
+import { L2_FAILED, type RedisTier } from './tiers/redis.tier';
+import { cappedTtl, type Tier } from './tiers/tier';
+
+const TRUE: Promise<boolean> = Promise.resolve(true);
+
+/**
+ * The tiers in order, first asked first: the in-process tier on top, the shared Redis tier below it. Reads go
+ * down until a tier has the key, a hit is copied up (never outliving what the tier below has left of it), and
+ * writes go down from the top. The caller's L1 hit is served before anything here is reached (tiered-cache.ts
+ * reads the memory tier itself: that path is a few property loads).
+ */
+export class CacheStack {
+  readonly tiers: ReadonlyArray<Tier<object> | Tier<string>>;
+  /** L2 hits per key short of l2.promoteAfter (only when promoteAfter > 1). */
+  readonly #promoteCounts: LRUCache<string, number> | undefined;
+
+  constructor(private readonly ctx: EngineContext) {
+    const o = ctx.options;
+    this.tiers = [ctx.l1, ctx.l2].filter((t): t is NonNullable<typeof t> => t !== undefined);
+    if (ctx.l1 && ctx.l2 && o.l2.promoteAfter > 1) this.#promoteCounts = new LRUCache({ max: o.l1.maxEntries });
+  }
+
+  // ---------------------------------------------------------------- promotion bookkeeping
+
+  /** Whether an L2 hit of `key` now reaches `l2.promoteAfter` (always, with the default of 1). */
+  promotionDue(key: string): boolean {
+    const counts = this.#promoteCounts;
+    return counts ? (counts.get(key) ?? 0) + 1 >= this.ctx.options.l2.promoteAfter : true;
+  }
+
+  /** The key was written or invalidated: its count toward promotion starts again. */
+  forget(key: string): void {
+    this.#promoteCounts?.delete(key);
+  }
+
+  forgetAll(): void {
+    this.#promoteCounts?.clear();
+  }
+
+  // ---------------------------------------------------------------- reads down
+
+  /** The read below L1: Redis, unless an invalidation of the key is still waiting to reach it. */
+  async readBelow(key: string): Promise<unknown> {
+    const ctx = this.ctx;
+    const l2 = ctx.l2 as RedisTier;
+    const deferred = ctx.deferred as DeferredInvalidations;
+    if (!deferred.idle && deferred.blocks(key)) {
+      // What Redis holds is what was invalidated.
+      ctx.n.l2Misses++;
+      return undefined;
+    }
+    const pkey = ctx.prefix + key;
+    if (ctx.l1 !== undefined && this.promotionDue(key)) {
+      const since = ctx.readGuard.begin();
+      try {
+        const r = await l2.getWithPttl(pkey);
+        if (r === L2_FAILED) {
+          ctx.n.l2Misses++;
+          return undefined;
+        }
+        return this.accept(key, r[0], r[1], since);
+      } finally {
+        ctx.readGuard.end();
+      }
+    }
+    const payload = await l2.get(pkey);
+    if (payload === L2_FAILED) {
+      ctx.n.l2Misses++;
+      return undefined;
+    }
+    return this.accept(key, payload, undefined);
+  }
+
+  /** The L1 misses of an mget, read from Redis in one round trip; fills `out` at the `missing` positions. */
+  async readManyBelow<T>(keys: readonly string[], out: Array<T | undefined>, missing: number[]): Promise<Array<T | undefined>> {
+    const ctx = this.ctx;
+    const promote = ctx.l1 !== undefined;
+    const deferred = ctx.deferred as DeferredInvalidations;
+    if (!deferred.idle) {
+      const open = missing.filter((i) => !deferred.blocks(keys[i]));
+      ctx.n.l2Misses += missing.length - open.length;
+      if (open.length === 0) return out;
+      missing = open;
+    }
+    const since = ctx.readGuard.begin();
+    try {
+      const pkeys = new Array<string>(missing.length);
+      for (let j = 0; j < missing.length; j++) pkeys[j] = ctx.prefix + keys[missing[j]];
+      const rows = await (ctx.l2 as RedisTier).mget(pkeys, promote);
+      if (rows === L2_FAILED) {
+        ctx.n.l2Misses += missing.length;
+        return out;
+      }
+      for (let j = 0; j < missing.length; j++) {
+        const row = rows[j];
+        const key = keys[missing[j]];
+        // As get does: with promoteAfter > 1 a hit short of the count is counted (no pttl), not copied up.
+        const due = promote && this.promotionDue(key);
+        out[missing[j]] = this.accept(key, row[0], due ? row[1] : undefined, since) as T | undefined;
+      }
+      return out;
+    } finally {
+      ctx.readGuard.end();
+    }
+  }
+
+  /**
+   * A fill's read below L1: the value when there is one, else what its store will be checked against
+   * (fill-fence.ts). `seen` is undefined when Redis could not be asked (unreachable, or an invalidation of the
+   * key still waiting to reach it): the fill then keeps its value in L1 only.
+   */
+  async readForFill(key: string): Promise<{ value: unknown; seen?: FillSeen }> {
+    const ctx = this.ctx;
+    const deferred = ctx.deferred as DeferredInvalidations;
+    if (!deferred.idle && deferred.blocks(key)) {
+      ctx.n.l2Misses++;
+      return { value: undefined };
+    }
+    const startedAt = performance.now();
+    const pkey = ctx.prefix + key;
+    const promote = ctx.l1 !== undefined && this.promotionDue(key);
+    const since = promote ? ctx.readGuard.begin() : -1;
+    try {
+      const r = await (ctx.l2 as RedisTier).readForFill(pkey, fenceKeyOf(ctx.reserved.fencePrefix, pkey), ctx.reserved.genKey);
+      if (r === L2_FAILED) {
+        ctx.n.l2Misses++;
+        return { value: undefined };
+      }
+      const value = this.accept(key, r[0], promote ? r[1] : undefined, since);
+      return value !== undefined ? { value } : { value: undefined, seen: { fence: r[2], generation: r[3], startedAt } };
+    } finally {
+      if (promote) ctx.readGuard.end();
+    }
+  }
+
+  /**
+   * An L2 reply: unwraps the entry envelope, decodes, counts the hit or miss, and copies the value up into L1
+   * when `pttl` is given (undefined: not due for promotion yet, the hit is counted toward it).
+   */
+  accept(key: string, payload: string | null, pttl: number | undefined, since = -1): unknown {
+    const ctx = this.ctx;
+    const n = ctx.n;
+    if (payload === null) {
+      n.l2Misses++;
+      return undefined;
+    }
+    // Where the codec's payload starts (entry-envelope.ts): 0 for an entry written before the envelope.
+    const at = payloadStart(payload);
+    if (at === ENTRY_NEWER) {
+      // Written by a newer version of this library (a rolling deploy): a miss, left in place for those that read it.
+      n.l2Misses++;
+      n.newerEntries++;
+      ctx.log('warn', 'entry-version', `entry under "${key}" is in a newer format than this version reads: treated as a miss and left in Redis`);
+      return undefined;
+    }
+    let body = payload;
+    let value: unknown;
+    try {
+      if (at < 0) throw new CacheDecodeError('malformed entry header');
+      if (at > 0) body = payload.slice(at);
+      value = ctx.options.codec.decode(body);
+    } catch (err) {
+      // Another writer's garbage is a miss: remove it so the next read refills it.
+      n.corrupt++;
+      n.l2Misses++;
+      ctx.log('warn', 'corrupt', `undecodable payload under "${key}" treated as a miss and deleted (${(err as Error).message})`);
+      void ctx.l2?.del([ctx.prefix + key]);
+      return undefined;
+    }
+    if (value === undefined || (value === null && !ctx.options.cacheNullValues)) {
+      n.l2Misses++;
+      return undefined;
+    }
+    n.l2Hits++;
+    const l1 = ctx.l1;
+    if (l1 && !ctx.closed && ctx.l1Trusted) {
+      if (pttl === undefined) {
+        this.#promoteCounts?.set(key, (this.#promoteCounts.get(key) ?? 0) + 1);
+      } else {
+        // -1: Redis keeps it without a TTL; 0: it expires within this millisecond; -2: it is gone.
+        const ttl = cappedTtl(ctx.options.l1.ttl, pttl);
+        if (ttl > 0 && !ctx.flights.isStale(key) && !(since >= 0 && ctx.readGuard.changedSince(key, since)) && l1.admits(key)) {
+          l1.set(key, ctx.protection.toStored(value), ttl, undefined, this.l1SizeOf(body));
+          this.#promoteCounts?.delete(key);
+          n.promotions++;
+        }
+      }
+    }
+    return value;
+  }
+
+  // ---------------------------------------------------------------- writes down
+
+  /**
+   * Writes a prepared value down the stack: Redis first (through, behind, or over a pending delete), then L1.
+   * The L2 write leaves first and everything after it overlaps its round trip; nothing else runs in between,
+   * so the order is invisible to every other caller. `l1Only`: a fill that could not ask Redis what to check
+   * its store against keeps its value here only. Resolves when the write-through reply is in.
+   */
+  writeDown(w: PreparedWrite, value: unknown, l1Only: boolean): Promise<boolean> {
+    const ctx = this.ctx;
+    let written: Promise<boolean> | undefined;
+    if (ctx.l2 && !l1Only) {
+      const deferred = ctx.deferred as DeferredInvalidations;
+      if (!deferred.idle && deferred.hasKey(w.key)) written = this.writeOverDeferred(w, deferred);
+      else if (ctx.writeBehind) ctx.writeBehind.enqueue(w);
+      else written = ctx.l2.set(w);
+    }
+    this.writeL1(w, value);
+    return written ?? TRUE;
+  }
+
+  /** The L1 part of a write (also what a fenced fill does once Redis took its value). */
+  writeL1(w: PreparedWrite, value: unknown): void {
+    if (this.ctx.l1) this.ctx.l1.set(w.key, this.ctx.protection.toStored(value), w.l1Ttl, w.tags, w.bytes);
+    this.#promoteCounts?.delete(w.key);
+  }
+
+  /** Many writes: L1 first (so the caller's next read sees them), then Redis in one round trip. */
+  async writeManyDown(writes: ReadonlyArray<PreparedWrite & { value: unknown }>): Promise<void> {
+    const ctx = this.ctx;
+    for (const w of writes) this.writeL1(w, w.value);
+    if (!ctx.l2 || writes.length === 0) return;
+    const deferred = ctx.deferred as DeferredInvalidations;
+    const seq = deferred.idle ? 0 : deferred.nextSeq();
+    if (seq !== 0) for (const w of writes) if (deferred.hasKey(w.key)) w.seq = seq;
+    if (ctx.writeBehind) for (const w of writes) ctx.writeBehind.enqueue(w);
+    else if ((await ctx.l2.setMany(writes)) !== L2_FAILED && seq !== 0) for (const w of writes) deferred.written(w.key, seq);
+  }
+
+  /**
+   * A write of a key whose delete is still waiting to reach Redis. It settles that delete only if it lands
+   * itself (newest intent wins); if it fails too, the delete is replayed after it and the key becomes a miss
+   * rather than the value from before the delete.
+   */
+  private writeOverDeferred(w: PreparedWrite, deferred: DeferredInvalidations): Promise<boolean> {
+    w.seq = deferred.nextSeq();
+    if (this.ctx.writeBehind) {
+      this.ctx.writeBehind.enqueue(w);
+      return TRUE;
+    }
+    const seq = w.seq;
+    return (this.ctx.l2 as RedisTier).setMany([w]).then((r) => {
+      if (r !== L2_FAILED) deferred.written(w.key, seq);
+      return true as const;
+    });
+  }
+
+  // ---------------------------------------------------------------- stats
+
+  /** stats().tiers: every tier by name, in stack order. */
+  tierStats(): Record<string, TierStats> {
+    const { n, l1, l2 } = this.ctx;
+    const out: Record<string, TierStats> = {};
+    if (l1) {
+      out[l1.name] = { kind: 'memory', level: 0, hits: n.l1Hits, misses: n.l1Misses, hitRatio: ratio(n.l1Hits, n.l1Misses), promotions: n.promotions, errors: 0, ready: true };
+    }
+    if (l2) {
+      out[l2.name] = { kind: 'redis', level: l1 ? 1 : 0, hits: n.l2Hits, misses: n.l2Misses, hitRatio: ratio(n.l2Hits, n.l2Misses), promotions: 0, errors: n.l2Errors, ready: l2.ready };
+    }
+    return out;
+  }
+
+  /** What an L1 entry weighs against l1.maxBytes: its payload's UTF-8 size (only computed when that limit is set). */
+  private l1SizeOf(payload: string): number {
+    return this.ctx.options.l1.maxBytes === undefined ? payload.length : Buffer.byteLength(payload, 'utf8');
+  }
+}

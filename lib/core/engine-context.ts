@@ -1,0 +1,99 @@
+import type { CacheChange } from './cache-change';
+import type { DeferredInvalidations } from './deferred-invalidations';
+import type { SingleFlight } from './get-set/single-flight';
+import type { CacheObserver } from './observer';
+import type { ResolvedOptions } from './options';
+import type { ReadGuard } from './read-guard';
+import type { MemoryTier } from './tiers/memory.tier';
+import type { L2Write, RedisTier } from './tiers/redis.tier';
+import type { ValueProtection } from './value-protection';
+import type { WriteBehindQueue } from './write-behind-queue';
+
+/** A value ready to be written: encoded, sized and checked (write-path.ts builds it). */
+export interface PreparedWrite extends L2Write {
+  key: string;
+  l1Ttl: number;
+  tags: readonly string[] | undefined;
+  /** UTF-8 size of the codec's payload (what maxValueBytes and l1.maxBytes count). */
+  bytes: number;
+  /** Intent sequence number, set when a deferred delete of this key is pending (see DeferredInvalidations). */
+  seq?: number;
+}
+
+/** The engine's counters; stats() reports them. */
+export interface EngineCounters {
+  l1Hits: number;
+  l1Misses: number;
+  l2Hits: number;
+  l2Misses: number;
+  l2Errors: number;
+  promotions: number;
+  corrupt: number;
+  newerEntries: number;
+  fillsRefused: number;
+  gets: number;
+  sets: number;
+  deletes: number;
+  latencyTotal: number;
+  latencySamples: number;
+}
+
+export function newCounters(): EngineCounters {
+  return {
+    l1Hits: 0,
+    l1Misses: 0,
+    l2Hits: 0,
+    l2Misses: 0,
+    l2Errors: 0,
+    promotions: 0,
+    corrupt: 0,
+    newerEntries: 0,
+    fillsRefused: 0,
+    gets: 0,
+    sets: 0,
+    deletes: 0,
+    latencyTotal: 0,
+    latencySamples: 0,
+  };
+}
+
+/** The names under keyPrefix that the engine keeps for itself in Redis. */
+export interface ReservedNames {
+  /** Tag indexes: sorted sets scored by expiry. */
+  tagPrefix: string;
+  /** The plain-set tag indexes of earlier versions (still popped). */
+  legacyTagPrefix: string;
+  /** Per-key fill fences (fill-fence.ts). */
+  fencePrefix: string;
+  /** The namespace generation that pattern, tag and clear invalidations move. */
+  genKey: string;
+}
+
+/**
+ * What the engine's parts share: the tiers, the queues, the counters and the few hooks back to the facade.
+ * Each part (cache stack, write path, factory runner, invalidator, tag system) takes this and nothing of the
+ * others' internals; the facade builds it once.
+ */
+export interface EngineContext {
+  readonly options: ResolvedOptions;
+  /** keyPrefix: the cache's namespace in Redis. */
+  readonly prefix: string;
+  readonly reserved: ReservedNames;
+  readonly l1: MemoryTier | undefined;
+  readonly l2: RedisTier | undefined;
+  /** Invalidations that could not reach Redis, replayed until they land; undefined without L2. */
+  readonly deferred: DeferredInvalidations | undefined;
+  readonly writeBehind: WriteBehindQueue<PreparedWrite> | undefined;
+  readonly flights: SingleFlight;
+  readonly readGuard: ReadGuard;
+  readonly protection: ValueProtection;
+  readonly n: EngineCounters;
+  /** Metrics hooks; undefined when nobody observes (the hot paths test this one field). */
+  readonly observer: CacheObserver | undefined;
+  /** False while the bus is not subscribed: L1 may have missed other instances' changes. */
+  readonly l1Trusted: boolean;
+  readonly closed: boolean;
+  /** Announces a local change (the bus and metrics listen). */
+  emit(change: CacheChange): void;
+  log(level: 'warn' | 'error', kind: string, message: string): void;
+}

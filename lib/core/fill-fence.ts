@@ -1,0 +1,73 @@
+import type { InvalidationTarget } from './deferred-invalidations';
+import { escapeGlob } from './glob';
+import type { RedisTier } from './tiers/redis.tier';
+
+/**
+ * Fences that keep a getOrSet fill from storing a value an invalidation has overtaken, on any instance.
+ *
+ * A fill reads, in the round trip that finds the key missing, the key's fence and the namespace generation.
+ * A delete of the key (on any instance) writes a new token into the key's fence, kept for `l2.fillWindow`;
+ * a pattern or tag invalidation and a clear increment the namespace generation. The fill then stores with one
+ * script that writes only when both still read as they did and the key is still absent (SET NX): otherwise its
+ * value is returned to its caller and stored in no tier. Redis runs the script atomically, so the check and
+ * the write cannot be split by an invalidation, however soon after it the factory returns.
+ *
+ * Limits, by construction: a factory that runs longer than `l2.fillWindow` is not stored (its fence may have
+ * expired); on a Cluster the namespace generation lives in another slot than the key, so it is checked by a read
+ * just before the store, which leaves a pattern, tag or clear invalidation one round trip to slip in between.
+ */
+
+/**
+ * The fence key of a physical key, in the same Cluster slot: Redis hashes only a key's `{hash tag}` when it has
+ * one, so the fence reuses that tag, or wraps the whole key in braces. `undefined` when the key holds braces
+ * that no wrapping can reproduce (no template-built key does: segments never contain braces).
+ */
+export function fenceKeyOf(fencePrefix: string, pkey: string): string | undefined {
+  const open = pkey.indexOf('{');
+  if (open >= 0) {
+    const close = pkey.indexOf('}', open + 1);
+    if (close > open + 1) return `${fencePrefix}{${pkey.slice(open + 1, close)}}:${pkey}`;
+  }
+  if (pkey.includes('}')) return undefined;
+  return `${fencePrefix}{${pkey}}`;
+}
+
+/** What a fill saw in Redis when it found its key missing: the store compares these again. */
+export interface FillSeen {
+  fence: string;
+  generation: string;
+  /** performance.now() when the fill began; past fillWindow it does not store. */
+  startedAt: number;
+}
+
+/**
+ * Redis as invalidations see it: a delete also writes a new token into each key's fence, and a pattern or tag
+ * walk moves the namespace generation before it starts (a fill that stores while the walk runs must already
+ * see it). When the generation cannot move, the walk still cleans what it reaches and counts as incomplete.
+ * A walk never deletes the generation or a fence (a fill that saw the generation absent would find it absent
+ * again and store), nor, unless it clears the whole namespace, a tag index (its keys would never be found).
+ */
+export function fencedTarget(l2: RedisTier, names: { prefix: string; tagPrefix: string; legacyTagPrefix: string; fencePrefix: string; genKey: string }, fillWindow: number): InvalidationTarget {
+  const reserved = names.prefix + '__tc:';
+  const everything = escapeGlob(names.prefix) + '*';
+  const isTagIndex = (k: string): boolean => k.startsWith(names.tagPrefix) || k.startsWith(names.legacyTagPrefix);
+  const keepOnClear = (k: string): boolean => k.startsWith(reserved) && !isTagIndex(k);
+  const keepOnPattern = (k: string): boolean => k.startsWith(reserved);
+  return {
+    get ready() {
+      return l2.ready;
+    },
+    onReady: (listener) => l2.onReady(listener),
+    del: (pkeys) => l2.del(pkeys, { keys: pkeys.map((p) => fenceKeyOf(names.fencePrefix, p)), ttl: fillWindow }),
+    scanDelete: async (match, onKeys) => {
+      const bumped = await l2.bump(names.genKey);
+      const r = await l2.scanDelete(match, onKeys, match === everything ? keepOnClear : keepOnPattern);
+      return bumped || r.failedNodes.length > 0 ? r : { removed: r.removed, failedNodes: ['generation'] };
+    },
+    popTag: async (tagKey, legacyKey, onKeys) => {
+      const bumped = await l2.bump(names.genKey);
+      const r = await l2.popTag(tagKey, legacyKey, onKeys);
+      return bumped ? r : { removed: r.removed, complete: false };
+    },
+  };
+}

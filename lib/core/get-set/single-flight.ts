@@ -1,0 +1,47 @@
+import type { GlobMatcher } from '../glob';
+
+export interface Flight {
+  promise: Promise<unknown>;
+  /** Set when the key is invalidated while the factory runs: its result is returned but not cached. */
+  stale: boolean;
+}
+
+/**
+ * One lookup and one factory run per missing key in this process; concurrent callers share its promise.
+ * An invalidation of the key while it runs marks the flight stale, so its result is stored nowhere.
+ */
+export class SingleFlight {
+  readonly #flights = new Map<string, Flight>();
+
+  running(key: string): Flight | undefined {
+    return this.#flights.get(key);
+  }
+
+  /** Starts `run` for `key`; the flight is forgotten when it settles. */
+  start<T>(key: string, run: (flight: Flight) => Promise<T>): Promise<T> {
+    const flight: Flight = { promise: undefined as unknown as Promise<T>, stale: false };
+    const promise = run(flight).finally(() => {
+      if (this.#flights.get(key) === flight) this.#flights.delete(key);
+    });
+    flight.promise = promise;
+    this.#flights.set(key, flight);
+    return promise;
+  }
+
+  markStale(key: string): void {
+    const f = this.#flights.get(key);
+    if (f) f.stale = true;
+  }
+
+  markMatching(matcher: GlobMatcher): void {
+    for (const [k, f] of this.#flights) if (matcher.test(k)) f.stale = true;
+  }
+
+  markAll(): void {
+    for (const f of this.#flights.values()) f.stale = true;
+  }
+
+  isStale(key: string): boolean {
+    return this.#flights.get(key)?.stale === true;
+  }
+}

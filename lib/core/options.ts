@@ -1,0 +1,195 @@
+import { resolveCodec, type CacheCodec } from './codec';
+import { parseDuration, parseTimerDuration } from './duration';
+import { TieredCacheOptionsError } from './errors';
+import type {
+  CacheLogger,
+  L1Protection,
+  RedisConnectionOptions,
+  TieredCacheOptions,
+} from './tiered-cache-options.interface';
+
+/** Options after validation: every default applied, every duration in milliseconds. */
+export interface ResolvedOptions {
+  keyPrefix: string;
+  defaultTtl: number;
+  /** TTL of an entry when a call gives none: l2.ttl with L2; L1-only, l1.ttl if set, else defaultTtl. */
+  entryTtl: number;
+  l1: { enabled: boolean; maxEntries: number; maxBytes: number | undefined; ttl: number; cleanupInterval: number; protection: L1Protection };
+  l2: { enabled: boolean; ttl: number; promoteAfter: number; fillWindow: number };
+  redis: (RedisConnectionOptions & { commandTimeout: number; connectTimeout: number; socketTimeout: number; maxConnections: number; protocol: 2 | 3 }) | undefined;
+  writeBehind: { flushInterval: number; batchSize: number; maxQueue: number } | undefined;
+  readThrough: boolean;
+  cacheNullValues: boolean;
+  codec: CacheCodec;
+  maxValueBytes: number;
+  logger: CacheLogger;
+  /** Cross-instance invalidation bus; undefined when off or without L2. */
+  bus: { maxMessageBytes: number; retryQueueSize: number; heartbeatInterval: number; overwriteWindow: number; tracking: boolean } | undefined;
+  invalidation: { batchSize: number; maxDelay: number };
+}
+
+export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions {
+  if (input === null || typeof input !== 'object') throw new TieredCacheOptionsError('options', input, 'expected an object');
+  const keyPrefix = input.keyPrefix ?? 'cache:';
+  if (typeof keyPrefix !== 'string') throw new TieredCacheOptionsError('keyPrefix', keyPrefix, 'expected a string');
+  const defaultTtl = parseDuration('defaultTtl', input.defaultTtl ?? '1h');
+
+  const l1In = input.l1 ?? {};
+  const l1 = {
+    enabled: bool('l1.enabled', l1In.enabled, true),
+    maxEntries: positiveInt('l1.maxEntries', l1In.maxEntries, 10_000),
+    maxBytes: l1In.maxBytes === undefined ? undefined : positiveInt('l1.maxBytes', l1In.maxBytes, 0),
+    ttl: parseDuration('l1.ttl', l1In.ttl ?? '5m'),
+    cleanupInterval: parseTimerDuration('l1.cleanupInterval', l1In.cleanupInterval ?? '60s'),
+    protection: oneOf('l1.protection', l1In.protection, ['none', 'clone', 'freeze'] as const, 'none'),
+  };
+
+  const redis = resolveRedis(input.redis);
+  const l2In = input.l2 ?? {};
+  const l2 = {
+    enabled: bool('l2.enabled', l2In.enabled, redis !== undefined),
+    ttl: l2In.ttl === undefined ? defaultTtl : parseDuration('l2.ttl', l2In.ttl),
+    promoteAfter: positiveInt('l2.promoteAfter', l2In.promoteAfter, 1),
+    fillWindow: parseDuration('l2.fillWindow', l2In.fillWindow ?? '1m'),
+  };
+  if (l2.enabled && !redis) throw new TieredCacheOptionsError('l2.enabled', true, 'L2 needs `redis` (a URL or connection options)');
+  if (!l1.enabled && !l2.enabled) throw new TieredCacheOptionsError('l1.enabled', false, 'with L2 disabled too, nothing would be cached');
+
+  const writeThrough = input.writeThrough === undefined ? undefined : bool('writeThrough', input.writeThrough, true);
+  const wbIn = input.writeBehind;
+  const writeBehindOn = wbIn !== undefined && wbIn !== false;
+  if (writeBehindOn && writeThrough === true) {
+    throw new TieredCacheOptionsError('writeBehind', wbIn, 'writeThrough and writeBehind are both on; choose one');
+  }
+  if (!writeBehindOn && writeThrough === false) {
+    throw new TieredCacheOptionsError('writeThrough', false, 'turn writeBehind on, or leave writeThrough on');
+  }
+  let writeBehind: ResolvedOptions['writeBehind'];
+  if (writeBehindOn) {
+    const wb = wbIn === true ? {} : (wbIn as Exclude<typeof wbIn, boolean | undefined>);
+    if (typeof wb !== 'object' || wb === null) throw new TieredCacheOptionsError('writeBehind', wbIn, 'expected true or an options object');
+    writeBehind = {
+      flushInterval: parseTimerDuration('writeBehind.flushInterval', wb.flushInterval ?? 100),
+      batchSize: positiveInt('writeBehind.batchSize', wb.batchSize, 500),
+      maxQueue: positiveInt('writeBehind.maxQueue', wb.maxQueue, 10_000),
+    };
+  }
+
+  const codec = input.codec;
+  if (codec !== undefined && codec !== 'default' && codec !== 'json' && (typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function')) {
+    throw new TieredCacheOptionsError('codec', codec, "expected 'default', 'json' or an object with encode() and decode()");
+  }
+
+  return {
+    keyPrefix,
+    defaultTtl,
+    entryTtl: l2.enabled ? l2.ttl : l1In.ttl !== undefined ? l1.ttl : defaultTtl,
+    l1,
+    l2,
+    redis: l2.enabled ? redis : undefined,
+    writeBehind: l2.enabled ? writeBehind : undefined,
+    readThrough: bool('readThrough', input.readThrough, true),
+    cacheNullValues: bool('cacheNullValues', input.cacheNullValues, false),
+    codec: resolveCodec(codec),
+    maxValueBytes: positiveInt('maxValueBytes', input.maxValueBytes, 1024 * 1024),
+    logger: input.logger ?? consoleLogger,
+    bus: resolveBus(input.bus, l2.enabled),
+    invalidation: resolveInvalidation(input.invalidation),
+  };
+}
+
+function resolveBus(input: TieredCacheOptions['bus'], l2: boolean): ResolvedOptions['bus'] {
+  if (input === false) return undefined;
+  const b = input === undefined || input === true ? {} : input;
+  if (typeof b !== 'object' || b === null) throw new TieredCacheOptionsError('bus', input, 'expected true, false or an options object');
+  const resolved = {
+    maxMessageBytes: positiveInt('bus.maxMessageBytes', b.maxMessageBytes, 64 * 1024),
+    retryQueueSize: positiveInt('bus.retryQueueSize', b.retryQueueSize, 10_000),
+    heartbeatInterval: parseTimerDuration('bus.heartbeatInterval', b.heartbeatInterval ?? '5s'),
+    overwriteWindow: b.overwriteWindow === 0 || b.overwriteWindow === '0' ? 0 : parseTimerDuration('bus.overwriteWindow', b.overwriteWindow ?? 1),
+    tracking: bool('bus.tracking', b.tracking, true),
+  };
+  // Without L2 there is no Redis to carry it (and nothing shared to keep consistent).
+  return bool('bus.enabled', b.enabled, true) && l2 ? resolved : undefined;
+}
+
+function resolveInvalidation(input: TieredCacheOptions['invalidation']): ResolvedOptions['invalidation'] {
+  const i = input ?? {};
+  if (typeof i !== 'object' || i === null) throw new TieredCacheOptionsError('invalidation', input, 'expected { batchSize?, maxDelay? }');
+  return {
+    batchSize: positiveInt('invalidation.batchSize', i.batchSize, 100),
+    maxDelay: parseTimerDuration('invalidation.maxDelay', i.maxDelay ?? 100),
+  };
+}
+
+function resolveRedis(input: TieredCacheOptions['redis']): ResolvedOptions['redis'] {
+  if (input === undefined || input === null || input === '') return undefined;
+  const opts: RedisConnectionOptions = typeof input === 'string' ? { url: input } : input;
+  if (typeof opts !== 'object') throw new TieredCacheOptionsError('redis', input, 'expected a URL or connection options');
+  const mode = opts.mode ?? 'standalone';
+  if (mode === 'standalone') {
+    const url = (opts as { url?: unknown }).url;
+    let parsed: URL | undefined;
+    try {
+      parsed = typeof url === 'string' ? new URL(url) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') || !parsed.hostname) {
+      throw new TieredCacheOptionsError('redis.url', url === undefined ? input : redactUrl(url), 'expected redis://host:port or rediss://host:port');
+    }
+    const db = parsed.pathname.replace(/^\//, '');
+    if (db !== '' && !/^\d+$/.test(db)) throw new TieredCacheOptionsError('redis.url', redactUrl(url), `database "${db}" is not a number`);
+  } else if (mode === 'sentinel') {
+    const s = opts as { sentinels?: unknown; name?: unknown };
+    if (!Array.isArray(s.sentinels) || s.sentinels.length === 0) throw new TieredCacheOptionsError('redis.sentinels', s.sentinels, 'expected at least one { host, port }');
+    if (typeof s.name !== 'string' || !s.name) throw new TieredCacheOptionsError('redis.name', s.name, 'expected the Sentinel master group name');
+  } else if (mode === 'cluster') {
+    const c = opts as { nodes?: unknown };
+    if (!Array.isArray(c.nodes) || c.nodes.length === 0) throw new TieredCacheOptionsError('redis.nodes', c.nodes, 'expected at least one cluster node');
+  } else {
+    throw new TieredCacheOptionsError('redis.mode', mode, "expected 'standalone', 'sentinel' or 'cluster'");
+  }
+  const protocol = opts.protocol ?? 2;
+  if (protocol !== 2 && protocol !== 3) throw new TieredCacheOptionsError('redis.protocol', protocol, 'expected 2 or 3');
+  return {
+    ...opts,
+    mode,
+    commandTimeout: parseTimerDuration('redis.commandTimeout', opts.commandTimeout ?? 250),
+    connectTimeout: parseTimerDuration('redis.connectTimeout', opts.connectTimeout ?? '3s'),
+    socketTimeout: parseTimerDuration('redis.socketTimeout', opts.socketTimeout ?? '10s'),
+    maxConnections: positiveInt('redis.maxConnections', opts.maxConnections, 1),
+    protocol,
+  } as ResolvedOptions['redis'];
+}
+
+/** Hides the password of a Redis URL before it reaches an error message or a log. */
+export function redactUrl(url: unknown): unknown {
+  if (typeof url !== 'string') return url;
+  return url.replace(/\/\/([^@/]*)@/, (_m, auth: string) => `//${auth.includes(':') ? auth.split(':')[0] + ':***' : '***'}@`);
+}
+
+function bool(option: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new TieredCacheOptionsError(option, value, 'expected true or false');
+  return value;
+}
+
+function positiveInt(option: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new TieredCacheOptionsError(option, value, 'expected a positive whole number');
+  }
+  return value;
+}
+
+function oneOf<T extends string>(option: string, value: unknown, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!allowed.includes(value as T)) throw new TieredCacheOptionsError(option, value, `expected one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+const consoleLogger: CacheLogger = {
+  warn: (m) => console.warn(`[tiered-cache] ${m}`),
+  error: (m) => console.error(`[tiered-cache] ${m}`),
+};

@@ -1,0 +1,202 @@
+import type { RedisOptions, ClusterOptions } from 'ioredis';
+import type { CacheCodec } from './codec';
+import type { Duration } from './duration';
+import type { TieredCacheMetricsOptions } from './metrics-options.interface';
+
+export type { Duration };
+
+/** How callers are protected from mutating a cached object that other callers share. */
+export type L1Protection = 'none' | 'clone' | 'freeze';
+
+export interface L1Options {
+  /** Default true. */
+  enabled?: boolean;
+  /** Max entries (default 10,000). */
+  maxEntries?: number;
+  /** Optional cap on the approximate bytes held (sizes are estimated from the serialized form). */
+  maxBytes?: number;
+  /** L1 TTL (default 5 minutes); an entry never outlives its L2 TTL either. */
+  ttl?: Duration;
+  /** How often expired entries are purged in the background (default 60s). */
+  cleanupInterval?: Duration;
+  /** 'none' (default, fastest: callers share one object), 'clone' (structuredClone on every read), 'freeze' (deep-freeze on write). */
+  protection?: L1Protection;
+}
+
+export interface L2Options {
+  /** Default true when `redis` is configured, else false. */
+  enabled?: boolean;
+  /** L2 TTL (default `defaultTtl`). */
+  ttl?: Duration;
+  /** L2 hits of one key before it is copied into L1 (default 1). */
+  promoteAfter?: number;
+  /**
+   * The longest a getOrSet factory (or @Cacheable method) may run and still have its result stored (default 1m).
+   * A delete leaves a fence in Redis this long, so a fill it overtook, on any instance, is never stored.
+   */
+  fillWindow?: Duration;
+}
+
+interface RedisCommonOptions {
+  /** Our own deadline on every L2 call (default 250ms). A slow Redis never holds a request longer. */
+  commandTimeout?: Duration;
+  /** Bounded wait for the first connection at boot (default 3s); boot never blocks longer. */
+  connectTimeout?: Duration;
+  /** Idle socket timeout: detects half-open TCP connections (default 10s). */
+  socketTimeout?: Duration;
+  /** Data connections, used round-robin (standalone/Sentinel; default 1: ioredis multiplexes). */
+  maxConnections?: number;
+  /** RESP version; pinned to 2 by default so managed Redis without HELLO works too. */
+  protocol?: 2 | 3;
+  /** Extra ioredis options, applied last (except the safety defaults named above). */
+  redisOptions?: RedisOptions;
+}
+
+export interface StandaloneRedisOptions extends RedisCommonOptions {
+  mode?: 'standalone';
+  /** `redis://[user:pass@]host:port[/db]` or `rediss://…` for TLS. */
+  url: string;
+}
+
+export interface SentinelRedisOptions extends RedisCommonOptions {
+  mode: 'sentinel';
+  sentinels: Array<{ host: string; port: number }>;
+  /** The master group name. */
+  name: string;
+  password?: string;
+  username?: string;
+  sentinelPassword?: string;
+  db?: number;
+}
+
+export interface ClusterRedisOptions extends RedisCommonOptions {
+  mode: 'cluster';
+  nodes: Array<{ host: string; port: number } | string>;
+  password?: string;
+  username?: string;
+  clusterOptions?: ClusterOptions;
+}
+
+export type RedisConnectionOptions = StandaloneRedisOptions | SentinelRedisOptions | ClusterRedisOptions;
+
+export interface WriteBehindOptions {
+  /** Flush interval (default 100ms). */
+  flushInterval?: Duration;
+  /** Entries per pipelined batch (default 500). */
+  batchSize?: number;
+  /** Max queued writes (default 10,000); past it the oldest queued write is dropped and counted. */
+  maxQueue?: number;
+}
+
+export interface TieredCacheOptions {
+  /** Namespace of every Redis key and channel (default 'cache:'). */
+  keyPrefix?: string;
+  /** TTL when a call gives none (default 1h). Numbers are **milliseconds**. */
+  defaultTtl?: Duration;
+  l1?: L1Options;
+  l2?: L2Options;
+  /** A redis URL or connection options. Without it the cache is L1-only. */
+  redis?: string | RedisConnectionOptions;
+  /** Default true: `set` resolves after L1 and L2 are written. */
+  writeThrough?: boolean;
+  /** Write L1 at once, queue L2 writes. Mutually exclusive with writeThrough. */
+  writeBehind?: boolean | WriteBehindOptions;
+  /** Default true: getOrSet (and @Cacheable) store what the factory returns. false = cache-aside only. */
+  readThrough?: boolean;
+  /** Store `null` results (default false: null is a miss). `undefined` is never stored. */
+  cacheNullValues?: boolean;
+  /** 'default' (round-trips Date/BigInt/Map/Set), 'json' (plain JSON for other languages), or your own. */
+  codec?: 'default' | 'json' | CacheCodec;
+  /** Values whose serialized form exceeds this are rejected before anything is written (default 1 MiB). */
+  maxValueBytes?: number;
+  /** Called for operational events (L2 errors, corrupt payloads); defaults to console.warn, once per kind per minute. */
+  logger?: CacheLogger;
+  /**
+   * Cross-instance L1 consistency over Redis pub/sub (default on whenever L2 is on). `false` turns it off:
+   * then another instance's change reaches this instance's L1 only when the L1 entry expires (`l1.ttl`).
+   */
+  bus?: boolean | InvalidationBusOptions;
+  /** Batching of `invalidate(key)` (`delete` stays immediate). */
+  invalidation?: InvalidationQueueOptions;
+  /** Declarative event → invalidation rules, applied when the app uses `EventEmitterModule`. */
+  invalidationRules?: InvalidationRule[];
+  /** Prometheus metrics (prom-client). Default: on when prom-client is installed; `false` turns them off. */
+  metrics?: boolean | TieredCacheMetricsOptions;
+  /** HTTP options of the Nest layer (TieredCacheInterceptor). */
+  http?: TieredCacheHttpOptions;
+}
+
+export interface TieredCacheHttpOptions {
+  /**
+   * Default false. Express only: an L1 HIT of an eligible cached GET route is answered by a middleware before
+   * Nest routing (no guards, interceptors or observables run; they would not have changed the answer). See
+   * "HTTP fast path" in the README for the exact rules.
+   */
+  fastPath?: boolean;
+  /** URLs the fast path remembers (default 10,000); past it the oldest is forgotten (then served the normal way). */
+  fastPathMaxUrls?: number;
+}
+
+export interface InvalidationBusOptions {
+  /** Default true (when L2 is on). */
+  enabled?: boolean;
+  /** Larger messages are split (or, for one huge key, sent as an L1 clear); received ones are dropped (default 64 KiB). */
+  maxMessageBytes?: number;
+  /** Changes kept for re-publishing while Redis is unreachable (default 10,000); past it they collapse into one L1 clear. */
+  retryQueueSize?: number;
+  /** PING on the subscriber connection, so a half-open socket is noticed within `redis.socketTimeout` (default 5s). */
+  heartbeatInterval?: Duration;
+  /**
+   * Overwrites (set/mset of existing keys) made within this window are published as one message (default 1 ms;
+   * 0 = at the end of the current tick). Deletes, tags, patterns and clear are published at once, and take any
+   * waiting overwrites with them. The window is what another instance may keep serving the old value for,
+   * on top of the pub/sub delivery time; it saves a PUBLISH (and a message every instance decodes) per write.
+   */
+  overwriteWindow?: Duration;
+  /**
+   * Other instances' overwrites reach this L1 through Redis server-assisted invalidation (`CLIENT TRACKING ...
+   * BCAST PREFIX <keyPrefix> NOLOOP`, redirected to the bus subscriber): a write then costs no PUBLISH at all
+   * (default true; Redis >= 6, standalone or Sentinel). `false`, a Cluster, or a Redis that refuses the
+   * command: overwrites are published on the bus (`overwriteWindow`). Every instance sharing a keyPrefix must
+   * use the same setting: an instance that relies on tracking does not publish its overwrites.
+   */
+  tracking?: boolean;
+}
+
+export interface InvalidationQueueOptions {
+  /** Queued invalidations applied per batch; a full batch is applied at once (default 100). */
+  batchSize?: number;
+  /** Longest a queued invalidation waits (default 100ms). Env `CACHE_INVALIDATION_TIMEOUT`: a bare number is seconds. */
+  maxDelay?: Duration;
+}
+
+/**
+ * What an event invalidates. Templates take `{field}` placeholders filled from the event payload (`{a.b}` for
+ * nested fields, `{propertyId|property_id}` for alternatives; `{{`/`}}` for literal braces). A payload missing a
+ * field skips the whole rule (logged and counted): it never widens into `property:undefined:*` or `*`.
+ */
+export interface InvalidationRule {
+  /** Event name or names; `*` matches one dot-separated segment, `**` any number (as EventEmitter2 wildcards). */
+  event: string | string[];
+  /** Exact cache keys to delete. */
+  keys?: string[];
+  /** Redis globs to invalidate; values filled into them are glob-escaped. */
+  patterns?: string[];
+  /** Tags to invalidate. */
+  tags?: string[];
+}
+
+export interface CacheLogger {
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface SetOptions {
+  /** L2 TTL (and the L1 TTL cap). Numbers are milliseconds. */
+  ttl?: Duration;
+  /** L1 TTL for this entry (never longer than `ttl`). */
+  l1Ttl?: Duration;
+  tags?: readonly string[];
+}
+
+export type { MetricsRegistry, TieredCacheMetricsOptions } from './metrics-options.interface';

@@ -1,0 +1,466 @@
+import type { SetOptions, TieredCacheOptions } from './tiered-cache-options.interface';
+import type { BusHost } from './bus/bus-host';
+import { DISABLED_BUS_STATS } from './bus/bus-stats';
+import { InvalidationBus } from './bus/invalidation-bus';
+import type { CacheChange, PatternInvalidationReport } from './cache-change';
+import { CacheStack } from './cache-stack';
+import { CacheDecodeError } from './codec';
+import { DeferredInvalidations } from './deferred-invalidations';
+import { parseCallTtl } from './duration';
+import { newCounters, type EngineContext, type PreparedWrite } from './engine-context';
+import { fencedTarget } from './fill-fence';
+import { FactoryRunner } from './get-set/factory-runner';
+import { SingleFlight } from './get-set/single-flight';
+import { InvalidationQueue } from './invalidation-queue';
+import { InvalidationCounters } from './invalidation-stats';
+import { Invalidator } from './invalidator';
+import { checkKey, isValidKey, keyError, RESERVED } from './keys/cache-key';
+import { LogThrottle } from './log-throttle';
+import { fanOut, type CacheObserver, type CacheOperation, type CacheTier, type InvalidationSource } from './observer';
+import { resolveOptions, type ResolvedOptions } from './options';
+import { ReadGuard } from './read-guard';
+import { statsReport, type CacheStats } from './stats';
+import { TagSystem } from './tag-system';
+import { MemoryTier } from './tiers/memory.tier';
+import { RedisConnectionFactory } from './tiers/redis-connection';
+import { L2_FAILED, RedisTier } from './tiers/redis.tier';
+import { ValueProtection } from './value-protection';
+import { WritePath } from './write-path';
+import { WriteBehindQueue } from './write-behind-queue';
+
+const DEFERRED_LIMITS = { keys: 10_000, patterns: 100, tags: 1_000 };
+const SAMPLE_MASK = 7;
+
+/** The engine's shared state as the facade holds it: the parts read it through EngineContext (read-only). */
+type EngineState = { -readonly [K in keyof EngineContext]: EngineContext[K] };
+
+/**
+ * The cache: a stack of tiers — L1 (in-process LRU) in front of L2 (Redis) — behind one API. Free of Nest so it
+ * can be unit-tested and benchmarked alone. Nothing here throws because of Redis: L2 failures are misses,
+ * counted and logged.
+ *
+ * This class is the facade: it checks arguments, serves L1 hits itself (that path is a few property loads)
+ * and hands everything else to one part per mechanism — the cache stack (reads down, promotes up, writes
+ * down), the write path, single-flight and the factory runner, the invalidator and the tag system.
+ */
+export class TieredCache {
+  readonly options: ResolvedOptions;
+  readonly l1: MemoryTier | undefined;
+  readonly l2: RedisTier | undefined;
+  /** Cross-instance L1 invalidation (Redis pub/sub); undefined without L2 or when turned off. */
+  readonly bus: InvalidationBus | undefined;
+  /** Counters the event-invalidation layer increments; reported under stats().invalidation. */
+  readonly invalidationCounters = new InvalidationCounters();
+  readonly #state: EngineState;
+  readonly #stack: CacheStack;
+  readonly #writes: WritePath;
+  readonly #runner: FactoryRunner;
+  readonly #invalidator: Invalidator;
+  readonly #invalidationQueue: InvalidationQueue;
+  readonly #listeners: Array<(change: CacheChange) => void> = [];
+  readonly #logs: LogThrottle;
+  #observers: CacheObserver[] = [];
+  #closing = false;
+
+  constructor(options: TieredCacheOptions = {}) {
+    this.options = resolveOptions(options);
+    const o = this.options;
+    const prefix = o.keyPrefix;
+    this.#logs = new LogThrottle(o.logger);
+    const log = (level: 'warn' | 'error', kind: string, message: string): void => this.#logs.log(level, kind, message);
+    this.l1 = o.l1.enabled ? new MemoryTier(o.l1.maxEntries, o.l1.maxBytes, o.l1.cleanupInterval) : undefined;
+    let factory: RedisConnectionFactory | undefined;
+    if (o.redis) {
+      factory = new RedisConnectionFactory(o.redis);
+      this.l2 = new RedisTier(
+        factory,
+        o.redis.maxConnections,
+        o.redis.commandTimeout,
+        o.redis.connectTimeout,
+        (op, err) => this.#onL2Error(op, err),
+        o.redis.socketTimeout,
+        prefix,
+      );
+    }
+    const l2 = this.l2;
+    const reserved = {
+      tagPrefix: l2?.tagPrefix ?? prefix + RESERVED + 'tagz:',
+      legacyTagPrefix: l2?.legacyTagPrefix ?? prefix + RESERVED + 'tag:',
+      fencePrefix: prefix + RESERVED + 'fence:',
+      genKey: prefix + RESERVED + 'gen',
+    };
+    const target = l2 ? fencedTarget(l2, { prefix, ...reserved }, o.l2.fillWindow) : undefined;
+    const state: EngineState = {
+      options: o,
+      prefix,
+      reserved,
+      l1: this.l1,
+      l2,
+      deferred: undefined,
+      writeBehind: undefined,
+      flights: new SingleFlight(),
+      readGuard: new ReadGuard(),
+      protection: new ValueProtection(o.l1.protection),
+      n: newCounters(),
+      observer: undefined,
+      l1Trusted: true,
+      closed: false,
+      emit: (change) => this.#emit(change),
+      log,
+    };
+    this.#state = state;
+    this.#stack = new CacheStack(state);
+    const tags = new TagSystem(state, target);
+    this.#invalidator = new Invalidator(state, this.#stack, tags, target);
+    this.#writes = new WritePath(state, this.#stack);
+    this.#runner = new FactoryRunner(state, this.#stack, this.#writes, (t0, op, tier) => this.#sampleLatency(t0, op, tier));
+    if (l2 && target) {
+      const deferred = new DeferredInvalidations(target, prefix, { prefix: reserved.tagPrefix, legacyPrefix: reserved.legacyTagPrefix }, DEFERRED_LIMITS, {
+        landed: (change) => this.#invalidator.replayed(change),
+        tagKeys: (pkeys) => tags.droppedByTag(pkeys),
+        log: (message) => log('warn', 'deferred', message),
+      });
+      state.deferred = deferred;
+      if (o.writeBehind) {
+        state.writeBehind = new WriteBehindQueue<PreparedWrite>(l2, o.writeBehind.batchSize, o.writeBehind.maxQueue, o.writeBehind.flushInterval, (batch) => {
+          if (!deferred.idle) for (const w of batch) if (w.seq !== undefined) deferred.written(w.key, w.seq);
+        });
+      }
+    }
+    const internals: EngineInternals = {
+      keyPrefix: prefix,
+      hasL1: o.l1.enabled,
+      onChange: (listener) => this.onChange(listener),
+      dropLocal: ((change: CacheChange) => this.#invalidator.dropLocal(change)) as EngineInternals['dropLocal'],
+      dropL1: ((change: CacheChange) => this.#invalidator.dropL1(change)) as EngineInternals['dropL1'],
+      setL1Trusted: (trusted) => {
+        state.l1Trusted = trusted;
+      },
+      log,
+      noteInvalidation: (source, count = 1) => state.observer?.invalidation?.(source, count),
+    };
+    INTERNALS.set(this, internals);
+    if (l2 && factory && o.bus) this.bus = new InvalidationBus(internals, factory, o.bus, l2);
+    this.#invalidationQueue = new InvalidationQueue((keys) => this.delete(keys), o.invalidation.batchSize, o.invalidation.maxDelay);
+  }
+
+  /** Connects L2 (bounded by connectTimeout). Resolves false, never throws, when Redis is not there. */
+  async connect(): Promise<boolean> {
+    if (!this.l2) return true;
+    const [ok] = await Promise.all([this.l2.connect(), this.bus?.connect(this.options.redis?.connectTimeout ?? 0)]);
+    if (!ok) this.#logs.log('warn', 'connect', 'Redis is not reachable; serving from L1 and reconnecting in the background');
+    return ok;
+  }
+
+  /** Flushes queued writes and closes every connection and timer. */
+  async close(): Promise<void> {
+    const s = this.#state;
+    if (s.closed || this.#closing) return;
+    this.#closing = true;
+    await this.#invalidationQueue.close();
+    s.closed = true;
+    if (s.writeBehind) {
+      const lost = await s.writeBehind.close();
+      if (lost > 0) this.#logs.log('error', 'shutdown', `${lost} queued write-behind entries could not be written to Redis`);
+    }
+    if (s.deferred) {
+      const left = await s.deferred.close();
+      if (left > 0) this.#logs.log('error', 'shutdown', `${left} invalidations could not be applied to Redis; what they covered stays there until it expires`);
+    }
+    await this.bus?.close();
+    await this.l2?.close();
+    this.l1?.close();
+  }
+
+  onChange(listener: (change: CacheChange) => void): () => void {
+    this.#listeners.push(listener);
+    return () => {
+      const i = this.#listeners.indexOf(listener);
+      if (i >= 0) this.#listeners.splice(i, 1);
+    };
+  }
+
+  /** Physical Redis key of a cache key. */
+  redisKey(key: string): string {
+    return this.#state.prefix + key;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  // Not async: an L1 hit resolves through one Promise.resolve instead of an async frame (a measurable share
+  // of a sub-microsecond hit). A bad key still rejects, never throws synchronously.
+  get<T = unknown>(key: string): Promise<T | undefined> {
+    if (!isValidKey(key)) return Promise.reject(keyError(key));
+    const s = this.#state;
+    const sample = (++s.n.gets & SAMPLE_MASK) === 0;
+    const t0 = sample ? performance.now() : 0;
+    const l1 = this.l1;
+    if (l1 !== undefined && (s.l1Trusted || !this.l2?.ready)) {
+      const hit = l1.get(key);
+      if (hit !== undefined) {
+        s.n.l1Hits++;
+        if (sample) this.#sampleLatency(t0, 'get', 'l1');
+        return Promise.resolve(s.protection.fromStored(hit) as T);
+      }
+      s.n.l1Misses++;
+    }
+    return this.#getBelowL1<T>(key, sample, t0);
+  }
+
+  async #getBelowL1<T>(key: string, sample: boolean, t0: number): Promise<T | undefined> {
+    const v = this.l2 ? await this.#stack.readBelow(key) : undefined;
+    if (sample) this.#sampleLatency(t0, 'get', this.l2 ? 'l2' : 'l1');
+    return v as T | undefined;
+  }
+
+  async has(key: string): Promise<boolean> {
+    checkKey(key);
+    const s = this.#state;
+    if ((s.l1Trusted || !this.l2?.ready) && this.l1?.has(key)) return true;
+    if (!this.l2 || s.deferred?.blocks(key)) return false;
+    const r = await this.l2.exists(s.prefix + key);
+    return r === true;
+  }
+
+  /** Remaining TTL in milliseconds, or undefined when the key is absent (or has no TTL). */
+  async ttl(key: string): Promise<number | undefined> {
+    checkKey(key);
+    const s = this.#state;
+    if (this.l2 && !s.deferred?.blocks(key)) {
+      const r = await this.l2.pttl(s.prefix + key);
+      if (r !== L2_FAILED) return r > 0 ? r : undefined;
+    }
+    return this.l1?.remainingTtl(key);
+  }
+
+  mget<T = unknown>(keys: readonly string[]): Promise<Array<T | undefined>> {
+    const s = this.#state;
+    const t0 = s.observer ? performance.now() : -1;
+    const count = keys.length;
+    const out = new Array<T | undefined>(count);
+    let missing: number[] | undefined;
+    let hits = 0;
+    const l1 = s.l1Trusted || !this.l2?.ready ? this.l1 : undefined;
+    const protection = s.protection;
+    for (let i = 0; i < count; i++) {
+      const key = keys[i];
+      if (!isValidKey(key)) return Promise.reject(keyError(key));
+      const hit = l1 === undefined ? undefined : l1.get(key);
+      if (hit !== undefined) {
+        hits++;
+        out[i] = protection.fromStored(hit) as T;
+      } else if (missing === undefined) missing = [i];
+      else missing.push(i);
+    }
+    // Counted once per call, not per key: the loop above is the hot part of an all-L1 mget.
+    s.n.gets += count;
+    s.n.l1Hits += hits;
+    if (this.l1) s.n.l1Misses += count - hits;
+    if (missing === undefined || !this.l2) {
+      if (t0 >= 0) this.#timed('mget', 'l1', t0);
+      return Promise.resolve(out);
+    }
+    const below = this.#stack.readManyBelow(keys, out, missing);
+    return t0 < 0 ? below : below.finally(() => this.#timed('mget', 'l2', t0));
+  }
+
+  /**
+   * Synchronous L1-only read for hot paths (the @Cacheable wrapper): the value on an L1 hit (counted as a
+   * get and a hit), else undefined and nothing counted — the caller goes on to getOrSet, which counts it.
+   */
+  peekLocal<T = unknown>(key: string): T | undefined {
+    const s = this.#state;
+    if (!s.l1Trusted && this.l2?.ready) return undefined;
+    const hit = this.l1?.get(key);
+    if (hit === undefined) return undefined;
+    s.n.gets++;
+    s.n.l1Hits++;
+    return s.protection.fromStored(hit) as T;
+  }
+
+  /**
+   * Read-through: L1 → L2 → factory. Concurrent calls for one missing key share one lookup and one factory
+   * run. A factory error reaches every waiter unchanged and nothing is cached. A value whose factory started
+   * before an invalidation of its key, on any instance, is returned but stored in no tier (fill-fence.ts).
+   */
+  getOrSet<T>(key: string, factory: () => T | Promise<T>, options?: SetOptions): Promise<T> {
+    if (!isValidKey(key)) return Promise.reject(keyError(key));
+    if (options?.ttl !== undefined) {
+      // A TTL that cannot be stored is refused before the factory runs, not after.
+      try {
+        parseCallTtl('ttl', options.ttl, 0);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    const s = this.#state;
+    const sample = (++s.n.gets & SAMPLE_MASK) === 0;
+    const t0 = sample ? performance.now() : 0;
+    if (this.l1 && (s.l1Trusted || !this.l2?.ready)) {
+      const hit = this.l1.get(key);
+      if (hit !== undefined) {
+        s.n.l1Hits++;
+        if (sample) this.#sampleLatency(t0, 'getOrSet', 'l1');
+        return Promise.resolve(s.protection.fromStored(hit) as T);
+      }
+      s.n.l1Misses++;
+    }
+    const running = s.flights.running(key);
+    if (running) return running.promise as Promise<T>;
+    return s.flights.start(key, (flight) => this.#runner.fill(key, factory, options, flight, sample ? t0 : -1));
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Stores a value. Resolves false when nothing was stored (`undefined`, or `null` without cacheNullValues). */
+  set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    if (!isValidKey(key)) return Promise.reject(keyError(key));
+    if (!this.#state.observer) return this.#writes.set(key, value, options);
+    const t0 = performance.now();
+    return this.#writes.set(key, value, options).then((stored) => {
+      this.#timed('set', this.l2 ? 'l2' : 'l1', t0);
+      return stored;
+    });
+  }
+
+  async mset(entries: ReadonlyArray<readonly [string, unknown]> | Record<string, unknown>, options?: SetOptions): Promise<number> {
+    const t0 = this.#state.observer ? performance.now() : -1;
+    const list = Array.isArray(entries) ? (entries as ReadonlyArray<readonly [string, unknown]>) : Object.entries(entries);
+    const n = await this.#writes.setMany(list, options);
+    if (t0 >= 0) this.#timed('mset', this.l2 ? 'l2' : 'l1', t0);
+    return n;
+  }
+
+  /** Writes out the write-behind queue now. */
+  async flush(): Promise<void> {
+    await this.#state.writeBehind?.flush();
+  }
+
+  // ---------------------------------------------------------------- invalidation
+
+  /** Removes keys from both tiers at once; resolves to how many existed. */
+  async delete(keys: string | readonly string[]): Promise<number> {
+    const list = typeof keys === 'string' ? [keys] : [...keys];
+    if (list.length === 0) return 0;
+    const t0 = this.#state.observer ? performance.now() : -1;
+    const n = await this.#invalidator.delete(list);
+    if (t0 >= 0) this.#timed('delete', this.l2 ? 'l2' : 'l1', t0);
+    return n;
+  }
+
+  /**
+   * Queued invalidation: dropped from this instance's L1 at once, deleted from L2 (and broadcast) in
+   * batches of `invalidation.batchSize` or after `invalidation.maxDelay`. Use `delete` for immediate effect.
+   */
+  invalidate(keys: string | readonly string[]): Promise<void> {
+    const list = typeof keys === 'string' ? [keys] : [...keys];
+    for (const k of list) checkKey(k);
+    void this.#invalidator.dropL1({ type: 'delete', keys: list });
+    return this.#invalidationQueue.add(list);
+  }
+
+  /**
+   * Removes every key matching a Redis glob (`property:*`), in L1 and L2 (SCAN + UNLINK, never KEYS). L1 keys
+   * are matched by Redis' own glob rules. Resolves to the number removed; with `{ detailed: true }`, to a
+   * report that also says whether every tier (every Cluster master) was walked to the end. A walk that could
+   * not finish is replayed on Redis until it does.
+   */
+  invalidatePattern(glob: string): Promise<number>;
+  invalidatePattern(glob: string, options: { detailed: true }): Promise<PatternInvalidationReport>;
+  async invalidatePattern(glob: string, options?: { detailed?: boolean }): Promise<number | PatternInvalidationReport> {
+    if (typeof glob !== 'string' || glob.length === 0) throw new TypeError('invalidatePattern needs a non-empty glob');
+    const t0 = this.#state.observer ? performance.now() : -1;
+    const report = await this.#invalidator.pattern(glob);
+    if (t0 >= 0) this.#timed('invalidatePattern', this.l2 ? 'l2' : 'l1', t0);
+    return options?.detailed ? report : report.removed;
+  }
+
+  /** Removes every entry tagged with any of `tags`, in L1 and L2, in O(tagged entries). */
+  async invalidateTags(tags: string | readonly string[]): Promise<number> {
+    const list = typeof tags === 'string' ? [tags] : [...tags];
+    if (list.length === 0) return 0;
+    const t0 = this.#state.observer ? performance.now() : -1;
+    const n = await this.#invalidator.tagged(list);
+    if (t0 >= 0) this.#timed('invalidateTags', this.l2 ? 'l2' : 'l1', t0);
+    return n;
+  }
+
+  /** Empties this cache's namespace (L1, and L2 keys under keyPrefix only; never FLUSHDB). */
+  async clear(): Promise<number> {
+    const t0 = this.#state.observer ? performance.now() : -1;
+    const n = await this.#invalidator.clear();
+    if (t0 >= 0) this.#timed('clear', this.l2 ? 'l2' : 'l1', t0);
+    return n;
+  }
+
+  // ---------------------------------------------------------------- stats and observation
+
+  stats(): CacheStats {
+    return statsReport(this.#state, {
+      tiers: this.#stack.tierStats(),
+      bus: this.bus?.stats() ?? DISABLED_BUS_STATS,
+      invalidationCounters: this.invalidationCounters,
+      invalidationQueue: this.#invalidationQueue,
+    });
+  }
+
+  /** Attaches metrics hooks; returns the detach function. */
+  observe(observer: CacheObserver): () => void {
+    this.#observers = [...this.#observers, observer];
+    this.#state.observer = fanOut(this.#observers);
+    return () => {
+      this.#observers = this.#observers.filter((o) => o !== observer);
+      this.#state.observer = fanOut(this.#observers);
+    };
+  }
+
+  #sampleLatency(t0: number, op: CacheOperation, tier: CacheTier): void {
+    const ms = performance.now() - t0;
+    const n = this.#state.n;
+    n.latencyTotal += ms;
+    n.latencySamples++;
+    this.#state.observer?.duration?.(op, tier, ms / 1000);
+  }
+
+  #timed(op: CacheOperation, tier: CacheTier, t0: number): void {
+    this.#state.observer?.duration?.(op, tier, (performance.now() - t0) / 1000);
+  }
+
+  #emit(change: CacheChange): void {
+    for (const l of this.#listeners) {
+      try {
+        l(change);
+      } catch (err) {
+        this.#logs.log('error', 'listener', `change listener failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  #onL2Error(op: string, err: unknown): void {
+    this.#state.n.l2Errors++;
+    this.#state.observer?.l2Error?.(op);
+    const msg = err instanceof Error ? err.message : String(err);
+    this.#logs.log('warn', `l2:${op}`, `Redis ${op} failed: ${msg}`);
+  }
+}
+
+export { CacheDecodeError };
+export type { CacheChange, PatternInvalidationReport };
+
+/**
+ * The engine's internals for the parts of this package that sit around it (the bus, the Nest layer, tests):
+ * not part of the public API, and the only way in.
+ */
+export interface EngineInternals extends BusHost {
+  /** Counts invalidations caused outside the engine's own methods (the domain-event layer reports 'event'). */
+  noteInvalidation(source: InvalidationSource, count?: number): void;
+}
+
+const INTERNALS = new WeakMap<TieredCache, EngineInternals>();
+
+/** The one door to an engine's internals (see EngineInternals). */
+export function engineInternals(cache: TieredCache): EngineInternals {
+  const i = INTERNALS.get(cache);
+  if (i === undefined) throw new TypeError('not a TieredCache');
+  return i;
+}

@@ -1,0 +1,95 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { ResolvedOptions } from '../options';
+
+export type RedisClient = Redis | Cluster;
+export type RedisMode = 'standalone' | 'sentinel' | 'cluster';
+type ResolvedRedis = NonNullable<ResolvedOptions['redis']>;
+
+/**
+ * Builds ioredis clients with the safety defaults a cache needs (see ../shared/notes/failure-modes.md):
+ * no offline queue (a request never waits for a reconnect), at most one retry per request, bounded connect,
+ * an idle socket timeout against half-open TCP, lazy connect so boot never blocks on Redis, RESP pinned.
+ * The read/write paths only see `RedisClient`; adding a mode touches this file alone.
+ */
+export class RedisConnectionFactory {
+  constructor(private readonly opts: ResolvedRedis) {}
+
+  get mode(): RedisMode {
+    return this.opts.mode ?? 'standalone';
+  }
+
+  /** A data client (`purpose` names the connection in CLIENT LIST). */
+  create(purpose: string, overrides: RedisOptions = {}): RedisClient {
+    const o = this.opts;
+    const safety: RedisOptions = {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: o.connectTimeout,
+      socketTimeout: o.socketTimeout,
+      protocol: o.protocol,
+      connectionName: `tiered-cache:${purpose}`,
+      // ioredis arms an un-unref'd timer of this length when closing a socket that already failed; the
+      // 2s default keeps a shutting-down process (and Jest) alive for nothing.
+      disconnectTimeout: 200,
+      // READONLY after a failover: reconnect and resend, the new master takes it.
+      reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), 2_000),
+    };
+    switch (o.mode) {
+      case 'cluster':
+        return new Cluster(o.nodes, {
+          lazyConnect: true,
+          enableOfflineQueue: false,
+          // Replica reads would re-cache values a master has already replaced.
+          scaleReads: 'master',
+          // CLUSTERDOWN (slots uncovered): fail now, as with no offline queue. ioredis' default retries every
+          // 100 ms up to maxRedirections, so each call would sit until its command deadline while the cluster is down.
+          retryDelayOnClusterDown: 0,
+          slotsRefreshTimeout: 3_000,
+          clusterRetryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 10), 2_000),
+          ...o.clusterOptions,
+          redisOptions: { ...safety, password: o.password, username: o.username, ...o.redisOptions, ...overrides },
+        });
+      case 'sentinel':
+        return new Redis({
+          ...safety,
+          sentinels: o.sentinels,
+          name: o.name,
+          password: o.password,
+          username: o.username,
+          sentinelPassword: o.sentinelPassword,
+          db: o.db,
+          failoverDetector: true,
+          ...o.redisOptions,
+          ...overrides,
+        } as RedisOptions);
+      default:
+        return new Redis((o as { url: string }).url, { ...safety, ...o.redisOptions, ...overrides });
+    }
+  }
+}
+
+/**
+ * ioredis ends a client for good (status 'end', no more reconnects) when its connector fails, e.g. when the
+ * Sentinel failover detector disconnects it while it is still asking Sentinel for the master. A cache must
+ * keep trying: unless `isClosed()`, an ended client is connected again after `delayMs` (and again, if that
+ * fails too). Returns the disposer to call when closing the client on purpose.
+ */
+export function reviveOnEnd(client: RedisClient, isClosed: () => boolean, delayMs = 1_000): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const onEnd = (): void => {
+    if (isClosed() || timer) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (!isClosed() && client.status === 'end') client.connect().catch(() => undefined);
+    }, delayMs);
+    timer.unref();
+  };
+  client.on('end', onEnd);
+  return () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    client.off('end', onEnd);
+  };
+}

@@ -1,0 +1,781 @@
+import { Command, type Cluster, type Redis } from 'ioredis';
+import { DEADLINE_MISSED, Deadlines, L2_FAILED, type CommandQueue, type L2Failed, type StampedCommand } from './deadline';
+import { escapeGlob } from '../glob';
+import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
+import type { Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
+
+const REDIS_CAPABILITIES: TierCapabilities = Object.freeze({ shared: true, persistent: false, tags: true, patterns: true, byteBound: false, fences: true });
+
+export { L2_FAILED, type L2Failed };
+
+/** What a pattern walk did: `failedNodes` names the nodes (host:port) it could not finish; empty when complete. */
+export interface ScanDeleteResult {
+  removed: number;
+  failedNodes: string[];
+}
+
+export interface TagPopResult {
+  removed: number;
+  complete: boolean;
+}
+
+export interface L2Write {
+  pkey: string;
+  payload: string;
+  ttl: number;
+  tagKeys?: readonly string[];
+}
+
+/**
+ * Indexes a key under a tag: a sorted set scored by each member's expiry (Redis' own clock, so instances with
+ * skewed clocks agree). Each write also prunes up to ARGV[3] members that have expired, so the set holds
+ * O(live tagged keys) instead of every key ever tagged, and the set itself expires with its longest-lived member.
+ * GT: a score only grows, so a write with a shorter TTL (or a refused fill) never gets a live key pruned early.
+ */
+const TAG_ADD = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'GT', now + tonumber(ARGV[2]), ARGV[1])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+return #gone`;
+
+/** Puts popped members back with the expiry scores they had (ARGV: score, member, …); the set's TTL follows. */
+const TAG_RESTORE = `redis.call('ZADD', KEYS[1], unpack(ARGV))
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+return 1`;
+
+// The index of earlier versions: a plain set per tag, its TTL stretched to the longest-lived member.
+const LEGACY_TAG_ADD = `redis.call('SADD', KEYS[1], ARGV[1])
+local t = redis.call('PTTL', KEYS[1])
+if t < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`;
+
+/**
+ * A fill's store on a Cluster (see fill-fence.ts): KEYS = key, its fence; ARGV = payload, PX, the fence the fill
+ * saw ('' for none). Writes only if the fence still reads so and the key is absent.
+ */
+const FILL_STORE = `if (redis.call('GET', KEYS[2]) or '') ~= ARGV[3] then return 0 end
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
+return 0`;
+
+/**
+ * Standalone/Sentinel, inside MULTI before the fill's own `SET NX`: KEYS = key, fence, generation; ARGV = the
+ * fence and generation the fill saw, a placeholder. When either moved, the placeholder takes the (absent) key,
+ * so the SET NX after it fails; FILL_UNBLOCK then removes it, all in one EXEC. The value itself is written by the
+ * SET, a command of our own connection: CLIENT TRACKING's NOLOOP does not cover writes made inside a script, and
+ * a script writing it would make Redis announce this instance's own fill back to it.
+ */
+const FILL_CHECK = `if (redis.call('GET', KEYS[2]) or '') == ARGV[1] and (redis.call('GET', KEYS[3]) or '') == ARGV[2] then return 1 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', 1000, 'NX')
+return 0`;
+const FILL_UNBLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1`;
+const FILL_PLACEHOLDER = '\u0000tc:fill-refused';
+
+/** A fill's read in one command (standalone/Sentinel): KEYS = key, fence, generation → value, PTTL, fence, generation. */
+const FILL_READ = `return { redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]) }`;
+
+/** Expired members a tagged write prunes at most (bounded work per write; a burst of expiries is pruned over several writes). */
+const TAG_PRUNE = 100;
+
+const SCAN_COUNT = 500;
+const FAILED: Promise<L2Failed> = Promise.resolve(L2_FAILED);
+const TRUE: Promise<true> = Promise.resolve(true);
+const returnTrue = (): true => true;
+const TAG_POP_BATCH = 500;
+
+/** The scripts run on every fill or tagged write, as ioredis commands (defineCommand: EVALSHA, loaded on first use). */
+interface FillCommands {
+  tcFillStore(key: string, fence: string, payload: string, ttl: number, seenFence: string): Promise<number>;
+  tcTagAdd(tagKey: string, key: string, ttl: number, prune: number): Promise<number>;
+  tcFillRead(key: string, fence: string, gen: string): Promise<[string | false | null, number, string | false | null, string | false | null]>;
+}
+interface FillPipeline {
+  tcFillCheck(key: string, fence: string, gen: string, seenFence: string, seenGen: string, placeholder: string): FillPipeline;
+  tcFillUnblock(key: string, placeholder: string): FillPipeline;
+  tcTagAdd(tagKey: string, key: string, ttl: number, prune: number): FillPipeline;
+  set(key: string, value: string, px: 'PX', ttl: number, nx: 'NX'): FillPipeline;
+  exec(): Promise<Array<[Error | null, unknown]> | null>;
+}
+
+/** One data connection, with what the write coalescing and the half-open watchdog need to know about it. */
+interface Conn {
+  readonly client: RedisClient;
+  /** IDLE: nothing sent this tick; SENT: one command went straight out; CORKED: later ones wait for the tick's end. */
+  tick: typeof IDLE | typeof SENT | typeof CORKED;
+  /** Last time any reply bytes arrived (performance.now()). */
+  lastDataAt: number;
+  /** Send time of the first call that timed out with no reply bytes since; -1 when none. */
+  silentSince: number;
+}
+
+const IDLE = 0;
+const SENT = 1;
+const CORKED = 2;
+
+const UTF8 = { replyEncoding: 'utf8' as const };
+
+/**
+ * A write whose promise resolves to true whether it succeeded or failed (a failure is handed to `onFail`,
+ * which reports it): the caller can return this command's own promise, with no `.then` in between. On this
+ * path every extra step between a reply and the next request counts: see `set()`.
+ */
+class WriteCommand extends Command {
+  constructor(args: Array<string | number>, options: typeof UTF8 & { keyPrefix?: string }, onFail: (err: unknown) => void) {
+    super('set', args, options);
+    const resolve = this.resolve;
+    this.reject = (err: Error) => {
+      onFail(err);
+      resolve(true);
+    };
+  }
+
+  override transformReply(): string {
+    return true as unknown as string;
+  }
+}
+
+function endTick(conn: Conn): void {
+  if (conn.tick === CORKED) (conn.client as Redis).stream.uncork();
+  conn.tick = IDLE;
+}
+
+/**
+ * L2 over ioredis. No method throws or waits past the deadline: failures come back as L2_FAILED and are
+ * reported through `onError`. Physical keys are built by the caller (ioredis keyPrefix does not apply to
+ * SCAN MATCH, io#239). Everything that touches several keys is written so it also works on a Cluster,
+ * where one pipeline cannot span slots.
+ */
+export class RedisTier implements Tier<string> {
+  readonly kind = 'redis' as const;
+  readonly capabilities = REDIS_CAPABILITIES;
+  /** Tag indexes (sorted sets scored by expiry) and the plain sets of earlier versions, under keyPrefix. */
+  readonly tagPrefix: string;
+  readonly legacyTagPrefix: string;
+  private readonly conns: Conn[];
+  private next = 0;
+  readonly deadlines: Deadlines<Conn | undefined>;
+  readonly mode: RedisMode;
+  private closed = false;
+  private readonly readyListeners: Array<() => void> = [];
+  private readonly primaryListeners: Array<(up: boolean) => void> = [];
+  private readonly disposers: Array<() => void> = [];
+  /**
+   * Standalone/Sentinel: the first command of a tick is written at once (a lone call costs what a raw
+   * ioredis call costs); the ones after it in the same tick are corked and leave together in one socket
+   * write when the tick ends. ioredis auto-pipelining instead builds a Pipeline per batch and defers to
+   * setImmediate, a cost a lone call pays in full. A Cluster keeps auto-pipelining (per node).
+   */
+  private readonly coalesce: boolean;
+
+  constructor(
+    factory: RedisConnectionFactory,
+    maxConnections: number,
+    private readonly commandTimeoutMs: number,
+    private readonly connectTimeoutMs: number,
+    private readonly onError: (op: string, err: unknown) => void,
+    private readonly socketTimeoutMs = 0,
+    /** The cache's namespace in Redis: every key of the contract methods below lives under it. */
+    readonly keyPrefix = '',
+    readonly name = 'l2',
+  ) {
+    this.tagPrefix = keyPrefix + '__tc:tagz:';
+    this.legacyTagPrefix = keyPrefix + '__tc:tag:';
+    this.mode = factory.mode;
+    this.coalesce = this.mode !== 'cluster';
+    const n = this.mode === 'cluster' ? 1 : maxConnections;
+    this.conns = Array.from({ length: n }, (_, i) => {
+      const name = n === 1 ? 'data' : `data-${i}`;
+      // ioredis' socketTimeout arms a timer and a 'data' listener per command; the watchdog below does the
+      // same job from the deadline sweep at no per-call cost.
+      const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
+      // EVALSHA instead of EVAL: fills and tagged writes would otherwise send the scripts' text every time.
+      (client as Redis).defineCommand('tcFillCheck', { numberOfKeys: 3, lua: FILL_CHECK });
+      (client as Redis).defineCommand('tcFillUnblock', { numberOfKeys: 1, lua: FILL_UNBLOCK });
+      (client as Redis).defineCommand('tcFillStore', { numberOfKeys: 2, lua: FILL_STORE });
+      (client as Redis).defineCommand('tcFillRead', { numberOfKeys: 3, lua: FILL_READ });
+      (client as Redis).defineCommand('tcTagAdd', { numberOfKeys: 1, lua: TAG_ADD });
+      const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
+      this.disposers.push(reviveOnEnd(client, () => this.closed));
+      client.on('error', (err: unknown) => this.onError('connection', err));
+      client.on('ready', () => {
+        for (const l of this.readyListeners) l();
+        if (i === 0) for (const l of this.primaryListeners) l(true);
+      });
+      if (i === 0) client.on('close', () => {
+        for (const l of this.primaryListeners) l(false);
+      });
+      if (this.coalesce) {
+        client.on('connect', () => {
+          conn.tick = IDLE;
+          conn.silentSince = -1;
+          (client as Redis).stream.on('data', () => (conn.lastDataAt = performance.now()));
+        });
+      }
+      return conn;
+    });
+    this.deadlines = new Deadlines<Conn | undefined>(commandTimeoutMs, {
+      onError,
+      onTimeout: this.coalesce && socketTimeoutMs > 0 ? (conn, sentAt) => this.watchdog(conn, sentAt) : undefined,
+    });
+    if (this.coalesce) {
+      for (const conn of this.conns) {
+        const client = conn.client as Redis & { prevCommandQueue?: CommandQueue | null };
+        this.deadlines.watch(() => client.commandQueue as unknown as CommandQueue, conn);
+        // After a reconnect and until the new socket is ready, ioredis keeps the old socket's unanswered
+        // commands here (to resend them): a handshake that hangs must not hold their callers.
+        this.deadlines.watch(() => client.prevCommandQueue ?? undefined, conn);
+      }
+    }
+  }
+
+  private readonly getFailed = (err: unknown): L2Failed => this.failed('get', err);
+  private readonly setFailed = (err: unknown): void => {
+    this.failed('set', err);
+  };
+
+  private failed(op: string, err: unknown): L2Failed {
+    if (err !== DEADLINE_MISSED && !this.closed) this.onError(op, err);
+    return L2_FAILED;
+  }
+
+  /** Starts connecting; waits at most connectTimeout. A Redis that is down leaves the app booting L1-only. */
+  async connect(): Promise<boolean> {
+    const attempts = this.conns.map(({ client: c }) => c.connect().then(() => true, () => false));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.connectTimeoutMs)));
+    const ok = await Promise.race([Promise.all(attempts).then((r) => r.every(Boolean)), timeout]);
+    clearTimeout(timer);
+    return ok;
+  }
+
+  get ready(): boolean {
+    return this.conns.some((c) => c.client.status === 'ready');
+  }
+
+  get status(): string {
+    return this.conns[0].client.status;
+  }
+
+  get client(): RedisClient {
+    return this.conns[0].client;
+  }
+
+  private pick(write: boolean): Conn | undefined {
+    const n = this.conns.length;
+    // Writes always leave on the first connection, the one whose CLIENT TRACKING is NOLOOP: our own SETs
+    // then never come back as invalidations of what we just cached (see track()).
+    if (write && this.coalesce) return this.conns[0].client.status === 'ready' ? this.conns[0] : undefined;
+    if (n === 1) return this.conns[0].client.status === 'ready' ? this.conns[0] : undefined;
+    for (let i = 0; i < n; i++) {
+      const c = this.conns[this.next++ % n];
+      if (c.client.status === 'ready') return c;
+    }
+    return undefined;
+  }
+
+  /** Write coalescing: the first command of a tick goes out at once, later ones are corked until the tick ends. */
+  private enterTick(conn: Conn, several: boolean): void {
+    if (conn.tick === IDLE) {
+      process.nextTick(endTick, conn);
+      if (several) {
+        conn.tick = CORKED;
+        (conn.client as Redis).stream.cork();
+      } else conn.tick = SENT;
+    } else if (conn.tick === SENT) {
+      conn.tick = CORKED;
+      (conn.client as Redis).stream.cork();
+    }
+  }
+
+  /**
+   * The hot paths' send (standalone/Sentinel): the Command is built here, with its deadline stamped on it
+   * and enforced by the deadline sweep through the client's queue of unanswered commands. That skips what
+   * run() costs per call (a closure, a wrapper promise, a Set entry) and ioredis' generic command method.
+   * The caller attaches its own rejection handler (`getFailed`/`setFailed`).
+   */
+  private send(conn: Conn, name: string, args: Array<string | number>): Promise<unknown> {
+    return this.dispatch(conn, new Command(name, args, commandOptions(conn)));
+  }
+
+  private dispatch(conn: Conn, cmd: Command): Promise<unknown> {
+    this.enterTick(conn, false);
+    (cmd as unknown as StampedCommand).tcDeadline = performance.now() + this.commandTimeoutMs;
+    (conn.client as Redis).sendCommand(cmd);
+    this.deadlines.ensureArmed();
+    return cmd.promise;
+  }
+
+  /** `several`: `fn` sends more than one command; they are corked from the first so they share one write. */
+  private run<T>(op: string, fn: (c: RedisClient) => Promise<T>, several = false, write = false): Promise<T | L2Failed> {
+    const conn = this.closed ? undefined : this.pick(write);
+    if (!conn) return Promise.resolve(L2_FAILED);
+    const c = conn.client;
+    if (this.coalesce) this.enterTick(conn, several);
+    let p: Promise<T>;
+    try {
+      p = fn(c);
+    } catch (err) {
+      this.onError(op, err);
+      return Promise.resolve(L2_FAILED);
+    }
+    return this.deadlines.run(p, op, conn);
+  }
+
+  /**
+   * Half-open TCP (a peer that vanished without a FIN) would leave a connection "ready" for minutes while
+   * every call times out. Calls keep missing their deadline and no reply byte has arrived for
+   * socketTimeout: drop the socket so ioredis reconnects.
+   */
+  private watchdog(conn: Conn | undefined, sentAt: number): void {
+    if (!conn || this.closed) return;
+    if (conn.lastDataAt >= sentAt) return; // the connection answered something since: Redis is slow, not gone
+    if (conn.silentSince < 0 || conn.lastDataAt >= conn.silentSince) {
+      conn.silentSince = sentAt;
+      return;
+    }
+    if (performance.now() - conn.silentSince < this.socketTimeoutMs) return;
+    conn.silentSince = -1;
+    const err = new Error(`Socket timeout: no reply from Redis in ${Math.round(this.socketTimeoutMs)} ms; reconnecting`);
+    this.onError('connection', err);
+    (conn.client as Redis).stream.destroy(err);
+  }
+
+  get(pkey: string): Promise<string | null | L2Failed> {
+    if (!this.coalesce) return this.run('get', (c) => c.get(pkey));
+    const conn = this.closed ? undefined : this.pick(false);
+    if (!conn) return FAILED;
+    return (this.send(conn, 'get', [pkey]) as Promise<string | null>).then(undefined, this.getFailed);
+  }
+
+  /** Value and remaining TTL in one round trip (auto-pipelined), for promotion into L1. */
+  getWithPttl(pkey: string): Promise<[string | null, number] | L2Failed> {
+    return this.run('get', (c) => Promise.all([c.get(pkey), c.pttl(pkey)]), true);
+  }
+
+  mget(pkeys: readonly string[], withPttl: boolean): Promise<Array<[string | null, number]> | L2Failed> {
+    if (this.mode === 'cluster') {
+      // One MGET cannot span slots; auto-pipelining sends these in one write per node, not N round trips.
+      return this.run('mget', (c) => Promise.all(pkeys.map((k) => Promise.all([c.get(k), withPttl ? c.pttl(k) : Promise.resolve(-1)]))));
+    }
+    if (!withPttl) return this.run('mget', (c) => c.mget(...pkeys).then((vals) => vals.map((v): [string | null, number] => [v, -1])));
+    // MGET and the PTTLs leave in one write (corked) and come back in order.
+    return this.run(
+      'mget',
+      (c) =>
+        Promise.all([c.mget(...pkeys), Promise.all(pkeys.map((k) => c.pttl(k)))]).then(([vals, ttls]) =>
+          vals.map((v, i): [string | null, number] => [v, ttls[i]]),
+        ),
+      true,
+    );
+  }
+
+  /** PUBLISH on a data connection; false when it failed or missed the deadline. */
+  publish(channel: string, message: string): Promise<boolean> {
+    return this.run('publish', (c) => c.publish(channel, message)).then((r) => r !== L2_FAILED);
+  }
+
+  onReady(listener: () => void): void {
+    this.readyListeners.push(listener);
+  }
+
+  /** The first data connection (the one writes and CLIENT TRACKING use) came up (true) or went down (false). */
+  onPrimary(listener: (up: boolean) => void): void {
+    this.primaryListeners.push(listener);
+  }
+
+  /** Server-assisted invalidation needs one connection that carries every write: not on a Cluster. */
+  get canTrack(): boolean {
+    return this.coalesce;
+  }
+
+  /**
+   * Turns on Redis server-assisted invalidation for this instance: every key under `prefix` that another
+   * client writes, deletes, or that expires, is announced on `__redis__:invalidate` to client `redirectId`
+   * (our subscriber). NOLOOP leaves out the writes of this connection, which carries all of ours. OFF first:
+   * a re-issued ON with the same prefix is refused, and the redirect target changes on every reconnect.
+   * 'unsupported' when Redis refuses the command itself (Redis < 6, an ACL without CLIENT).
+   */
+  async track(redirectId: number, prefix: string): Promise<'ok' | 'unsupported' | 'failed'> {
+    const conn = this.conns[0];
+    if (this.closed || !this.coalesce || conn.client.status !== 'ready') return 'failed';
+    const c = conn.client as Redis;
+    const on = ['TRACKING', 'ON', 'REDIRECT', String(redirectId), 'BCAST', ...(prefix ? ['PREFIX', prefix] : []), 'NOLOOP'];
+    let refused: unknown;
+    const sent = Promise.all([c.call('CLIENT', 'TRACKING', 'OFF'), c.call('CLIENT', ...on)]).catch((err: unknown) => {
+      refused = err;
+      return undefined;
+    });
+    const r = await this.deadlines.run(sent, 'tracking', conn);
+    if (r === L2_FAILED) return 'failed';
+    if (refused === undefined) return 'ok';
+    const msg = refused instanceof Error ? refused.message : String(refused);
+    this.onError('tracking', refused);
+    return /unknown (sub)?command|NOPERM|not allowed/i.test(msg) ? 'unsupported' : 'failed';
+  }
+
+  pttl(pkey: string): Promise<number | L2Failed> {
+    return this.run('ttl', (c) => c.pttl(pkey));
+  }
+
+  exists(pkey: string): Promise<boolean | L2Failed> {
+    return this.run('has', (c) => c.exists(pkey).then((n) => n > 0));
+  }
+
+  /**
+   * Resolves to true once the write is done or given up (a failure is reported through onError, as
+   * everywhere): the caller has already stored the value in L1 and answers true either way.
+   */
+  set(w: L2Write): Promise<true> {
+    if (w.tagKeys && w.tagKeys.length > 0) return this.run('set', (c) => writeOne(c, w), true, true).then(returnTrue);
+    if (!this.coalesce) return this.run('set', (c) => c.set(w.pkey, w.payload, 'PX', w.ttl), false, true).then(returnTrue);
+    const conn = this.closed ? undefined : this.pick(true);
+    if (!conn) return TRUE;
+    // The command's own promise, already true either way. On a VM, a fraction of a µs more between Redis'
+    // reply and our next request (one more promise hop) measurably costs a vCPU wake-up on the next write.
+    return this.dispatch(conn, new WriteCommand([w.pkey, w.payload, 'PX', w.ttl], commandOptions(conn), this.setFailed)) as Promise<true>;
+  }
+
+  /** Many writes in one round trip (auto-pipelined; per node on a Cluster). */
+  setMany(writes: readonly L2Write[]): Promise<boolean | L2Failed> {
+    return this.run('mset', (c) => Promise.all(writes.map((w) => writeOne(c, w))).then(() => true), true, true);
+  }
+
+  /**
+   * Deletes keys; resolves to a flag per key (removed or not). On the write connection: a delete must never
+   * overtake a SET sent before it (even one that already missed its deadline and may still reach Redis).
+   * `fence`: also writes a new token into each key's fence (fill-fence.ts), in the same write.
+   */
+  del(pkeys: readonly string[], fence?: { keys: ReadonlyArray<string | undefined>; ttl: number }): Promise<boolean[] | L2Failed> {
+    if (!fence) return this.run('delete', (c) => Promise.all(pkeys.map((k) => c.unlink(k).then((n) => n > 0))), pkeys.length > 1, true);
+    const token = this.nextFenceToken();
+    return this.run(
+      'delete',
+      (c) =>
+        Promise.all(
+          pkeys.map((k, i) => {
+            const fk = fence.keys[i];
+            const removed = c.unlink(k).then((n) => n > 0);
+            return fk === undefined ? removed : Promise.all([removed, c.set(fk, token, 'PX', fence.ttl)]).then(([r]) => r);
+          }),
+        ),
+      true,
+      true,
+    );
+  }
+
+  private fenceSeq = 0;
+  private readonly fenceId = Math.random().toString(36).slice(2, 10);
+
+  private nextFenceToken(): string {
+    return `${this.fenceId}:${++this.fenceSeq}`;
+  }
+
+  /** Increments a generation counter (pattern, tag and clear invalidations fence fills with it). */
+  bump(genKey: string): Promise<boolean> {
+    return this.run('delete', (c) => c.incr(genKey), false, true).then((r) => r !== L2_FAILED);
+  }
+
+  /** A fill's read: value and PTTL, and the fence and generation it will store against, in one round trip. */
+  readForFill(pkey: string, fenceKey: string | undefined, genKey: string): Promise<[string | null, number, string, string] | L2Failed> {
+    if (this.mode !== 'cluster' && fenceKey !== undefined) {
+      // One script: one command to send and parse instead of four (Lua's nil comes back as null, a false as null).
+      return this.run('get', (c) =>
+        (c as unknown as FillCommands)
+          .tcFillRead(pkey, fenceKey, genKey)
+          .then(([v, t, f, g]): [string | null, number, string, string] => [typeof v === 'string' ? v : null, Number(t), typeof f === 'string' ? f : '', typeof g === 'string' ? g : '']),
+      );
+    }
+    return this.run(
+      'get',
+      (c) =>
+        Promise.all([c.get(pkey), c.pttl(pkey), fenceKey === undefined ? Promise.resolve(null) : c.get(fenceKey), c.get(genKey)]).then(
+          ([v, t, f, g]): [string | null, number, string, string] => [v, t, f ?? '', g ?? ''],
+        ),
+      true,
+    );
+  }
+
+  /**
+   * Stores a fill's value only if no invalidation overtook it (fill-fence.ts): true when written, false when
+   * refused. Tags are indexed after the value is in. Without a fence key (a key whose braces defeat the slot
+   * rule) the fill is refused: it cannot be checked.
+   */
+  async storeFill(w: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }): Promise<boolean | L2Failed> {
+    if (fenceKey === undefined) return false;
+    let stored: number | L2Failed;
+    if (this.mode === 'cluster') {
+      // The generation is in another slot: checked just before (see fill-fence.ts for the window this leaves).
+      const g = await this.run('get', (c) => c.get(genKey));
+      if (g === L2_FAILED) return L2_FAILED;
+      if ((g ?? '') !== seen.generation) return false;
+      stored = await this.run('set', (c) => (c as unknown as FillCommands).tcFillStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence), false, true);
+    } else {
+      stored = await this.run(
+        'set',
+        (c) => {
+            const m = ((c as Redis).multi() as unknown as FillPipeline)
+              .tcFillCheck(w.pkey, fenceKey, genKey, seen.fence, seen.generation, FILL_PLACEHOLDER)
+              .set(w.pkey, w.payload, 'PX', w.ttl, 'NX')
+              .tcFillUnblock(w.pkey, FILL_PLACEHOLDER);
+            // Indexed in the same transaction: a tag invalidation cannot fall between the value and its index
+            // (an index entry for a refused fill points at an absent key, and is pruned when it expires).
+            if (w.tagKeys) for (const tk of w.tagKeys) m.tcTagAdd(tk, w.pkey, w.ttl, TAG_PRUNE);
+            return m.exec().then((r) => {
+              const set = r?.[1];
+              if (!set || set[0]) throw set?.[0] ?? new Error('fill store: transaction discarded');
+              return set[1] === 'OK' ? 1 : 0;
+            });
+          },
+        false,
+        true,
+      );
+      if (stored === L2_FAILED) return L2_FAILED;
+      return stored === 1;
+    }
+    if (stored === L2_FAILED) return L2_FAILED;
+    if (stored !== 1) return false;
+    if (w.tagKeys && w.tagKeys.length > 0) {
+      const tagKeys = w.tagKeys;
+      await this.run('set', (c) => Promise.all(tagKeys.map((tk) => tagAdd(c, tk, w))), true, true);
+    }
+    return true;
+  }
+
+  /**
+   * SCAN MATCH + UNLINK in batches (never KEYS), on every master of a Cluster (cluster SCAN only sees one
+   * node, io#1884). Each step has its own deadline. A node whose step fails is skipped and named in the
+   * result, and the walk goes on with the next one: one hung master must not leave the others' keys behind.
+   */
+  /** `keep`: keys the walk must leave although they match (the engine's own keys under the namespace). */
+  async scanDelete(match: string, onKeys?: (pkeys: string[]) => void, keep?: (pkey: string) => boolean): Promise<ScanDeleteResult> {
+    if (this.closed) return { removed: 0, failedNodes: ['all'] };
+    const nodes: RedisClient[] =
+      this.mode === 'cluster' ? (this.conns[0].client as Cluster).nodes('master') : [this.conns[0].client];
+    if (nodes.length === 0) return { removed: 0, failedNodes: ['all'] };
+    let removed = 0;
+    const failedNodes: string[] = [];
+    for (const node of nodes) {
+      const r = await this.scanDeleteNode(node, match, onKeys, keep);
+      removed += r.removed;
+      if (!r.complete) failedNodes.push(nodeName(node));
+    }
+    return { removed, failedNodes };
+  }
+
+  private async scanDeleteNode(node: RedisClient, match: string, onKeys?: (pkeys: string[]) => void, keep?: (pkey: string) => boolean): Promise<{ removed: number; complete: boolean }> {
+    let removed = 0;
+    let cursor = '0';
+    do {
+      const page = await this.deadlines.run((node as Redis).scan(cursor, 'MATCH', match, 'COUNT', SCAN_COUNT), 'scan', undefined);
+      if (page === L2_FAILED) return { removed, complete: false };
+      cursor = page[0];
+      const keys = keep ? page[1].filter((k) => !keep(k)) : page[1];
+      if (keys.length > 0) {
+        onKeys?.(keys);
+        const r = await this.run(
+          'unlink',
+          (c) => (this.mode === 'cluster' ? Promise.all(keys.map((k) => c.unlink(k))).then((a) => a.reduce((s, n) => s + n, 0)) : c.unlink(...keys)),
+          false,
+          true,
+        );
+        if (r === L2_FAILED) return { removed, complete: false };
+        removed += r;
+      }
+    } while (cursor !== '0');
+    return { removed, complete: true };
+  }
+
+  /**
+   * Removes every key indexed under a tag, in O(tagged keys); `onKeys` gets each batch once it is deleted.
+   * ZPOPMIN (SPOP for an index of an earlier version, `legacyKey`) takes members out atomically, so a key tagged
+   * while this runs is either popped here or stays indexed for the next invalidation. `complete` is false when a
+   * step failed (what was popped and not deleted is put back).
+   */
+  async popTag(tagKey: string, legacyKey: string | undefined, onKeys?: (pkeys: string[]) => void): Promise<TagPopResult> {
+    let removed = 0;
+    if (legacyKey !== undefined) {
+      for (;;) {
+        const members = await this.run('tag', (c) => c.spop(legacyKey, TAG_POP_BATCH), false, true);
+        if (members === L2_FAILED) return { removed, complete: false };
+        if (!members || members.length === 0) break;
+        const r = await this.del(members);
+        if (r === L2_FAILED) {
+          await this.restoreLegacyTag(legacyKey, members);
+          return { removed, complete: false };
+        }
+        onKeys?.(members);
+        for (const ok of r) if (ok) removed++;
+      }
+    }
+    for (;;) {
+      const popped = await this.run('tag', (c) => c.zpopmin(tagKey, TAG_POP_BATCH), false, true);
+      if (popped === L2_FAILED) return { removed, complete: false };
+      if (popped.length === 0) return { removed, complete: true };
+      const members: string[] = [];
+      for (let i = 0; i < popped.length; i += 2) members.push(popped[i]);
+      const r = await this.del(members);
+      if (r === L2_FAILED) {
+        // ZPOPMIN already took them out of the index: put them back, or a later invalidation of this tag
+        // would miss keys that still hold their old values.
+        const args: string[] = [];
+        for (let i = 0; i < popped.length; i += 2) args.push(popped[i + 1], popped[i]);
+        const back = await this.run('tag', (c) => c.eval(TAG_RESTORE, 1, tagKey, ...args), false, true);
+        if (back === L2_FAILED) this.lostFromTag(tagKey, members.length);
+        return { removed, complete: false };
+      }
+      // After the delete: a reader told about these keys must not find the old values in L2 any more.
+      onKeys?.(members);
+      for (const ok of r) if (ok) removed++;
+    }
+  }
+
+  /** Re-indexes members popped from an earlier version's tag set that could not be deleted (each with its own remaining TTL). */
+  private async restoreLegacyTag(tagKey: string, members: string[]): Promise<void> {
+    const ttls = await this.run('tag', (c) => Promise.all(members.map((m) => c.pttl(m))), true);
+    let ok = ttls !== L2_FAILED;
+    if (ttls !== L2_FAILED) {
+      // Gone (-2) needs nothing; a member is always written with a TTL, so -1 does not occur.
+      const live = members.map((m, i) => [m, ttls[i]] as const).filter(([, ttl]) => ttl > 0);
+      if (live.length > 0) {
+        const back = await this.run('tag', (c) => Promise.all(live.map(([m, ttl]) => c.eval(LEGACY_TAG_ADD, 1, tagKey, m, ttl))), true);
+        ok = back !== L2_FAILED;
+      }
+    }
+    if (!ok) this.lostFromTag(tagKey, members.length);
+  }
+
+  private lostFromTag(tagKey: string, n: number): void {
+    this.onError('tag', new Error(`${n} keys of tag index ${tagKey} could be neither deleted nor re-indexed; they expire with their TTL`));
+  }
+
+  // ---------------------------------------------------------------- the Tier contract
+  // Cache keys in, prefixed here. The engine's own paths (fenced fills, deferred invalidations) use the
+  // physical-key methods above.
+
+  getEntry(key: string): Promise<TierEntry<string> | undefined | L2Failed> {
+    return this.getWithPttl(this.keyPrefix + key).then((r) => (r === L2_FAILED ? r : liveEntry(r[0], r[1])));
+  }
+
+  getEntries(keys: readonly string[]): Promise<Array<TierEntry<string> | undefined> | L2Failed> {
+    if (keys.length === 0) return Promise.resolve([]);
+    return this.mget(
+      keys.map((k) => this.keyPrefix + k),
+      true,
+    ).then((rows) => (rows === L2_FAILED ? rows : rows.map(([v, t]) => liveEntry(v, t))));
+  }
+
+  setEntry(w: TierWrite<string>): Promise<boolean | L2Failed> {
+    return this.setEntries([w]);
+  }
+
+  setEntries(writes: ReadonlyArray<TierWrite<string>>): Promise<boolean | L2Failed> {
+    if (writes.length === 0) return Promise.resolve(true);
+    return this.setMany(
+      writes.map((w) => ({
+        pkey: this.keyPrefix + w.key,
+        payload: w.value,
+        ttl: w.ttl,
+        tagKeys: w.tags && w.tags.length > 0 ? w.tags.map((t) => this.tagPrefix + t) : undefined,
+      })),
+    );
+  }
+
+  deleteKeys(keys: readonly string[]): Promise<number | L2Failed> {
+    if (keys.length === 0) return Promise.resolve(0);
+    return this.del(keys.map((k) => this.keyPrefix + k)).then((r) => (r === L2_FAILED ? r : r.filter(Boolean).length));
+  }
+
+  /**
+   * scanDelete() with the tier's own keys left out: the tag indexes (and the engine's fences and generation) live
+   * under `keyPrefix + '__tc:'`, where a glob such as `*` or `*:1` also reaches. Deleting an index would both count it
+   * as an entry and leave the keys it named untouched by the next deleteTags.
+   */
+  async deletePattern(glob: string): Promise<TierRemoval> {
+    // A user's glob (`*`, `*:1`) also matches the tier's own keys under the prefix: tag indexes must survive it.
+    const reserved = this.keyPrefix + '__tc:';
+    const r = await this.scanDelete(escapeGlob(this.keyPrefix) + glob, undefined, (k) => k.startsWith(reserved));
+    return { removed: r.removed, complete: r.failedNodes.length === 0 };
+  }
+
+  async deleteTags(tags: readonly string[]): Promise<TierRemoval> {
+    let removed = 0;
+    let complete = true;
+    for (const tag of new Set(tags)) {
+      const r = await this.popTag(this.tagPrefix + tag, this.legacyTagPrefix + tag);
+      removed += r.removed;
+      complete &&= r.complete;
+    }
+    return { removed, complete };
+  }
+
+  ttlOf(key: string): Promise<number | undefined | L2Failed> {
+    return this.pttl(this.keyPrefix + key).then((r) => (r === L2_FAILED ? r : r === -2 ? undefined : r === -1 ? -1 : Math.max(r, 1)));
+  }
+
+  async health(): Promise<TierHealth> {
+    if (this.closed) return { ok: false, status: 'closed' };
+    const r = await this.run('ping', (c) => c.ping());
+    return { ok: r !== L2_FAILED, status: this.status };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const dispose of this.disposers) dispose();
+    this.deadlines.close();
+    await Promise.all(
+      this.conns.map(async ({ client: c }) => {
+        if (c.status === 'ready') {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([c.quit().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 1_000)))]);
+          clearTimeout(timer);
+        }
+        c.disconnect();
+        // QUIT resolves on its reply, before the socket's close: until then the client still reads 'ready' (and so
+        // would `ready`). Resolve once it has ended; bounded, as ioredis destroys a lingering socket after disconnectTimeout.
+        if (c.status !== 'end' && c.status !== 'reconnecting' && c.status !== 'disconnecting') {
+          let timer: NodeJS.Timeout | undefined;
+          let ended: () => void = () => undefined;
+          await new Promise<void>((resolve) => {
+            ended = resolve;
+            c.once('end', ended);
+            timer = setTimeout(resolve, 1_000);
+          });
+          clearTimeout(timer);
+          c.off('end', ended);
+        }
+      }),
+    );
+  }
+}
+
+/** A GET + PTTL reply as an entry: absent, or expiring within this millisecond (PTTL 0), is no entry. */
+function liveEntry(value: string | null, pttl: number): TierEntry<string> | undefined {
+  if (value === null || pttl === 0 || pttl === -2) return undefined;
+  return { value, ttl: pttl };
+}
+
+/** What ioredis' own command methods pass: utf8 replies, and the client's keyPrefix if one was configured. */
+function commandOptions(conn: Conn): typeof UTF8 & { keyPrefix?: string } {
+  const prefix = (conn.client as Redis).options.keyPrefix;
+  return prefix ? { ...UTF8, keyPrefix: prefix } : UTF8;
+}
+
+function nodeName(node: RedisClient): string {
+  const o = (node as Redis).options;
+  return o.path ? o.path : `${o.host ?? '?'}:${o.port ?? '?'}`;
+}
+
+/** Indexes `w` under a tag (EVALSHA of TAG_ADD: every tagged write runs it, so its text is not sent each time). */
+function tagAdd(c: RedisClient, tagKey: string, w: L2Write): Promise<unknown> {
+  return (c as unknown as FillCommands).tcTagAdd(tagKey, w.pkey, w.ttl, TAG_PRUNE);
+}
+
+function writeOne(c: RedisClient, w: L2Write): Promise<unknown> {
+  const ops: Promise<unknown>[] = [c.set(w.pkey, w.payload, 'PX', w.ttl)];
+  if (w.tagKeys) for (const tk of w.tagKeys) ops.push(tagAdd(c, tk, w));
+  return Promise.all(ops);
+}

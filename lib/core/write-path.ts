@@ -1,0 +1,112 @@
+import type { SetOptions } from './tiered-cache-options.interface';
+import type { CacheStack } from './cache-stack';
+import { parseCallTtl } from './duration';
+import type { EngineContext, PreparedWrite } from './engine-context';
+import { encodeEntry } from './entry-envelope';
+import { CacheSerializationError } from './errors';
+import { checkKey } from './keys/cache-key';
+
+const FALSE: Promise<boolean> = Promise.resolve(false);
+
+/**
+ * Writes: every value is checked, encoded and sized before anything is written (one bad value rejects a
+ * whole mset), then handed to the stack. A local write also cancels fills of its key that are running, and
+ * is announced so that other instances drop their copies.
+ */
+export class WritePath {
+  constructor(
+    private readonly ctx: EngineContext,
+    private readonly stack: CacheStack,
+  ) {}
+
+  /** Whether `value` is stored at all (`undefined` never is; `null` only with cacheNullValues). */
+  storable(value: unknown): boolean {
+    return value !== undefined && (value !== null || this.ctx.options.cacheNullValues);
+  }
+
+  /** Not async: one promise per write-through set (the L2 reply mapped to true), none for the rest. */
+  set(key: string, value: unknown, options: SetOptions | undefined): Promise<boolean> {
+    return this.#write(key, value, options, false, false);
+  }
+
+  /**
+   * A fill's value, when it cannot be fenced (no Redis, or Redis could not be asked): stored like a write,
+   * but neither cancelling other fills nor announced (nothing changed at the source).
+   */
+  storeUnfenced(key: string, value: unknown, options: SetOptions | undefined, l1Only: boolean): Promise<boolean> {
+    return this.#write(key, value, options, true, l1Only);
+  }
+
+  #write(key: string, value: unknown, options: SetOptions | undefined, fromFill: boolean, l1Only: boolean): Promise<boolean> {
+    if (!this.storable(value)) return FALSE;
+    let w: PreparedWrite;
+    try {
+      w = this.prepare(key, value, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const ctx = this.ctx;
+    const existed = !fromFill && !ctx.l2 && (ctx.l1?.has(key) ?? false);
+    const written = this.stack.writeDown(w, value, l1Only);
+    ctx.n.sets++;
+    if (!fromFill) {
+      this.overtake(key);
+      if (existed || ctx.l2) ctx.emit({ type: 'overwrite', keys: [key] });
+    }
+    return written;
+  }
+
+  async setMany(entries: ReadonlyArray<readonly [string, unknown]>, options: SetOptions | undefined): Promise<number> {
+    const writes: Array<PreparedWrite & { value: unknown }> = [];
+    for (const [key, value] of entries) {
+      checkKey(key);
+      if (!this.storable(value)) continue;
+      writes.push({ ...this.prepare(key, value, options), value });
+    }
+    for (const w of writes) this.overtake(w.key);
+    this.ctx.n.sets += writes.length;
+    await this.stack.writeManyDown(writes);
+    if (writes.length > 0) this.ctx.emit({ type: 'overwrite', keys: writes.map((w) => w.key) });
+    return writes.length;
+  }
+
+  /** Validates, encodes (codec, then the entry envelope) and sizes a value; throws before anything is written. */
+  prepare(key: string, value: unknown, options: SetOptions | undefined): PreparedWrite {
+    const o = this.ctx.options;
+    const ttl = parseCallTtl('ttl', options?.ttl, o.entryTtl);
+    // With L2, l1.ttl bounds how stale one instance's copy can get; L1-only, the entry's ttl is its lifetime.
+    const l1Ttl = Math.min(parseCallTtl('l1Ttl', options?.l1Ttl, this.ctx.l2 ? o.l1.ttl : ttl), ttl);
+    const tags = options?.tags;
+    if (tags !== undefined) {
+      if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string' || t.length === 0)) {
+        throw new TypeError(`tags for "${key}" must be an array of non-empty strings`);
+      }
+    }
+    const payload = o.codec.encode(value, key);
+    if (typeof payload !== 'string') throw new CacheSerializationError(key, `codec ${o.codec.name} did not return a string`);
+    // A UTF-16 unit is 1 to 3 UTF-8 bytes: the exact count is only needed when 3 per unit could pass a limit.
+    const max = o.maxValueBytes;
+    const bytes = payload.length * 3 > max || o.l1.maxBytes !== undefined ? Buffer.byteLength(payload, 'utf8') : payload.length;
+    if (bytes > max) {
+      throw new CacheSerializationError(key, `serialized size ${bytes} bytes exceeds maxValueBytes ${max}`);
+    }
+    const tagged = tags !== undefined && tags.length > 0;
+    return {
+      key,
+      bytes,
+      pkey: this.ctx.prefix + key,
+      // Sizes count the codec's payload, not the envelope's header (a dozen bytes) wrapped around it here.
+      payload: encodeEntry(payload, { createdAt: Date.now() }),
+      ttl,
+      l1Ttl,
+      tags: tagged ? tags : undefined,
+      tagKeys: tagged ? tags.map((t) => this.ctx.reserved.tagPrefix + t) : undefined,
+    };
+  }
+
+  /** A local write of `key`: a fill of it that is running, or a read that began before, must not store. */
+  private overtake(key: string): void {
+    this.ctx.readGuard.dropKey(key);
+    this.ctx.flights.markStale(key);
+  }
+}

@@ -1,0 +1,68 @@
+import type { Duration } from '../core/duration';
+
+/**
+ * A key given as a function. On provider methods it receives the method's arguments; on controller
+ * handlers (TieredCacheInterceptor) it receives the request.
+ */
+export type CacheKeyFunction = (...args: never[]) => string;
+
+/** Templates name arguments by parameter name or position: `'property:{id}'`, `'lead:{0}:{1}'`, `'t:{dto.tenantId}'`. */
+export type CacheKeyTemplate = string;
+
+export interface CacheableOptions {
+  /** A template or a function of the arguments. Default: `<keyPrefix>:<digest of the arguments>`. */
+  key?: CacheKeyTemplate | CacheKeyFunction;
+  /** Namespace of the default key (default `ClassName.methodName`). Methods that share a keyPrefix share entries. */
+  keyPrefix?: string;
+  /** L2 TTL (default: the module's). Numbers are milliseconds; strings such as '30s', '1h'. */
+  ttl?: Duration;
+  /** L1 TTL (never longer than `ttl`). */
+  l1Ttl?: Duration;
+  /** Tags (templates allowed) or a function of the arguments and the result. */
+  tags?: readonly string[] | ((args: never, result: never) => readonly string[]);
+  /** Cache only when this returns true for the arguments; otherwise the method just runs. */
+  condition?: (...args: never[]) => boolean;
+  /** Do not store a result for which this returns true (it is still returned). */
+  unless?: (result: never) => boolean;
+  /**
+   * Controllers only: request headers the response depends on. Part of the key, so one user's or tenant's
+   * response is never served to another.
+   */
+  vary?: readonly string[];
+  /**
+   * Controllers only: the response is the same for every caller, so requests carrying credentials
+   * (`Authorization`, `Cookie`) may be cached even if `vary` does not name those headers. Default false.
+   */
+  public?: boolean;
+}
+
+/** A key or pattern given as a function of the arguments (may return several). */
+export type CacheEvictFunction = (...args: never[]) => string | readonly string[];
+
+export interface CacheEvictOptions {
+  /** Keys to delete: templates as in @Cacheable, or functions of the arguments. */
+  keys?: string | ReadonlyArray<CacheKeyTemplate | CacheEvictFunction>;
+  /** Redis globs: literal text is a glob, filled-in values always match literally. */
+  patterns?: string | ReadonlyArray<CacheKeyTemplate | CacheEvictFunction>;
+  /** Tags (templates allowed) or a function of the arguments and the result (undefined before invocation). */
+  tags?: readonly string[] | ((args: never, result: never) => readonly string[]);
+  /** Empty this cache's whole namespace. */
+  allEntries?: boolean;
+  /** Evict before the method runs (even if it then throws). Default: after it succeeds. */
+  beforeInvocation?: boolean;
+}
+
+export interface CachePutOptions {
+  /** Where to store the result: a template or a function of the arguments. */
+  key: CacheKeyTemplate | CacheKeyFunction;
+  ttl?: Duration;
+  l1Ttl?: Duration;
+  tags?: readonly string[] | ((args: never, result: never) => readonly string[]);
+  condition?: (...args: never[]) => boolean;
+  unless?: (result: never) => boolean;
+}
+
+export interface TieredCacheInterceptorOptions {
+  /** Headers every cached route varies on (added to each route's own `vary`). */
+  vary?: readonly string[];
+}

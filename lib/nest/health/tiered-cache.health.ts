@@ -1,0 +1,173 @@
+import { Inject, Injectable, Optional } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import type { HealthIndicatorService } from '@nestjs/terminus';
+import { TIERED_CACHE } from '../constants';
+import { parseTimerDuration, type Duration } from '../../core/duration';
+import type { RedisMode } from '../../core/tiers/redis-connection';
+import type { TieredCache } from '../../core/tiered-cache';
+import type { InvalidationBus } from '../../core/bus/invalidation-bus';
+import { probeRedis, type ClusterProbe } from './redis-probe';
+
+export interface CacheHealthCheckOptions {
+  /** Report down when Redis is unreachable (default false: the app still serves from L1, reported as degraded). */
+  requireL2?: boolean;
+  /** Upper bound on the whole check (default 1s). Redis that does not answer in time counts as unreachable. */
+  timeout?: Duration;
+}
+
+/** What a component (the invalidation bus, …) reports about itself; shown under its name in the details. */
+export interface CacheComponentHealth {
+  state: string;
+  /** false marks the cache degraded (never down on its own). */
+  healthy: boolean;
+  [detail: string]: unknown;
+}
+
+export interface CacheL2Health {
+  enabled: boolean;
+  required: boolean;
+  mode?: RedisMode;
+  /** 'up'; 'degraded' when unreachable or (Cluster) not serving every slot. */
+  status?: 'up' | 'degraded';
+  reachable?: boolean;
+  /** ioredis connection state (ready, connecting, reconnecting, …): where the reconnect loop stands. */
+  connection?: string;
+  pingMs?: number;
+  usedMemory?: number;
+  connectedClients?: number;
+  cluster?: ClusterProbe;
+  error?: string;
+}
+
+export interface CacheHealthDetails {
+  l1: { enabled: boolean; entries: number; maxEntries: number; utilization: number };
+  l2: CacheL2Health;
+  [component: string]: unknown;
+  /** Why the cache is degraded, when it is. */
+  degraded?: string[];
+}
+
+export type CacheHealthResult<Key extends string> = Record<Key, { status: 'up' | 'down' } & CacheHealthDetails>;
+
+type IndicatorService = Pick<HealthIndicatorService, 'check'>;
+
+const DEFAULT_TIMEOUT_MS = 1_000;
+
+/**
+ * Terminus health indicator: `health.check([() => cacheHealth.isHealthy('cache')])`.
+ * Redis being unreachable reports `up` with a degraded L2 (L1 still serves) unless `requireL2` is set.
+ * @nestjs/terminus is loaded on the first check, so the cache module itself works without it.
+ */
+@Injectable()
+export class TieredCacheHealthIndicator {
+  private readonly components = new Map<string, () => CacheComponentHealth>();
+  private service: IndicatorService | undefined;
+
+  constructor(
+    @Inject(TIERED_CACHE) private readonly engine: TieredCache,
+    @Optional() private readonly moduleRef?: ModuleRef,
+  ) {
+    const bus = engine.bus;
+    if (bus) this.registerComponent('bus', () => busHealth(bus));
+  }
+
+  /**
+   * Adds a component to the details (the invalidation bus registers itself as 'bus'). Returns the remover.
+   * The callback must answer synchronously from state it already has: the check's time bound relies on it.
+   */
+  registerComponent(name: string, report: () => CacheComponentHealth): () => void {
+    if (name === 'l1' || name === 'l2' || name === 'degraded' || name === 'status') throw new Error(`"${name}" is a reserved health detail name`);
+    this.components.set(name, report);
+    return () => {
+      if (this.components.get(name) === report) this.components.delete(name);
+    };
+  }
+
+  async isHealthy<const Key extends string>(key: Key, options: CacheHealthCheckOptions = {}): Promise<CacheHealthResult<Key>> {
+    const session = this.indicatorService().check(key);
+    const details = await this.details(options);
+    const down = options.requireL2 === true && details.l2.status !== 'up';
+    return (down ? session.down(details) : session.up(details)) as unknown as CacheHealthResult<Key>;
+  }
+
+  /** The details alone, without Terminus (for a stats endpoint or a custom check). Never throws. */
+  async details(options: CacheHealthCheckOptions = {}): Promise<CacheHealthDetails> {
+    const timeoutMs = parseTimerDuration('timeout', options.timeout ?? DEFAULT_TIMEOUT_MS);
+    const required = options.requireL2 === true;
+    const degraded: string[] = [];
+    const s = this.engine.stats();
+    const details: CacheHealthDetails = {
+      l1: { enabled: s.l1.enabled, entries: s.l1.size, maxEntries: s.l1.maxSize, utilization: round2(s.l1.utilization) },
+      l2: await this.l2Health(timeoutMs, required, degraded),
+    };
+    if (!this.components.has('bus')) details.bus = { state: 'disabled' };
+    for (const [name, report] of this.components) {
+      let c: CacheComponentHealth;
+      try {
+        c = report();
+      } catch (err) {
+        c = { state: 'error', healthy: false, error: err instanceof Error ? err.message : String(err) };
+      }
+      details[name] = c;
+      if (!c.healthy) degraded.push(`${name} ${c.state}`);
+    }
+    if (degraded.length > 0) details.degraded = degraded;
+    return details;
+  }
+
+  private async l2Health(timeoutMs: number, required: boolean, degraded: string[]): Promise<CacheL2Health> {
+    const l2 = this.engine.l2;
+    if (!l2) {
+      if (required) degraded.push('L2 is not configured');
+      return { enabled: false, required };
+    }
+    const probe = await probeRedis(l2, timeoutMs);
+    const health: CacheL2Health = { enabled: true, required, mode: l2.mode, status: 'up', connection: l2.status, ...probe };
+    if (!probe.reachable) {
+      health.status = 'degraded';
+      degraded.push(`L2 unreachable: ${probe.error ?? 'unknown error'}`);
+    } else if (probe.cluster && (probe.cluster.state !== 'ok' || !probe.cluster.allSlotsCovered)) {
+      health.status = 'degraded';
+      degraded.push(`Redis Cluster state ${probe.cluster.state}, ${probe.cluster.slotsOk} of 16384 slots served`);
+    }
+    return health;
+  }
+
+  private indicatorService(): IndicatorService {
+    if (this.service) return this.service;
+    let terminus: typeof import('@nestjs/terminus');
+    try {
+      terminus = require('@nestjs/terminus') as typeof import('@nestjs/terminus');
+    } catch {
+      throw new Error('TieredCacheHealthIndicator needs @nestjs/terminus (npm install @nestjs/terminus)');
+    }
+    try {
+      // The app's instance when TerminusModule is imported; it holds no state, so a fresh one is equivalent.
+      this.service = this.moduleRef?.get(terminus.HealthIndicatorService, { strict: false }) ?? new terminus.HealthIndicatorService();
+    } catch {
+      this.service = new terminus.HealthIndicatorService();
+    }
+    return this.service;
+  }
+}
+
+/**
+ * Not subscribed means L1 may miss other instances' changes (the engine then reads through to L2): degraded.
+ * An engine without L1 only publishes: healthy.
+ */
+function busHealth(bus: InvalidationBus): CacheComponentHealth {
+  const s = bus.stats();
+  return {
+    state: bus.state,
+    healthy: bus.state === 'subscribed' || bus.state === 'publishing',
+    channel: bus.channel,
+    connection: bus.connection,
+    overwrites: s.overwrites,
+    retryQueue: s.retryQueue,
+    l1ClearsOnReconnect: s.l1ClearsOnReconnect,
+  };
+}
+
+function round2(n: number): number {
+  return Math.round(n * 100) / 100;
+}

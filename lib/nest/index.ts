@@ -1,0 +1,24 @@
+// The Nest layer: a thin shell around the engine in ../core.
+export { TieredCacheModule } from './tiered-cache.module';
+export { CacheManagerService } from './cache-manager.service';
+export { TIERED_CACHE_OPTIONS } from './tiered-cache.module-definition';
+export { TIERED_CACHE, CACHE_OPERATIONS_METADATA, TIERED_CACHE_INTERCEPTOR_OPTIONS } from './constants';
+export { Cacheable } from './decorators/cacheable.decorator';
+export { CacheEvict } from './decorators/cache-evict.decorator';
+export { CachePut } from './decorators/cache-put.decorator';
+export { TieredCacheInterceptor } from './http/tiered-cache.interceptor';
+export { HttpFastPath, HttpFastPathMiddleware, type HttpFastPathStats, type CachedHttpResponse, type FastPathRequest, type FastPathResponse } from './http/http-fast-path';
+export { MethodCacheExplorer, CacheDecoratorError } from './method-cache.explorer';
+export type * from './cache-decorator-options.interface';
+export { InvalidationStrategyFor } from './events/decorators/invalidation-strategy-for.decorator';
+export type { InvalidationStrategy } from './events/invalidation-strategy.interface';
+export { InvalidationExplorer } from './events/invalidation.explorer';
+export { EventInvalidationListener } from './events/event-invalidation.listener';
+export { RuleBasedInvalidationStrategy } from './events/strategies/rule-based-invalidation.strategy';
+export { PropertyInvalidationStrategy, PROPERTY_KEY_LAYOUT, DEFAULT_PROPERTY_LAYOUT, type PropertyKeyLayout } from './events/strategies/property-invalidation.strategy';
+export { ScoreInvalidationStrategy, SCORE_KEY_LAYOUT, DEFAULT_SCORE_LAYOUT, type ScoreKeyLayout } from './events/strategies/score-invalidation.strategy';
+export { TimelineInvalidationStrategy, TIMELINE_KEY_LAYOUT, DEFAULT_TIMELINE_LAYOUT, type TimelineKeyLayout } from './events/strategies/timeline-invalidation.strategy';
+export { TieredCacheHealthIndicator, type CacheHealthCheckOptions, type CacheHealthDetails, type CacheHealthResult, type CacheL2Health, type CacheComponentHealth } from './health/tiered-cache.health';
+export type { ClusterProbe } from './health/redis-probe';
+export { CacheMetricsService } from './metrics/cache-metrics.service';
+export { attachCacheMetrics, DEFAULT_DURATION_BUCKETS } from './metrics/cache-metrics';

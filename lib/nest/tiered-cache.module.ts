@@ -1,0 +1,60 @@
+import { Module, RequestMethod, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
+import { DiscoveryModule, HttpAdapterHost } from '@nestjs/core';
+import { EventInvalidationListener } from './events/event-invalidation.listener';
+import { InvalidationExplorer } from './events/invalidation.explorer';
+import { CacheManagerService } from './cache-manager.service';
+import { TIERED_CACHE } from './constants';
+import { ConfigurableModuleClass } from './tiered-cache.module-definition';
+import { MethodCacheExplorer } from './method-cache.explorer';
+import { TieredCacheHealthIndicator } from './health/tiered-cache.health';
+import { CacheMetricsService } from './metrics/cache-metrics.service';
+import { HttpFastPath, HttpFastPathMiddleware } from './http/http-fast-path';
+import { engineInternals } from '../core/tiered-cache';
+
+/**
+ * `TieredCacheModule.forRoot(options)` or `.forRootAsync({ imports, inject, useFactory, isGlobal })`.
+ * With no `redis` option the cache is L1-only.
+ */
+@Module({
+  imports: [DiscoveryModule],
+  providers: [
+    MethodCacheExplorer,
+    CacheManagerService,
+    InvalidationExplorer,
+    EventInvalidationListener,
+    { provide: TIERED_CACHE, useFactory: (svc: CacheManagerService) => svc.engine, inject: [CacheManagerService] },
+    // Optional peers (terminus, prom-client) are loaded lazily by these two; without them they stay idle.
+    TieredCacheHealthIndicator,
+    CacheMetricsService,
+    // Always provided (options may come from forRootAsync, known only once resolved); idle unless http.fastPath.
+    HttpFastPath,
+  ],
+  exports: [CacheManagerService, TIERED_CACHE, TieredCacheHealthIndicator, CacheMetricsService, HttpFastPath],
+})
+export class TieredCacheModule extends ConfigurableModuleClass implements NestModule {
+  constructor(
+    private readonly fastPath: HttpFastPath,
+    private readonly adapterHost: HttpAdapterHost,
+  ) {
+    super();
+  }
+
+  configure(consumer: MiddlewareConsumer): void {
+    const fastPath = this.fastPath;
+    if (!fastPath.enabled) return;
+    const adapter = this.adapterHost.httpAdapter as { getType?(): string } | undefined;
+    const type = adapter?.getType?.();
+    if (type !== 'express') {
+      engineInternals(fastPath.engine).log('warn', 'http-fast-path', `http.fastPath is for Express only; this app runs on ${type ?? 'no HTTP adapter'}, so it stays off`);
+      return;
+    }
+    if (fastPath.engine.l1 === undefined) {
+      engineInternals(fastPath.engine).log('warn', 'http-fast-path', 'http.fastPath answers from L1, which is disabled (l1.enabled: false), so it stays off');
+      return;
+    }
+    fastPath.activate();
+    // RequestMethod.ALL: Nest then mounts the middleware as it is, with no method filter of its own in front.
+    // '*' is Nest's spelling of "every route" (converted to path-to-regexp v8's '/{*path}' without a warning).
+    consumer.apply(HttpFastPathMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
+  }
+}
