@@ -196,6 +196,20 @@ describe('a fill overtaken by an invalidation on another instance is returned bu
     expect(await b.call('get', 'y:2')).toBeUndefined();
   });
 
+  it('a flushed script cache (SCRIPT FLUSH, a fresh server after failover) cannot let a fill store unchecked', async () => {
+    const a = await instanceA();
+    expect(await b.call('startFill', 'flush:1')).toBe(true);
+    await a.delete('flush:1');
+    await raw.script('FLUSH');
+    expect(await b.call('releaseFill', 'flush:1', 'OLD')).toBe('OLD');
+    expect(await raw.exists(`${prefix}flush:1`)).toBe(0);
+    // And a fill nothing overtook still stores after the flush.
+    expect(await b.call('startFill', 'flush:2')).toBe(true);
+    await raw.script('FLUSH');
+    expect(await b.call('releaseFill', 'flush:2', 'NEW')).toBe('NEW');
+    expect(await raw.exists(`${prefix}flush:2`)).toBe(1);
+  });
+
   it('a write on A overtaking the fill on B wins: the fill only stores into an absent key', async () => {
     const a = await instanceA();
     expect(await b.call('startFill', 'w:1')).toBe(true);

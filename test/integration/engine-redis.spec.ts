@@ -288,6 +288,26 @@ describe('engine against a real Redis', () => {
     expect(await c.get('k0')).toBe(0); // still in L1
   });
 
+  it('stats().tiers reports each tier of the stack by name, in order, beside the l1/l2 fields', async () => {
+    const a = await cache();
+    await a.set('k', { v: 1 });
+    const b = new TieredCache({ redis: redis.url, keyPrefix: a.options.keyPrefix, logger: quiet, bus: false });
+    caches.push(b);
+    await b.connect();
+    expect(await b.get('k')).toEqual({ v: 1 }); // L1 miss, L2 hit, copied up
+    expect(await b.get('k')).toEqual({ v: 1 }); // L1 hit
+    expect(await b.get('absent')).toBeUndefined(); // a miss in both
+    const s = b.stats();
+    expect(Object.keys(s.tiers)).toEqual(['l1', 'l2']);
+    expect(s.tiers.l1).toEqual({ kind: 'memory', level: 0, hits: 1, misses: 2, hitRatio: 1 / 3, promotions: 1, errors: 0, ready: true });
+    expect(s.tiers.l2).toEqual({ kind: 'redis', level: 1, hits: 1, misses: 1, hitRatio: 0.5, promotions: 0, errors: 0, ready: true });
+    expect(s.l1.hits).toBe(s.tiers.l1.hits);
+    expect(s.l2.hits).toBe(s.tiers.l2.hits);
+    const l1Only = new TieredCache({ logger: quiet });
+    caches.push(l1Only);
+    expect(Object.keys(l1Only.stats().tiers)).toEqual(['l1']);
+  });
+
   describe('the entry envelope on the wire', () => {
     it("reads entries written in today's format (no envelope) by the default codec and by the json codec", async () => {
       const c = await cache({ keyPrefix: 'envold:' });
