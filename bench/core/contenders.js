@@ -198,7 +198,7 @@ async function buildContenders(url) {
   let g = 'L1 hit (get, 1 in flight)';
   // Not an async function: the harness's own `await` is the one await the floor pays.
   floor(g, 'raw lru-cache get (awaited)', (i) => raw.l1Get(k(i)));
-  add(g, 'ours: CacheManagerService.get', (i) => ours.tiered.get(k(i)), { ours: true, target: 0.5 });
+  add(g, 'ours: CacheManagerService.get', (i) => ours.tiered.get(k(i)), { ours: true, target: 0.6 });
   add(g, "ours: get, l1.protection 'clone'", (i) => ours.clone.get(k(i)), { ours: true });
   add(g, 'bentocache (L1 serialize:false)', (i) => bentoStores.tiered.get({ key: k(i) }));
   add(g, 'bentocache (default: serialize:true)', (i) => bentoStores.tieredDefault.get({ key: k(i) }));
@@ -214,7 +214,7 @@ async function buildContenders(url) {
       add(g, 'control: the floor again (how far a ratio strays from 100 % by noise alone)', (i) => raw.getParsed(rawPlain, k(i)));
     }
     else floor(g, 'raw ioredis GET + JSON.parse, auto-pipelining', (i) => raw.getParsed(rawAP, k(i)), { inflight });
-    add(g, 'ours: get (l1.enabled:false)', (i) => ours.l2only.get(k(i)), { inflight, ours: true, target: inflight === 1 ? 0.9 : 0.85 });
+    add(g, 'ours: get (l1.enabled:false)', (i) => ours.l2only.get(k(i)), { inflight, ours: true, target: inflight === 1 ? 0.9 : 1.0 });
     add(g, 'bentocache (L2 layer only)', (i) => bentoStores.l2only.get({ key: k(i) }), { inflight });
     add(g, 'cache-manager (Keyv redis store only)', (i) => cm.l2only.get(k(i)), { inflight });
     add(g, 'cacheable (Keyv redis as primary)', (i) => cb.l2only.get(k(i)), { inflight });
@@ -232,7 +232,7 @@ async function buildContenders(url) {
   g = 'getOrSet miss, trivial factory (1 in flight)';
   const missAfter = (db) => ({ after: () => flush(db) });
   floor(g, 'raw ioredis GET (nil) + SET', (i) => raw.getOrSet(rawMissPlain, freshKey(), () => makeValue(i)), missAfter(DB.raw.miss));
-  add(g, 'ours: getOrSet', (i) => ours.miss.getOrSet(freshKey(), () => makeValue(i)), { ours: true, ...missAfter(DB.ours.miss) });
+  add(g, 'ours: getOrSet', (i) => ours.miss.getOrSet(freshKey(), () => makeValue(i)), { ours: true, target: 0.75, ...missAfter(DB.ours.miss) });
   add(g, 'bentocache getOrSet', (i) => bentoStores.miss.getOrSet({ key: freshKey(), factory: () => makeValue(i), ttl: TTL_MS }), missAfter(DB.bento.miss));
   add(g, 'cache-manager wrap', (i) => cm.miss.wrap(freshKey(), () => makeValue(i), TTL_MS), missAfter(DB.cm.miss));
   add(g, 'cacheable getOrSet', (i) => cb.miss.getOrSet(freshKey(), async () => makeValue(i), { ttl: TTL_MS }), missAfter(DB.cacheable.miss));

@@ -24,7 +24,7 @@ import { TagSystem } from './tag-system';
 import { MemoryTier } from './tiers/memory.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
 import { L2_FAILED, RedisTier } from './tiers/redis.tier';
-import { ValueProtection } from './value-protection';
+import { NULL_MARKER, ValueProtection } from './value-protection';
 import { WritePath } from './write-path';
 import { WriteBehindQueue } from './write-behind-queue';
 
@@ -59,6 +59,7 @@ export class TieredCache {
   readonly #invalidationQueue: InvalidationQueue;
   readonly #listeners: Array<(change: CacheChange) => void> = [];
   readonly #logs: LogThrottle;
+  readonly #plain: boolean;
   #observers: CacheObserver[] = [];
   #closing = false;
 
@@ -109,6 +110,7 @@ export class TieredCache {
       log,
     };
     this.#state = state;
+    this.#plain = state.protection.plain;
     this.#stack = new CacheStack(state);
     const tags = new TagSystem(state, target);
     this.#invalidator = new Invalidator(state, this.#stack, tags, target);
@@ -192,17 +194,19 @@ export class TieredCache {
   get<T = unknown>(key: string): Promise<T | undefined> {
     if (!isValidKey(key)) return Promise.reject(keyError(key));
     const s = this.#state;
-    const sample = (++s.n.gets & SAMPLE_MASK) === 0;
+    const n = s.n;
+    const sample = (++n.gets & SAMPLE_MASK) === 0;
     const t0 = sample ? performance.now() : 0;
     const l1 = this.l1;
     if (l1 !== undefined && (s.l1Trusted || !this.l2?.ready)) {
       const hit = l1.get(key);
       if (hit !== undefined) {
-        s.n.l1Hits++;
+        n.l1Hits++;
         if (sample) this.#sampleLatency(t0, 'get', 'l1');
-        return Promise.resolve(s.protection.fromStored(hit) as T);
+        // The common case (no clone on read) inlined: this path is a few property loads.
+        return Promise.resolve((this.#plain ? (hit === NULL_MARKER ? null : hit) : s.protection.fromStored(hit)) as T);
       }
-      s.n.l1Misses++;
+      n.l1Misses++;
     }
     return this.#getBelowL1<T>(key, sample, t0);
   }
@@ -275,7 +279,7 @@ export class TieredCache {
     if (hit === undefined) return undefined;
     s.n.gets++;
     s.n.l1Hits++;
-    return s.protection.fromStored(hit) as T;
+    return (this.#plain ? (hit === NULL_MARKER ? null : hit) : s.protection.fromStored(hit)) as T;
   }
 
   /**
@@ -301,7 +305,7 @@ export class TieredCache {
       if (hit !== undefined) {
         s.n.l1Hits++;
         if (sample) this.#sampleLatency(t0, 'getOrSet', 'l1');
-        return Promise.resolve(s.protection.fromStored(hit) as T);
+        return Promise.resolve((this.#plain ? (hit === NULL_MARKER ? null : hit) : s.protection.fromStored(hit)) as T);
       }
       s.n.l1Misses++;
     }

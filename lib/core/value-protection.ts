@@ -1,7 +1,7 @@
 import type { L1Protection } from './tiered-cache-options.interface';
 
 // lru-cache cannot hold null/undefined; null results (when cached) are stored as this marker.
-const NULL_MARKER = Object.freeze({ __tieredCacheNull: true });
+export const NULL_MARKER = Object.freeze({ __tieredCacheNull: true });
 
 /**
  * L1 holds live objects, shared by every caller that reads them. `l1.protection` decides what guards them
@@ -10,10 +10,13 @@ const NULL_MARKER = Object.freeze({ __tieredCacheNull: true });
 export class ValueProtection {
   readonly #freeze: boolean;
   readonly #clone: boolean;
+  /** No clone on read: an L1 hit is the stored object itself (or null), which the facade's hot path inlines. */
+  readonly plain: boolean;
 
   constructor(mode: L1Protection) {
     this.#freeze = mode === 'freeze';
     this.#clone = mode === 'clone';
+    this.plain = !this.#clone;
   }
 
   /** What L1 stores for `value` (never null: lru-cache cannot hold it). */
