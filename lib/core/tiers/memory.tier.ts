@@ -172,8 +172,7 @@ export class MemoryTier implements Tier<object> {
   getEntry(key: string): TierEntry<object> | undefined {
     const value = this.get(key);
     if (value === undefined) return undefined;
-    const ttl = this.remainingMs(key);
-    return ttl === undefined ? undefined : { value, ttl };
+    return { value, ttl: this.remainingMs(key) };
   }
 
   getEntries(keys: readonly string[]): Array<TierEntry<object> | undefined> {
@@ -224,18 +223,18 @@ export class MemoryTier implements Tier<object> {
   }
 
   /**
-   * Remaining lifetime as Redis' PTTL gives it: whole ms, never more than was written, under 1 ms left reads as
-   * gone (PTTL 0); -1 without expiry. Not remainingTtl(): lru-cache's getRemainingTTL measures age against a
+   * Remaining lifetime of a live entry, in whole ms, never more than was written; -1 without expiry. Not remainingTtl(): lru-cache's getRemainingTTL measures age against a
    * cached clock reading (refreshed by a timer, so as old as the current macrotask) while writes are stamped with a
    * fresh one, so right after a write it reports more than the ttl (5,004 ms for a 5,000 ms write was seen), and
    * near the end it reaches 0 while the entry still reads as live (which `?? -1` turned into "no expiry").
-   * info() measures with a fresh clock.
+   * info() measures with a fresh clock; liveness stays with get/has, so that every method agrees on it.
    */
-  private remainingMs(key: string): number | undefined {
+  private remainingMs(key: string): number {
     const info = this.lru.info(key);
-    if (info === undefined) return undefined;
-    if (info.ttl === undefined) return -1;
-    return info.ttl >= 1 ? Math.floor(info.ttl) : undefined;
+    if (info === undefined || info.ttl === undefined) return -1;
+    // Whether an entry is live is lru-cache's call (get/has, on its cached clock), so that every method agrees on
+    // it; one it still holds with under 1 ms left on a fresh clock reads as 1 ms.
+    return Math.max(1, Math.floor(info.ttl));
   }
 
   health(): Promise<TierHealth> {
