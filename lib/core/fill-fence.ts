@@ -1,5 +1,6 @@
 import type { InvalidationTarget } from './deferred-invalidations';
 import { escapeGlob } from './glob';
+import { RESERVED } from './keys/cache-key';
 import type { RedisTier } from './tiers/redis.tier';
 
 /**
@@ -48,7 +49,7 @@ export interface FillSeen {
  * again and store), nor, unless it clears the whole namespace, a tag index (its keys would never be found).
  */
 export function fencedTarget(l2: RedisTier, names: { prefix: string; tagPrefix: string; legacyTagPrefix: string; fencePrefix: string; genKey: string }, fillWindow: number): InvalidationTarget {
-  const reserved = names.prefix + '__tc:';
+  const reserved = names.prefix + RESERVED;
   const everything = escapeGlob(names.prefix) + '*';
   const isTagIndex = (k: string): boolean => k.startsWith(names.tagPrefix) || k.startsWith(names.legacyTagPrefix);
   const keepOnClear = (k: string): boolean => k.startsWith(reserved) && !isTagIndex(k);

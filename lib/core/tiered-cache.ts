@@ -14,7 +14,7 @@ import { SingleFlight } from './get-set/single-flight';
 import { InvalidationQueue } from './invalidation-queue';
 import { InvalidationCounters } from './invalidation-stats';
 import { Invalidator } from './invalidator';
-import { checkKey, isValidKey, keyError, RESERVED } from './keys/cache-key';
+import { checkKey, isValidKey, keyError, RESERVED, tagIndexPrefixes } from './keys/cache-key';
 import { LogThrottle } from './log-throttle';
 import { fanOut, type CacheObserver, type CacheOperation, type CacheTier, type InvalidationSource } from './observer';
 import { resolveOptions, type ResolvedOptions } from './options';
@@ -85,8 +85,7 @@ export class TieredCache {
     }
     const l2 = this.l2;
     const reserved = {
-      tagPrefix: l2?.tagPrefix ?? prefix + RESERVED + 'tagz:',
-      legacyTagPrefix: l2?.legacyTagPrefix ?? prefix + RESERVED + 'tag:',
+      ...tagIndexPrefixes(prefix),
       fencePrefix: prefix + RESERVED + 'fence:',
       genKey: prefix + RESERVED + 'gen',
     };
@@ -327,12 +326,9 @@ export class TieredCache {
     });
   }
 
-  async mset(entries: ReadonlyArray<readonly [string, unknown]> | Record<string, unknown>, options?: SetOptions): Promise<number> {
-    const t0 = this.#state.observer ? performance.now() : -1;
+  mset(entries: ReadonlyArray<readonly [string, unknown]> | Record<string, unknown>, options?: SetOptions): Promise<number> {
     const list = Array.isArray(entries) ? (entries as ReadonlyArray<readonly [string, unknown]>) : Object.entries(entries);
-    const n = await this.#writes.setMany(list, options);
-    if (t0 >= 0) this.#timed('mset', this.l2 ? 'l2' : 'l1', t0);
-    return n;
+    return this.#measured('mset', () => this.#writes.setMany(list, options));
   }
 
   /** Writes out the write-behind queue now. */
@@ -343,13 +339,10 @@ export class TieredCache {
   // ---------------------------------------------------------------- invalidation
 
   /** Removes keys from both tiers at once; resolves to how many existed. */
-  async delete(keys: string | readonly string[]): Promise<number> {
+  delete(keys: string | readonly string[]): Promise<number> {
     const list = typeof keys === 'string' ? [keys] : [...keys];
-    if (list.length === 0) return 0;
-    const t0 = this.#state.observer ? performance.now() : -1;
-    const n = await this.#invalidator.delete(list);
-    if (t0 >= 0) this.#timed('delete', this.l2 ? 'l2' : 'l1', t0);
-    return n;
+    if (list.length === 0) return Promise.resolve(0);
+    return this.#measured('delete', () => this.#invalidator.delete(list));
   }
 
   /**
@@ -373,28 +366,20 @@ export class TieredCache {
   invalidatePattern(glob: string, options: { detailed: true }): Promise<PatternInvalidationReport>;
   async invalidatePattern(glob: string, options?: { detailed?: boolean }): Promise<number | PatternInvalidationReport> {
     if (typeof glob !== 'string' || glob.length === 0) throw new TypeError('invalidatePattern needs a non-empty glob');
-    const t0 = this.#state.observer ? performance.now() : -1;
-    const report = await this.#invalidator.pattern(glob);
-    if (t0 >= 0) this.#timed('invalidatePattern', this.l2 ? 'l2' : 'l1', t0);
+    const report = await this.#measured('invalidatePattern', () => this.#invalidator.pattern(glob));
     return options?.detailed ? report : report.removed;
   }
 
   /** Removes every entry tagged with any of `tags`, in L1 and L2, in O(tagged entries). */
-  async invalidateTags(tags: string | readonly string[]): Promise<number> {
+  invalidateTags(tags: string | readonly string[]): Promise<number> {
     const list = typeof tags === 'string' ? [tags] : [...tags];
-    if (list.length === 0) return 0;
-    const t0 = this.#state.observer ? performance.now() : -1;
-    const n = await this.#invalidator.tagged(list);
-    if (t0 >= 0) this.#timed('invalidateTags', this.l2 ? 'l2' : 'l1', t0);
-    return n;
+    if (list.length === 0) return Promise.resolve(0);
+    return this.#measured('invalidateTags', () => this.#invalidator.tagged(list));
   }
 
   /** Empties this cache's namespace (L1, and L2 keys under keyPrefix only; never FLUSHDB). */
-  async clear(): Promise<number> {
-    const t0 = this.#state.observer ? performance.now() : -1;
-    const n = await this.#invalidator.clear();
-    if (t0 >= 0) this.#timed('clear', this.l2 ? 'l2' : 'l1', t0);
-    return n;
+  clear(): Promise<number> {
+    return this.#measured('clear', () => this.#invalidator.clear());
   }
 
   // ---------------------------------------------------------------- stats and observation
@@ -424,6 +409,15 @@ export class TieredCache {
     n.latencyTotal += ms;
     n.latencySamples++;
     this.#state.observer?.duration?.(op, tier, ms / 1000);
+  }
+
+  /** Runs an operation, timing it for the metrics hooks when someone observes. */
+  async #measured<T>(op: CacheOperation, run: () => Promise<T>): Promise<T> {
+    if (!this.#state.observer) return run();
+    const t0 = performance.now();
+    const r = await run();
+    this.#timed(op, this.l2 ? 'l2' : 'l1', t0);
+    return r;
   }
 
   #timed(op: CacheOperation, tier: CacheTier, t0: number): void {

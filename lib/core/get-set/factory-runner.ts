@@ -22,24 +22,28 @@ export class FactoryRunner {
 
   async fill<T>(key: string, factory: () => T | Promise<T>, options: SetOptions | undefined, flight: Flight, t0: number): Promise<T> {
     const ctx = this.ctx;
-    let seen: FillSeen | undefined;
-    if (ctx.l2) {
-      const r = await this.stack.readForFill(key);
-      if (r.value !== undefined) {
-        if (t0 >= 0) this.sampled(t0, 'getOrSet', 'l2');
-        return r.value as T;
+    try {
+      let seen: FillSeen | undefined;
+      if (ctx.l2) {
+        const r = await this.stack.readForFill(key);
+        if (r.value !== undefined) {
+          if (t0 >= 0) this.sampled(t0, 'getOrSet', 'l2');
+          return r.value as T;
+        }
+        seen = r.seen;
       }
-      seen = r.seen;
+      if (t0 >= 0) this.sampled(t0, 'getOrSet', ctx.l2 ? 'l2' : 'l1');
+      const value = await factory();
+      if (!ctx.options.readThrough || ctx.closed) return value;
+      if (flight.stale) {
+        // This instance already heard of an invalidation (its own, or another's through the bus): not stored.
+        ctx.n.fillsRefused++;
+      } else if (!ctx.l2 || seen === undefined) await this.writes.storeUnfenced(key, value, options, !!ctx.l2);
+      else await this.storeFenced(key, value, options, seen, flight);
+      return value;
+    } finally {
+      ctx.flights.end(key, flight);
     }
-    if (t0 >= 0) this.sampled(t0, 'getOrSet', ctx.l2 ? 'l2' : 'l1');
-    const value = await factory();
-    if (!ctx.options.readThrough || ctx.closed) return value;
-    if (flight.stale) {
-      // This instance already heard of an invalidation (its own, or another's through the bus): not stored.
-      ctx.n.fillsRefused++;
-    } else if (!ctx.l2 || seen === undefined) await this.writes.storeUnfenced(key, value, options, !!ctx.l2);
-    else await this.storeFenced(key, value, options, seen, flight);
-    return value;
   }
 
   /** Stores a fill's value in Redis only if no invalidation overtook it, and in L1 only once Redis took it. */

@@ -17,15 +17,17 @@ export class SingleFlight {
     return this.#flights.get(key);
   }
 
-  /** Starts `run` for `key`; the flight is forgotten when it settles. */
+  /** Starts `run` for `key`; `run` calls end() when it settles (in its own finally: no extra promise per miss). */
   start<T>(key: string, run: (flight: Flight) => Promise<T>): Promise<T> {
     const flight: Flight = { promise: undefined as unknown as Promise<T>, stale: false };
-    const promise = run(flight).finally(() => {
-      if (this.#flights.get(key) === flight) this.#flights.delete(key);
-    });
-    flight.promise = promise;
     this.#flights.set(key, flight);
+    const promise = run(flight);
+    flight.promise = promise;
     return promise;
+  }
+
+  end(key: string, flight: Flight): void {
+    if (this.#flights.get(key) === flight) this.#flights.delete(key);
   }
 
   markStale(key: string): void {

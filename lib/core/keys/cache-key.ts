@@ -13,3 +13,8 @@ export function keyError(key: unknown): TypeError {
 export function checkKey(key: string): void {
   if (!isValidKey(key)) throw keyError(key);
 }
+
+/** Where a namespace's tag indexes live: sorted sets scored by expiry, and the plain sets of earlier versions. */
+export function tagIndexPrefixes(keyPrefix: string): { tagPrefix: string; legacyTagPrefix: string } {
+  return { tagPrefix: keyPrefix + RESERVED + 'tagz:', legacyTagPrefix: keyPrefix + RESERVED + 'tag:' };
+}

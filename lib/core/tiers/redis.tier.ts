@@ -1,6 +1,7 @@
 import { Command, type Cluster, type Redis } from 'ioredis';
 import { DEADLINE_MISSED, Deadlines, L2_FAILED, type CommandQueue, type L2Failed, type StampedCommand } from './deadline';
 import { escapeGlob } from '../glob';
+import { RESERVED, tagIndexPrefixes } from '../keys/cache-key';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
 import type { Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
@@ -183,8 +184,7 @@ export class RedisTier implements Tier<string> {
     readonly keyPrefix = '',
     readonly name = 'l2',
   ) {
-    this.tagPrefix = keyPrefix + '__tc:tagz:';
-    this.legacyTagPrefix = keyPrefix + '__tc:tag:';
+    ({ tagPrefix: this.tagPrefix, legacyTagPrefix: this.legacyTagPrefix } = tagIndexPrefixes(keyPrefix));
     this.mode = factory.mode;
     this.coalesce = this.mode !== 'cluster';
     const n = this.mode === 'cluster' ? 1 : maxConnections;
@@ -737,7 +737,7 @@ export class RedisTier implements Tier<string> {
    */
   async deletePattern(glob: string): Promise<TierRemoval> {
     // A user's glob (`*`, `*:1`) also matches the tier's own keys under the prefix: tag indexes must survive it.
-    const reserved = this.keyPrefix + '__tc:';
+    const reserved = this.keyPrefix + RESERVED;
     const r = await this.scanDelete(escapeGlob(this.keyPrefix) + glob, undefined, (k) => k.startsWith(reserved));
     return { removed: r.removed, complete: r.failedNodes.length === 0 };
   }
