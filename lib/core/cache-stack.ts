@@ -128,7 +128,7 @@ export class CacheStack {
     const promote = ctx.l1 !== undefined && this.promotionDue(key);
     const since = promote ? ctx.readGuard.begin() : -1;
     try {
-      const r = await (ctx.l2 as RedisTier).readForFill(pkey, fenceKeyOf(ctx.reserved.fencePrefix, pkey), ctx.reserved.genKey);
+      const r = await (ctx.l2 as RedisTier).readForFill(pkey, fenceKeyOf(ctx.reserved.fencePrefix, pkey), ctx.reserved.genKey, promote);
       if (r === L2_FAILED) {
         ctx.n.l2Misses++;
         return { value: undefined };

@@ -9,9 +9,10 @@ import type { RedisTier } from './tiers/redis.tier';
  * A fill reads, in the round trip that finds the key missing, the key's fence and the namespace generation.
  * A delete of the key (on any instance) writes a new token into the key's fence, kept for `l2.fillWindow`;
  * a pattern or tag invalidation and a clear increment the namespace generation. The fill then stores with one
- * script that writes only when both still read as they did and the key is still absent (SET NX): otherwise its
- * value is returned to its caller and stored in no tier. Redis runs the script atomically, so the check and
- * the write cannot be split by an invalidation, however soon after it the factory returns.
+ * transaction that writes only when both still read as they did and the key is still absent (the redis tier's
+ * FILL_STAGE): otherwise its value is returned to its caller and stored in no tier. Redis runs the transaction
+ * atomically, so the check and the write cannot be split by an invalidation, however soon after it the factory
+ * returns.
  *
  * Limits, by construction: a factory that runs longer than `l2.fillWindow` is not stored (its fence may have
  * expired); on a Cluster the namespace generation lives in another slot than the key, so it is checked by a read

@@ -208,6 +208,31 @@ describe('a fill overtaken by an invalidation on another instance is returned bu
     await raw.script('FLUSH');
     expect(await b.call('releaseFill', 'flush:2', 'NEW')).toBe('NEW');
     expect(await raw.exists(`${prefix}flush:2`)).toBe(1);
+    // A tagged fill after a flush is stored and indexed together: the tag invalidation finds it.
+    expect(await b.call('startFill', 'flush:3', { tags: ['fl'] })).toBe(true);
+    await raw.script('FLUSH');
+    expect(await b.call('releaseFill', 'flush:3', 'TAGGED')).toBe('TAGGED');
+    expect(await raw.exists(`${prefix}flush:3`)).toBe(1);
+    expect(await a.invalidateTags('fl')).toBe(1);
+    expect(await raw.exists(`${prefix}flush:3`)).toBe(0);
+    // The value waits in the staging key only inside its transaction.
+    expect(await raw.exists(`${prefix}__tc:fill`)).toBe(0);
+  });
+
+  it('a fill and its tags are stored together: a refused tagged fill leaves neither the value nor a live index entry', async () => {
+    const a = await instanceA();
+    expect(await b.call('startFill', 'tg:1', { tags: ['tg-a', 'tg-b'] })).toBe(true);
+    await a.delete('tg:1');
+    expect(await b.call('releaseFill', 'tg:1', 'OLD')).toBe('OLD');
+    expect(await raw.exists(`${prefix}tg:1`)).toBe(0);
+    expect(await raw.exists(`${prefix}__tc:tagz:tg-a`, `${prefix}__tc:tagz:tg-b`)).toBe(0);
+    expect(await b.call('startFill', 'tg:1', { tags: ['tg-a', 'tg-b'] })).toBe(true);
+    expect(await b.call('releaseFill', 'tg:1', 'NEW')).toBe('NEW');
+    expect(await raw.zrange(`${prefix}__tc:tagz:tg-a`, "0", "-1")).toEqual([`${prefix}tg:1`]);
+    expect(await raw.zrange(`${prefix}__tc:tagz:tg-b`, "0", "-1")).toEqual([`${prefix}tg:1`]);
+    expect(await a.invalidateTags('tg-b')).toBe(1);
+    expect(await b.call('get', 'tg:1')).toBeUndefined();
+    expect(await raw.exists(`${prefix}__tc:fill`)).toBe(0);
   });
 
   it('a write on A overtaking the fill on B wins: the fill only stores into an absent key', async () => {

@@ -65,6 +65,31 @@ class PropertyService {
 @Module({ providers: [PropertyService] })
 class PropertyModule {}
 
+/** A @Cacheable read held open by the test: it has read the old row and returns only when released. */
+@Injectable()
+class HeldPropertyService {
+  started = 0;
+  lastId: string | undefined;
+  private release: ((row: string) => void) | undefined;
+  private readonly startedListeners: Array<() => void> = [];
+  @Cacheable({ key: 'property:detail:{id}', tags: ['property:{id}'] })
+  findById(id: string): Promise<string> {
+    this.started++;
+    this.lastId = id;
+    for (const l of this.startedListeners.splice(0)) l();
+    return new Promise((resolve) => (this.release = resolve));
+  }
+  whenStarted(): Promise<void> {
+    return this.started > 0 ? Promise.resolve() : new Promise((resolve) => this.startedListeners.push(resolve));
+  }
+  finish(row: string): void {
+    this.release?.(row);
+  }
+}
+
+@Module({ providers: [HeldPropertyService] })
+class HeldPropertyModule {}
+
 describe('event-driven invalidation across two Nest apps sharing one Redis', () => {
   let redis: RedisServer;
   let raw: Redis;
@@ -177,6 +202,25 @@ describe('event-driven invalidation across two Nest apps sharing one Redis', () 
     // Only the entries B just stored again, one per id, under the segment the template made of it.
     expect(await raw.keys('ev:property:detail:*')).toHaveLength(ids.length);
     expect(await raw.exists('ev:property:detail:FR%2F75%2F001')).toBe(1);
+  });
+
+  it('a domain event on A overtaking a @Cacheable read on B: B returns the old row but stores it in no tier', async () => {
+    const A = await app();
+    const B = await app({}, true, [HeldPropertyModule]);
+    const held = B.ctx.get(HeldPropertyService);
+    // B's method has read the old row (the key is absent from Redis) when A updates it and emits the event.
+    const reading = held.findById('p7');
+    await held.whenStarted();
+    expect(held.lastId).toBe('p7');
+    await A.events!.emitAsync('property.updated', { propertyId: 'p7', tenantId: 't7' });
+    expect(A.cache.stats().invalidation).toMatchObject({ rulesApplied: 1 });
+    // The method returns the old row the instant the event's invalidation resolved.
+    held.finish('OLD');
+    expect(await reading).toBe('OLD');
+    expect(await raw.exists('ev:property:detail:p7')).toBe(0);
+    expect(await inL1(B.cache, 'property:detail:p7')).toBe(false);
+    expect(await A.cache.get('property:detail:p7')).toBeUndefined();
+    expect(B.cache.stats().l2.fillsRefused).toBe(1);
   });
 
   it('tags set on B are invalidated from A (L1 of both, and L2)', async () => {

@@ -83,6 +83,20 @@ describe('invalidation bus (two instances, one real Redis)', () => {
     expect(a.stats().bus.trackedKeys).toBe(0);
   });
 
+  it('a getOrSet fill (untagged or tagged) is not announced back to its own instance: it keeps its L1 copy', async () => {
+    const a = await instance();
+    const b = await instance();
+    expect(await a.getOrSet('f:1', () => 'filled')).toBe('filled');
+    expect(await a.getOrSet('f:2', () => 'tagged', { tags: ['ft'] })).toBe('tagged');
+    await heard(a);
+    await heard(b);
+    expect(a.l1!.has('f:1')).toBe(true);
+    expect(a.l1!.has('f:2')).toBe(true);
+    expect(a.stats().bus.trackedKeys).toBe(0);
+    expect(await b.get('f:1')).toBe('filled');
+    expect(await b.get('f:2')).toBe('tagged');
+  });
+
   it('redis.protocol 3: overwrites still arrive (the subscriber stays on RESP2, where redirected invalidations are messages)', async () => {
     const a = await instance({ redis: { url: redis.url, protocol: 3 } });
     const b = await instance({ redis: { url: redis.url, protocol: 3 } });

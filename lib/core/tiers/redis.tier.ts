@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Command, type Cluster, type Redis } from 'ioredis';
 import { DEADLINE_MISSED, Deadlines, L2_FAILED, type CommandQueue, type L2Failed, type StampedCommand } from './deadline';
 import { escapeGlob } from '../glob';
@@ -63,21 +64,31 @@ if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
 return 0`;
 
 /**
- * Standalone/Sentinel, inside MULTI before the fill's own `SET NX`: KEYS = key, fence, generation; ARGV = the
- * fence and generation the fill saw, a placeholder. When either moved, the placeholder takes the (absent) key,
- * so the SET NX after it fails; FILL_UNBLOCK then removes it, all in one EXEC. The value itself is written by the
- * SET, a command of our own connection: CLIENT TRACKING's NOLOOP does not cover writes made inside a script, and
- * a script writing it would make Redis announce this instance's own fill back to it.
+ * A fill's store on standalone/Sentinel, inside MULTI before a `RENAME staging key`: KEYS = key, fence,
+ * generation, staging key, then the tag indexes; ARGV = the fence and generation the fill saw, payload, PX,
+ * the prune bound. When the key is still absent and neither moved, the value goes into the staging key (and
+ * the key into its tag indexes); the RENAME after it, a command of our own connection, moves it into place.
+ * Otherwise nothing is staged and the RENAME fails with nothing written. So a script that does not run at all
+ * (NOSCRIPT: a flushed script cache, a fresh server after a failover) stores nothing either, and the script
+ * can go as EVALSHA. The value is not written by the script itself: CLIENT TRACKING's NOLOOP does not cover
+ * writes made inside a script, and Redis would announce this instance's own fill back to it.
  */
-const FILL_CHECK = `if (redis.call('GET', KEYS[2]) or '') == ARGV[1] and (redis.call('GET', KEYS[3]) or '') == ARGV[2] then return 1 end
-redis.call('SET', KEYS[1], ARGV[3], 'PX', 1000, 'NX')
-return 0`;
-const FILL_UNBLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+const FILL_STAGE = `if redis.call('EXISTS', KEYS[1]) == 1 or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
+if #KEYS > 4 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for i = 5, #KEYS do
+    redis.call('ZADD', KEYS[i], 'GT', now + tonumber(ARGV[4]), KEYS[1])
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
+    if #gone > 0 then redis.call('ZREM', KEYS[i], unpack(gone)) end
+    local last = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
+    if last[2] then redis.call('PEXPIREAT', KEYS[i], last[2]) end
+  end
+end
 return 1`;
-const FILL_PLACEHOLDER = '\u0000tc:fill-refused';
+const FILL_STAGE_SHA = createHash('sha1').update(FILL_STAGE).digest('hex');
 
-/** A fill's read in one command (standalone/Sentinel): KEYS = key, fence, generation → value, PTTL, fence, generation. */
-const FILL_READ = `return { redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]) }`;
 
 /** Expired members a tagged write prunes at most (bounded work per write; a burst of expiries is pruned over several writes). */
 const TAG_PRUNE = 100;
@@ -88,19 +99,12 @@ const TRUE: Promise<true> = Promise.resolve(true);
 const returnTrue = (): true => true;
 const ignore = (): void => undefined;
 const TAG_POP_BATCH = 500;
+const NO_TAGS: readonly string[] = [];
 
 /** The scripts run on every fill or tagged write, as ioredis commands (defineCommand: EVALSHA, loaded on first use). */
 interface FillCommands {
   tcFillStore(key: string, fence: string, payload: string, ttl: number, seenFence: string): Promise<number>;
   tcTagAdd(tagKey: string, key: string, ttl: number, prune: number): Promise<number>;
-  tcFillRead(key: string, fence: string, gen: string): Promise<[string | false | null, number, string | false | null, string | false | null]>;
-}
-interface FillPipeline {
-  tcFillCheck(key: string, fence: string, gen: string, seenFence: string, seenGen: string, placeholder: string): FillPipeline;
-  tcFillUnblock(key: string, placeholder: string): FillPipeline;
-  tcTagAdd(tagKey: string, key: string, ttl: number, prune: number): FillPipeline;
-  set(key: string, value: string, px: 'PX', ttl: number, nx: 'NX'): FillPipeline;
-  exec(): Promise<Array<[Error | null, unknown]> | null>;
 }
 
 /** One data connection, with what the write coalescing and the half-open watchdog need to know about it. */
@@ -157,6 +161,8 @@ export class RedisTier implements Tier<string> {
   /** Tag indexes (sorted sets scored by expiry) and the plain sets of earlier versions, under keyPrefix. */
   readonly tagPrefix: string;
   readonly legacyTagPrefix: string;
+  /** Where a fill's value waits, inside its transaction, for the RENAME that moves it into place (FILL_STAGE). */
+  private readonly stagingKey: string;
   private readonly conns: Conn[];
   private next = 0;
   readonly deadlines: Deadlines<Conn | undefined>;
@@ -185,6 +191,7 @@ export class RedisTier implements Tier<string> {
     readonly name = 'l2',
   ) {
     ({ tagPrefix: this.tagPrefix, legacyTagPrefix: this.legacyTagPrefix } = tagIndexPrefixes(keyPrefix));
+    this.stagingKey = keyPrefix + RESERVED + 'fill';
     this.mode = factory.mode;
     this.coalesce = this.mode !== 'cluster';
     const n = this.mode === 'cluster' ? 1 : maxConnections;
@@ -194,10 +201,7 @@ export class RedisTier implements Tier<string> {
       // same job from the deadline sweep at no per-call cost.
       const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
       // EVALSHA instead of EVAL: fills and tagged writes would otherwise send the scripts' text every time.
-      (client as Redis).defineCommand('tcFillCheck', { numberOfKeys: 3, lua: FILL_CHECK });
-      (client as Redis).defineCommand('tcFillUnblock', { numberOfKeys: 1, lua: FILL_UNBLOCK });
       (client as Redis).defineCommand('tcFillStore', { numberOfKeys: 2, lua: FILL_STORE });
-      (client as Redis).defineCommand('tcFillRead', { numberOfKeys: 3, lua: FILL_READ });
       (client as Redis).defineCommand('tcTagAdd', { numberOfKeys: 1, lua: TAG_ADD });
       const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
       this.disposers.push(reviveOnEnd(client, () => this.closed));
@@ -234,6 +238,12 @@ export class RedisTier implements Tier<string> {
   }
 
   private readonly getFailed = (err: unknown): L2Failed => this.failed('get', err);
+
+  private fillRead(values: unknown, pttl: number): [string | null, number, string, string] | L2Failed {
+    if (!Array.isArray(values) || values.length !== 3) return this.failed('get', new Error('fill read: unexpected reply'));
+    const [v, f, g] = values as Array<string | null>;
+    return [v, pttl, f ?? '', g ?? ''];
+  }
   private readonly setFailed = (err: unknown): void => {
     this.failed('set', err);
   };
@@ -480,20 +490,32 @@ export class RedisTier implements Tier<string> {
     return this.run('delete', (c) => c.incr(genKey), false, true).then((r) => r !== L2_FAILED);
   }
 
-  /** A fill's read: value and PTTL, and the fence and generation it will store against, in one round trip. */
-  readForFill(pkey: string, fenceKey: string | undefined, genKey: string): Promise<[string | null, number, string, string] | L2Failed> {
+  /**
+   * A fill's read, in one round trip: the value, its PTTL when `withPttl` (-1 otherwise), and the fence and
+   * generation the fill will store against. Standalone/Sentinel read the three in one MGET, at one instant,
+   * and the PTTL in the same socket write: plain commands cost Redis a fraction of what a script call costs.
+   */
+  readForFill(pkey: string, fenceKey: string | undefined, genKey: string, withPttl: boolean): Promise<[string | null, number, string, string] | L2Failed> {
     if (this.mode !== 'cluster' && fenceKey !== undefined) {
-      // One script: one command to send and parse instead of four (Lua's nil comes back as null, a false as null).
-      return this.run('get', (c) =>
-        (c as unknown as FillCommands)
-          .tcFillRead(pkey, fenceKey, genKey)
-          .then(([v, t, f, g]): [string | null, number, string, string] => [typeof v === 'string' ? v : null, Number(t), typeof f === 'string' ? f : '', typeof g === 'string' ? g : '']),
-      );
+      const conn = this.closed ? undefined : this.pick(false);
+      if (!conn) return FAILED;
+      const send = this.sender(conn, withPttl);
+      const mget = send('mget', [pkey, fenceKey, genKey]);
+      if (!withPttl) {
+        this.deadlines.ensureArmed();
+        return mget.then((r) => this.fillRead(r, -1), this.getFailed);
+      }
+      const pttl = send('pttl', [pkey]);
+      this.deadlines.ensureArmed();
+      // Replies come in order: when the PTTL's arrives, the MGET's is in.
+      let values: unknown;
+      mget.then((r) => (values = r), ignore);
+      return pttl.then((t) => this.fillRead(values, t as number), this.getFailed);
     }
     return this.run(
       'get',
       (c) =>
-        Promise.all([c.get(pkey), c.pttl(pkey), fenceKey === undefined ? Promise.resolve(null) : c.get(fenceKey), c.get(genKey)]).then(
+        Promise.all([c.get(pkey), withPttl ? c.pttl(pkey) : -1, fenceKey === undefined ? Promise.resolve(null) : c.get(fenceKey), c.get(genKey)]).then(
           ([v, t, f, g]): [string | null, number, string, string] => [v, t, f ?? '', g ?? ''],
         ),
       true,
@@ -507,38 +529,12 @@ export class RedisTier implements Tier<string> {
    */
   async storeFill(w: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }): Promise<boolean | L2Failed> {
     if (fenceKey === undefined) return false;
-    let stored: number | L2Failed;
-    if (this.mode === 'cluster') {
-      // The generation is in another slot: checked just before (see fill-fence.ts for the window this leaves).
-      const g = await this.run('get', (c) => c.get(genKey));
-      if (g === L2_FAILED) return L2_FAILED;
-      if ((g ?? '') !== seen.generation) return false;
-      stored = await this.run('set', (c) => (c as unknown as FillCommands).tcFillStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence), false, true);
-    } else if (!w.tagKeys || w.tagKeys.length === 0) {
-      return this.storeFillRaw(w, fenceKey, genKey, seen);
-    } else {
-      stored = await this.run(
-        'set',
-        (c) => {
-            const m = ((c as Redis).multi() as unknown as FillPipeline)
-              .tcFillCheck(w.pkey, fenceKey, genKey, seen.fence, seen.generation, FILL_PLACEHOLDER)
-              .set(w.pkey, w.payload, 'PX', w.ttl, 'NX')
-              .tcFillUnblock(w.pkey, FILL_PLACEHOLDER);
-            // Indexed in the same transaction: a tag invalidation cannot fall between the value and its index
-            // (an index entry for a refused fill points at an absent key, and is pruned when it expires).
-            if (w.tagKeys) for (const tk of w.tagKeys) m.tcTagAdd(tk, w.pkey, w.ttl, TAG_PRUNE);
-            return m.exec().then((r) => {
-              const set = r?.[1];
-              if (!set || set[0]) throw set?.[0] ?? new Error('fill store: transaction discarded');
-              return set[1] === 'OK' ? 1 : 0;
-            });
-          },
-        false,
-        true,
-      );
-      if (stored === L2_FAILED) return L2_FAILED;
-      return stored === 1;
-    }
+    if (this.mode !== 'cluster') return this.storeFillStaged(w, fenceKey, genKey, seen, false);
+    // The generation is in another slot: checked just before (see fill-fence.ts for the window this leaves).
+    const g = await this.run('get', (c) => c.get(genKey));
+    if (g === L2_FAILED) return L2_FAILED;
+    if ((g ?? '') !== seen.generation) return false;
+    const stored = await this.run('set', (c) => (c as unknown as FillCommands).tcFillStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence), false, true);
     if (stored === L2_FAILED) return L2_FAILED;
     if (stored !== 1) return false;
     if (w.tagKeys && w.tagKeys.length > 0) {
@@ -548,40 +544,54 @@ export class RedisTier implements Tier<string> {
     return true;
   }
 
+
   /**
-   * An untagged fill's store (standalone/Sentinel): the same transaction as above, MULTI [check, SET NX,
-   * unblock] EXEC, sent as five raw commands in one socket write instead of through an ioredis Pipeline, whose
-   * bookkeeping is a measurable share of the miss path. The scripts go as EVAL, not EVALSHA: inside MULTI a
-   * NOSCRIPT (a flushed script cache, a failover to a fresh server) would fail the check alone and let the SET
-   * run unchecked.
+   * A fill's store on standalone/Sentinel: MULTI, FILL_STAGE, RENAME, EXEC, sent as raw commands in one
+   * socket write instead of through an ioredis Pipeline, whose bookkeeping is a measurable share of the miss
+   * path. Tags are indexed by the same script, so a tag invalidation cannot fall between the value and its
+   * index. The script goes as EVALSHA; when Redis no longer knows it, the store is sent once more as EVAL
+   * (which also loads it again).
    */
-  private storeFillRaw(w: L2Write, fenceKey: string, genKey: string, seen: { fence: string; generation: string }): Promise<boolean | L2Failed> {
+  private storeFillStaged(w: L2Write, fenceKey: string, genKey: string, seen: { fence: string; generation: string }, asEval: boolean): Promise<boolean | L2Failed> {
     const conn = this.closed ? undefined : this.pick(true);
     if (!conn) return FAILED;
+    const send = this.sender(conn, true);
+    const tags = w.tagKeys ?? NO_TAGS;
+    const stage: Array<string | number> = [asEval ? FILL_STAGE : FILL_STAGE_SHA, 4 + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
+    for (const tk of tags) stage.push(tk);
+    stage.push(seen.fence, seen.generation, w.payload, w.ttl, TAG_PRUNE);
+    // Their replies are MULTI's OK and QUEUED; what counts comes back in EXEC's reply (or as its rejection).
+    send('multi', []).catch(ignore);
+    send(asEval ? 'eval' : 'evalsha', stage).catch(ignore);
+    send('rename', [this.stagingKey, w.pkey]).catch(ignore);
+    const exec = send('exec', []);
+    this.deadlines.ensureArmed();
+    return exec.then((r) => {
+      const rows = r as unknown[] | null;
+      if (!Array.isArray(rows) || rows.length !== 2) return this.failed('set', new Error('fill store: transaction discarded'));
+      const [staged, renamed] = rows;
+      if (staged === 1) return renamed === 'OK' ? true : this.failed('set', renamed instanceof Error ? renamed : new Error('fill store: staged value not moved'));
+      if (staged === 0) return false;
+      if (!asEval && staged instanceof Error && staged.message.startsWith('NOSCRIPT')) return this.storeFillStaged(w, fenceKey, genKey, seen, true);
+      return this.failed('set', staged instanceof Error ? staged : new Error('fill store: unexpected reply'));
+    }, this.setFillFailed);
+  }
+
+  /**
+   * Sends raw commands on `conn` under one deadline, as they are called; with `several`, the ones after the
+   * first wait for the tick's end and leave together. Call `deadlines.ensureArmed()` once they are sent.
+   */
+  private sender(conn: Conn, several: boolean): (name: string, args: Array<string | number>) => Promise<unknown> {
     const client = conn.client as Redis;
     const options = commandOptions(conn);
     const deadline = performance.now() + this.commandTimeoutMs;
-    this.enterTick(conn, true);
-    const send = (name: string, args: Array<string | number>): Promise<unknown> => {
+    this.enterTick(conn, several);
+    return (name, args) => {
       const cmd = new Command(name, args, options);
       (cmd as unknown as StampedCommand).tcDeadline = deadline;
       client.sendCommand(cmd);
       return cmd.promise;
     };
-    // Their replies are MULTI's OK and QUEUED; what counts comes back in EXEC's reply (or as its rejection).
-    send('multi', []).catch(ignore);
-    send('eval', [FILL_CHECK, 3, w.pkey, fenceKey, genKey, seen.fence, seen.generation, FILL_PLACEHOLDER]).catch(ignore);
-    send('set', [w.pkey, w.payload, 'PX', w.ttl, 'NX']).catch(ignore);
-    send('eval', [FILL_UNBLOCK, 1, w.pkey, FILL_PLACEHOLDER]).catch(ignore);
-    const exec = send('exec', []);
-    this.deadlines.ensureArmed();
-    return exec.then((r) => {
-      const rows = r as unknown[] | null;
-      if (!Array.isArray(rows) || rows.length < 2 || rows[0] instanceof Error || rows[1] instanceof Error) {
-        return this.failed('set', rows?.find((x) => x instanceof Error) ?? new Error('fill store: transaction discarded'));
-      }
-      return rows[1] === 'OK';
-    }, this.setFillFailed);
   }
 
   private readonly setFillFailed = (err: unknown): L2Failed => this.failed('set', err);
