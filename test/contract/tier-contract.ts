@@ -91,7 +91,7 @@ export function describeTierContract<V>(title: string, setup: TierContractSetup<
       it('has a name, a kind, and capabilities: an object of exactly six booleans', () => {
         expect(typeof tier.name).toBe('string');
         expect(tier.name.length).toBeGreaterThan(0);
-        expect(['memory', 'redis']).toContain(tier.kind);
+        expect(['memory', 'redis', 'postgres']).toContain(tier.kind);
         const caps = tier.capabilities as unknown as Record<string, unknown>;
         expect(typeof caps).toBe('object');
         expect(Object.keys(caps).sort()).toEqual(CAPABILITY_FIELDS);

@@ -60,7 +60,7 @@ export type Awaitable<T> = T | Promise<T>;
 export interface Tier<V> {
   /** Unique within a stack ('l1', 'l2'): the key of stats().tiers. */
   readonly name: string;
-  readonly kind: 'memory' | 'redis';
+  readonly kind: 'memory' | 'redis' | 'postgres';
   readonly capabilities: TierCapabilities;
   /** Can answer now (a remote tier that is connected). */
   readonly ready: boolean;

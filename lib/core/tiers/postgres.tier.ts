@@ -1,0 +1,514 @@
+import type * as PG from 'pg';
+import { compileGlob } from '../glob';
+import { Deadlines, L2_FAILED, type L2Failed } from './deadline';
+import type { Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
+
+const POSTGRES_CAPABILITIES: TierCapabilities = Object.freeze({ shared: true, persistent: true, tags: true, patterns: true, byteBound: true, fences: false });
+
+export interface PostgresTierOptions {
+  /** postgres:// URL (pg's connectionString). */
+  url: string;
+  /** The cache's namespace inside the table: every key of this tier lives under it (an `ns` column, not a key prefix). */
+  namespace: string;
+  schema?: string;
+  table?: string;
+  /** CREATE TABLE IF NOT EXISTS at boot (default true); false for teams that forbid runtime DDL (ship sql/postgres-tier.sql). */
+  createTable?: boolean;
+  /** Create the table UNLOGGED: no WAL, several times cheaper writes, emptied by a crash (a cache can afford that). */
+  unlogged?: boolean;
+  /** Every query's deadline, client side and as the connection's statement_timeout (ms, default 500). */
+  commandTimeout?: number;
+  /** Bound on opening a connection, and on waiting for a free one (ms, default 2,000). */
+  connectTimeout?: number;
+  maxConnections?: number;
+  /** Calls waiting for a connection beyond this fail at once: a hung database must not grow the queue without end. */
+  maxWaiting?: number;
+  maxEntries?: number;
+  /** Bound on the sum of writes' `bytes` in this namespace; a single write above it is refused. */
+  maxBytes?: number;
+  /** Period of the expiry sweep and the trim (ms, default 30,000). */
+  maintenanceInterval?: number;
+  /** Rows per batch of the sweep, the trim and pattern/tag deletes (default 500). */
+  batchSize?: number;
+  /** Batches per sweep or trim run: a backlog is worked off over several runs, never in one long burst. */
+  maxBatches?: number;
+  name?: string;
+}
+
+export interface PostgresTierHealth extends TierHealth {
+  /** Round trip of the health query (ms); absent when it failed. */
+  latencyMs?: number;
+  pool: { total: number; idle: number; waiting: number };
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Leaves room for the index-name suffixes within PostgreSQL's 63-byte identifiers. */
+const MAX_TABLE_NAME = 48;
+
+const FAILED: Promise<L2Failed> = Promise.resolve(L2_FAILED);
+const NOT_ASKED: TierRemoval = Object.freeze({ removed: 0, complete: false });
+/** Redis answers "no match" past this many `*` groups followed by more pattern; compileGlob copies that, LIKE cannot. */
+const MAX_STAR_GROUPS = 1000;
+
+/**
+ * The DDL the tier runs at boot (and sql/postgres-tier.sql ships, for public.tiered_cache). Key and namespace
+ * are COLLATE "C": the primary key then orders by bytes, so one index serves key lookups and LIKE 'prefix%'
+ * ranges, whatever the database's locale.
+ */
+export function postgresTierDdl(schema = 'public', table = 'tiered_cache', unlogged = false): string {
+  const s = identifier(schema, 'schema');
+  const t = identifier(table, 'table');
+  if (table.length > MAX_TABLE_NAME) throw new TypeError(`PostgresTier: table name longer than ${MAX_TABLE_NAME} characters: ${table}`);
+  const q = `"${s}"."${t}"`;
+  return [
+    `CREATE ${unlogged ? 'UNLOGGED ' : ''}TABLE IF NOT EXISTS ${q} (`,
+    '  ns text COLLATE "C" NOT NULL,',
+    '  key text COLLATE "C" NOT NULL,',
+    '  value text NOT NULL,',
+    '  expires_at timestamptz NOT NULL,',
+    "  tags text[] NOT NULL DEFAULT '{}',",
+    '  bytes bigint NOT NULL DEFAULT 0,',
+    '  written_at timestamptz NOT NULL DEFAULT now(),',
+    '  PRIMARY KEY (ns, key)',
+    ');',
+    `CREATE INDEX IF NOT EXISTS "${t}_expires_idx" ON ${q} (expires_at);`,
+    `CREATE INDEX IF NOT EXISTS "${t}_written_idx" ON ${q} (ns, written_at);`,
+    `CREATE INDEX IF NOT EXISTS "${t}_tags_idx" ON ${q} USING gin (tags);`,
+    '',
+  ].join('\n');
+}
+
+function identifier(name: string, what: string): string {
+  if (!IDENTIFIER.test(name) || name.length > 63) throw new TypeError(`PostgresTier: ${what} must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 characters), got ${JSON.stringify(name)}`);
+  return name;
+}
+
+/**
+ * A Redis glob as a LIKE pattern (backslash escapes): `exact` when LIKE decides it alone (literals and `*` only);
+ * otherwise the pattern is a superset (every `?` and class widened to `%`) and compileGlob decides each key. Not
+ * a regex: PostgreSQL's regexes match characters, Redis' `?` and classes match bytes (`x?` takes 'xe', not 'xé'),
+ * and compileGlob is what L1 uses, so both tiers drop exactly the same keys.
+ */
+export function globToLike(glob: string): { like: string; exact: boolean } {
+  let like = '';
+  let exact = true;
+  let stars = 0;
+  const wild = (): void => {
+    if (!like.endsWith('%') || like.endsWith('\\%')) like += '%';
+  };
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === '*') {
+      while (glob[i + 1] === '*') i++;
+      stars++;
+      wild();
+    } else if (c === '?') {
+      exact = false;
+      wild();
+    } else if (c === '[') {
+      exact = false;
+      // Skip to the class's end as Redis reads it (an escaped `]` does not close it; unterminated runs to the end).
+      i++;
+      while (i < glob.length && glob[i] !== ']') i += glob[i] === '\\' && i + 1 < glob.length ? 2 : 1;
+      wild();
+    } else {
+      let ch = c;
+      // A trailing lone backslash is a literal backslash.
+      if (c === '\\' && i + 1 < glob.length) ch = glob[++i];
+      like += ch === '%' || ch === '_' || ch === '\\' ? '\\' + ch : ch;
+    }
+  }
+  if (stars > MAX_STAR_GROUPS) exact = false;
+  return { like, exact };
+}
+
+/** A connection that is gone or cannot be opened (not a query that failed): the tier then stops asking until a probe succeeds. */
+function isConnectionError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
+    if (/^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|NOTFOUND|HOSTUNREACH|NETUNREACH|AI_AGAIN)$/.test(code)) return true;
+  }
+  const message = String((err as { message?: unknown }).message ?? '');
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(message);
+}
+
+/** pg's own client-side query timeout: a missed deadline, like ours, not an error to report. */
+function isQueryTimeout(err: unknown): boolean {
+  return err instanceof Error && /Query read timeout/.test(err.message);
+}
+
+interface EntryRow {
+  key?: unknown;
+  value: unknown;
+  ttl: unknown;
+}
+
+/** A row as an entry; anything of another shape (a table altered or filled by another client) is a miss. */
+function rowEntry(row: EntryRow | undefined): TierEntry<string> | undefined {
+  if (!row || typeof row.value !== 'string' || typeof row.ttl !== 'number' || !Number.isFinite(row.ttl)) return undefined;
+  return { value: row.value, ttl: Math.max(1, row.ttl) };
+}
+
+/**
+ * A persistent, shared tier in one PostgreSQL table (through `pg`, an optional peer loaded when the tier is
+ * built). No method throws, rejects or waits past its deadline: failures resolve to TIER_FAILED (removals to
+ * `complete: false`) and are reported through `onError`. A database that is down, at boot or later, leaves
+ * the tier not ready, failing at once, while a probe with backoff retries the boot (and the table's creation).
+ *
+ * Expiry is the database's clock (`now()`), so instances with skewed clocks agree, as with Redis' own TTLs:
+ * expired rows are never read and are swept in batches. A key's tags are those of its latest write (an
+ * overwrite replaces the array): the tag index is exact.
+ */
+export class PostgresTier implements Tier<string> {
+  readonly kind = 'postgres' as const;
+  readonly capabilities = POSTGRES_CAPABILITIES;
+  readonly name: string;
+  readonly namespace: string;
+  readonly deadlines: Deadlines;
+  private readonly pool: PG.Pool;
+  private readonly q: string;
+  private readonly ddl: string;
+  private readonly createTable: boolean;
+  private readonly maxWaiting: number;
+  private readonly maxEntries: number | undefined;
+  private readonly maxBytes: number | undefined;
+  private readonly batchSize: number;
+  private readonly maxBatches: number;
+  private readonly connectTimeout: number;
+  private readonly maintenance: NodeJS.Timeout;
+  private maintaining = false;
+  private closed = false;
+  /** Connected and the table is there: calls go to the database. */
+  private up = false;
+  private probe: NodeJS.Timeout | undefined;
+  private probeDelay = 0;
+  private booting: Promise<boolean> | undefined;
+  private readonly sql: Record<'get' | 'gets' | 'ttl' | 'set' | 'del' | 'delLike' | 'walk' | 'tags' | 'sweep' | 'size' | 'trim', string>;
+
+  constructor(
+    options: PostgresTierOptions,
+    private readonly onError: (op: string, err: unknown) => void,
+  ) {
+    const schema = options.schema ?? 'public';
+    const table = options.table ?? 'tiered_cache';
+    this.ddl = postgresTierDdl(schema, table, options.unlogged ?? false);
+    this.q = `"${schema}"."${table}"`;
+    this.name = options.name ?? 'l4';
+    this.namespace = options.namespace;
+    this.createTable = options.createTable ?? true;
+    this.maxWaiting = options.maxWaiting ?? 1_000;
+    this.maxEntries = options.maxEntries;
+    this.maxBytes = options.maxBytes;
+    this.batchSize = options.batchSize ?? 500;
+    this.maxBatches = options.maxBatches ?? 10;
+    const commandTimeout = options.commandTimeout ?? 500;
+    this.connectTimeout = options.connectTimeout ?? 2_000;
+    const q = this.q;
+    const live = 'expires_at > now() AND value IS NOT NULL';
+    const ttl = 'floor(extract(epoch from expires_at - now()) * 1000)::float8 AS ttl';
+    const counted = 'SELECT count(*)::int AS total, (count(*) FILTER (WHERE expires_at > now()))::int AS live FROM d';
+    this.sql = {
+      get: `SELECT value, ${ttl} FROM ${q} WHERE ns = $1 AND key = $2 AND ${live}`,
+      gets: `SELECT key, value, ${ttl} FROM ${q} WHERE ns = $1 AND key = ANY($2::text[]) AND ${live}`,
+      ttl: `SELECT ${ttl}, value FROM ${q} WHERE ns = $1 AND key = $2 AND ${live}`,
+      // One statement: the refused keys' old values go, the rest is upserted (tags null: untagged).
+      set:
+        `WITH gone AS (DELETE FROM ${q} WHERE ns = $1 AND key = ANY($7::text[])) ` +
+        `INSERT INTO ${q} (ns, key, value, expires_at, tags, bytes, written_at) ` +
+        `SELECT $1, x.k, x.v, now() + x.t * interval '1 millisecond', ARRAY(SELECT jsonb_array_elements_text(x.g::jsonb)), x.b::bigint, now() ` +
+        `FROM unnest($2::text[], $3::text[], $4::float8[], $5::text[], $6::float8[]) AS x(k, v, t, g, b) ` +
+        'ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, tags = excluded.tags, bytes = excluded.bytes, written_at = excluded.written_at',
+      del: `WITH d AS (DELETE FROM ${q} WHERE ns = $1 AND key = ANY($2::text[]) RETURNING expires_at) ${counted}`,
+      delLike: `WITH d AS (DELETE FROM ${q} WHERE ns = $1 AND key IN (SELECT key FROM ${q} WHERE ns = $1 AND key LIKE $2 AND (key <> '' OR $4) LIMIT $3) RETURNING expires_at) ${counted}`,
+      walk: `SELECT key FROM ${q} WHERE ns = $1 AND key LIKE $2 AND key > $3 ORDER BY key LIMIT $4`,
+      tags: `WITH d AS (DELETE FROM ${q} WHERE ns = $1 AND key IN (SELECT key FROM ${q} WHERE ns = $1 AND tags && $2::text[] LIMIT $3) RETURNING expires_at) ${counted}`,
+      // Expired rows of every namespace: garbage to all of them.
+      sweep: `WITH d AS (DELETE FROM ${q} WHERE ctid IN (SELECT ctid FROM ${q} WHERE expires_at <= now() LIMIT $1) RETURNING 1) SELECT count(*)::int AS n FROM d`,
+      size: `SELECT count(*)::float8 AS n, coalesce(sum(bytes), 0)::float8 AS b FROM ${q} WHERE ns = $1`,
+      // Oldest writes first, as many as cover the excess entries ($3) and bytes ($4), at most $2 rows.
+      trim:
+        `WITH o AS (SELECT key, bytes, row_number() OVER w AS rn, sum(bytes) OVER w AS run FROM (SELECT key, bytes, written_at FROM ${q} WHERE ns = $1 ORDER BY written_at, key LIMIT $2) s WINDOW w AS (ORDER BY written_at, key)), ` +
+        `d AS (DELETE FROM ${q} t USING o WHERE t.ns = $1 AND t.key = o.key AND (o.rn <= $3 OR o.run - o.bytes < $4) RETURNING t.bytes) ` +
+        'SELECT count(*)::float8 AS n, coalesce(sum(bytes), 0)::float8 AS b FROM d',
+    };
+    // Loaded here, not at import: `pg` is an optional peer, needed only by apps that build this tier.
+    const pg = require('pg') as typeof PG;
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.maxConnections ?? 4,
+      connectionTimeoutMillis: this.connectTimeout,
+      // Client side: the query fails and pg-pool discards its connection (a hung server keeps no slot);
+      // server side: the database cancels it. Our own deadline below bounds whatever is left.
+      query_timeout: commandTimeout,
+      statement_timeout: commandTimeout,
+      application_name: 'tiered-cache',
+      keepAlive: true,
+      idleTimeoutMillis: 30_000,
+    });
+    this.pool.on('error', (err) => this.report('connection', err));
+    this.deadlines = new Deadlines(commandTimeout, { onError: (op, err) => this.report(op, err) });
+    this.maintenance = setInterval(() => void this.maintain(), options.maintenanceInterval ?? 30_000);
+    this.maintenance.unref();
+    void this.connect();
+  }
+
+  get ready(): boolean {
+    return this.up && !this.closed;
+  }
+
+  /**
+   * Resolves once the table is there (true) or the first attempt failed (false; a probe goes on retrying in the
+   * background), never waiting past connectTimeout + one command deadline.
+   */
+  connect(): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    if (this.up) return Promise.resolve(true);
+    if (!this.booting) {
+      this.booting = this.boot().then((ok) => {
+        this.booting = undefined;
+        if (ok) {
+          this.up = true;
+          this.probeDelay = 0;
+        } else this.scheduleProbe();
+        return ok;
+      });
+    }
+    return this.booting;
+  }
+
+  private async boot(): Promise<boolean> {
+    const ddl = this.ddl;
+    const r = await this.deadlines.run(
+      (async () => {
+        const client = await this.pool.connect();
+        let broken: Error | undefined;
+        try {
+          if (this.createTable) {
+            // Serialized: two instances creating the same table at once can collide in the catalog.
+            await client.query('BEGIN');
+            await client.query("SELECT pg_advisory_xact_lock(hashtext('tiered-cache-ddl'))");
+            await client.query(ddl);
+            await client.query('COMMIT');
+          } else {
+            await client.query(`SELECT 1 FROM ${this.q} LIMIT 0`);
+          }
+          return true;
+        } catch (err) {
+          broken = err as Error;
+          throw err;
+        } finally {
+          // A failed transaction leaves the connection mid-transaction: discard it rather than pool it.
+          client.release(broken ?? false);
+        }
+      })(),
+      'connect',
+      undefined,
+    );
+    return r === true && !this.closed;
+  }
+
+  private scheduleProbe(): void {
+    if (this.closed || this.probe) return;
+    this.probeDelay = Math.min(2_000, this.probeDelay === 0 ? 100 : this.probeDelay * 2);
+    this.probe = setTimeout(() => {
+      this.probe = undefined;
+      void this.connect();
+    }, this.probeDelay);
+    this.probe.unref();
+  }
+
+  private report(op: string, err: unknown): void {
+    if (this.closed || isQueryTimeout(err)) return;
+    if (isConnectionError(err) || (err as { code?: unknown } | null)?.code === '42P01') {
+      // Gone, or the table was dropped: stop asking, and let the probe reconnect (and create the table again).
+      this.up = false;
+      this.scheduleProbe();
+    }
+    this.onError(op, err);
+  }
+
+  /** One query under the tier's deadline; TIER_FAILED at once when the database is not usable now. */
+  private query<R>(op: string, name: string | undefined, text: string, values: unknown[]): Promise<R[] | L2Failed> {
+    if (!this.ready || this.pool.waitingCount >= this.maxWaiting) return FAILED;
+    const config: PG.QueryConfig = name ? { name, text, values } : { text, values };
+    return this.deadlines.run(
+      this.pool.query(config).then((r) => r.rows as R[]),
+      op,
+      undefined,
+    );
+  }
+
+  getEntry(key: string): Promise<TierEntry<string> | undefined | L2Failed> {
+    return this.query<EntryRow>('get', 'tc_get', this.sql.get, [this.namespace, key]).then((rows) => (rows === L2_FAILED ? rows : rowEntry(rows[0])));
+  }
+
+  getEntries(keys: readonly string[]): Promise<Array<TierEntry<string> | undefined> | L2Failed> {
+    if (this.closed) return FAILED;
+    if (keys.length === 0) return Promise.resolve([]);
+    return this.query<EntryRow>('get', 'tc_gets', this.sql.gets, [this.namespace, Array.from(new Set(keys))]).then((rows) => {
+      if (rows === L2_FAILED) return rows;
+      const byKey = new Map<string, TierEntry<string>>();
+      for (const row of rows) {
+        const e = rowEntry(row);
+        if (e && typeof row.key === 'string') byKey.set(row.key, e);
+      }
+      return keys.map((k) => byKey.get(k));
+    });
+  }
+
+  setEntry(w: TierWrite<string>): Promise<boolean | L2Failed> {
+    return this.setEntries([w]);
+  }
+
+  setEntries(writes: ReadonlyArray<TierWrite<string>>): Promise<boolean | L2Failed> {
+    if (this.closed) return FAILED;
+    if (writes.length === 0) return Promise.resolve(true);
+    // One row per key, the last write winning: an upsert may not touch a row twice in one statement.
+    const latest = new Map<string, TierWrite<string>>();
+    for (const w of writes) latest.set(w.key, w);
+    const keys: string[] = [];
+    const values: string[] = [];
+    const ttls: number[] = [];
+    const tags: Array<string | null> = [];
+    const bytes: number[] = [];
+    const refused: string[] = [];
+    for (const w of latest.values()) {
+      const size = w.bytes ?? Buffer.byteLength(w.value, 'utf8');
+      if (this.maxBytes !== undefined && size > this.maxBytes) {
+        refused.push(w.key);
+        continue;
+      }
+      keys.push(w.key);
+      values.push(w.value);
+      ttls.push(w.ttl);
+      tags.push(w.tags && w.tags.length > 0 ? JSON.stringify(w.tags) : null);
+      bytes.push(size);
+    }
+    return this.query('set', 'tc_set', this.sql.set, [this.namespace, keys, values, ttls, tags, bytes, refused]).then((r) => (r === L2_FAILED ? r : refused.length === 0));
+  }
+
+  deleteKeys(keys: readonly string[]): Promise<number | L2Failed> {
+    if (this.closed) return FAILED;
+    if (keys.length === 0) return Promise.resolve(0);
+    return this.query<{ live: number }>('delete', 'tc_del', this.sql.del, [this.namespace, Array.from(new Set(keys))]).then((rows) => (rows === L2_FAILED ? rows : rows[0].live));
+  }
+
+  async deletePattern(glob: string): Promise<TierRemoval> {
+    if (!this.ready) return NOT_ASKED;
+    const { like, exact } = globToLike(glob);
+    // Only `*` (SCAN's shortcut) and the empty glob take the empty key.
+    const takesEmpty = glob === '*' || glob === '';
+    let removed = 0;
+    if (exact) {
+      for (;;) {
+        const rows = await this.query<{ total: number; live: number }>('pattern', 'tc_del_like', this.sql.delLike, [this.namespace, like, this.batchSize, takesEmpty]);
+        if (rows === L2_FAILED) return { removed, complete: false };
+        removed += rows[0].live;
+        if (rows[0].total < this.batchSize) return { removed, complete: true };
+      }
+    }
+    // Keyset walk over the LIKE superset; compileGlob decides, and the matches go by primary key.
+    const matcher = compileGlob(glob);
+    let after = '';
+    for (;;) {
+      const rows = await this.query<{ key: string }>('pattern', 'tc_walk', this.sql.walk, [this.namespace, like, after, this.batchSize]);
+      if (rows === L2_FAILED) return { removed, complete: false };
+      // `key > ''` skips the empty key, which no glob on this path matches anyway.
+      const matched = rows.map((r) => r.key).filter((k) => typeof k === 'string' && matcher.test(k));
+      if (matched.length > 0) {
+        const d = await this.query<{ live: number }>('pattern', 'tc_del', this.sql.del, [this.namespace, matched]);
+        if (d === L2_FAILED) return { removed, complete: false };
+        removed += d[0].live;
+      }
+      if (rows.length < this.batchSize) return { removed, complete: true };
+      after = rows[rows.length - 1].key;
+    }
+  }
+
+  async deleteTags(tags: readonly string[]): Promise<TierRemoval> {
+    if (!this.ready) return NOT_ASKED;
+    if (tags.length === 0) return { removed: 0, complete: true };
+    const list = Array.from(new Set(tags));
+    let removed = 0;
+    for (;;) {
+      const rows = await this.query<{ total: number; live: number }>('tag', 'tc_tags', this.sql.tags, [this.namespace, list, this.batchSize]);
+      if (rows === L2_FAILED) return { removed, complete: false };
+      removed += rows[0].live;
+      if (rows[0].total < this.batchSize) return { removed, complete: true };
+    }
+  }
+
+  ttlOf(key: string): Promise<number | undefined | L2Failed> {
+    return this.query<EntryRow>('ttl', 'tc_ttl', this.sql.ttl, [this.namespace, key]).then((rows) => (rows === L2_FAILED ? rows : rowEntry(rows[0])?.ttl));
+  }
+
+  /**
+   * Deletes expired rows (of every namespace in the table), at most maxBatches batches of batchSize; resolves
+   * to how many went, or TIER_FAILED when the first batch could not be run.
+   */
+  async sweep(): Promise<number | L2Failed> {
+    let n = 0;
+    for (let i = 0; i < this.maxBatches; i++) {
+      const rows = await this.query<{ n: number }>('sweep', 'tc_sweep', this.sql.sweep, [this.batchSize]);
+      if (rows === L2_FAILED) return i === 0 ? rows : n;
+      n += rows[0].n;
+      if (rows[0].n < this.batchSize) break;
+    }
+    return n;
+  }
+
+  /** Deletes this namespace's oldest writes until it fits maxEntries and maxBytes (in bounded batches); resolves to how many went. */
+  async trim(): Promise<number | L2Failed> {
+    if (this.maxEntries === undefined && this.maxBytes === undefined) return 0;
+    let n = 0;
+    for (let i = 0; i < this.maxBatches; i++) {
+      const size = await this.query<{ n: number; b: number }>('trim', 'tc_size', this.sql.size, [this.namespace]);
+      if (size === L2_FAILED) return i === 0 ? size : n;
+      const excessEntries = this.maxEntries === undefined ? 0 : Math.max(0, size[0].n - this.maxEntries);
+      const excessBytes = this.maxBytes === undefined ? 0 : Math.max(0, size[0].b - this.maxBytes);
+      if (excessEntries === 0 && excessBytes === 0) break;
+      const d = await this.query<{ n: number; b: number }>('trim', 'tc_trim', this.sql.trim, [this.namespace, this.batchSize, excessEntries, excessBytes]);
+      if (d === L2_FAILED) return n;
+      n += d[0].n;
+      if (d[0].n === 0) break;
+    }
+    return n;
+  }
+
+  private async maintain(): Promise<void> {
+    if (this.maintaining || !this.ready) return;
+    this.maintaining = true;
+    try {
+      await this.sweep();
+      await this.trim();
+    } finally {
+      this.maintaining = false;
+    }
+  }
+
+  async health(): Promise<PostgresTierHealth> {
+    const pool = { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
+    if (this.closed) return { ok: false, status: 'closed', pool };
+    if (!this.ready) return { ok: false, status: 'down', pool };
+    const t0 = performance.now();
+    const r = await this.query('health', undefined, 'SELECT 1', []);
+    if (r === L2_FAILED) return { ok: false, status: this.ready ? 'unresponsive' : 'down', pool };
+    return { ok: true, status: 'ready', latencyMs: performance.now() - t0, pool };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.up = false;
+    clearInterval(this.maintenance);
+    if (this.probe) clearTimeout(this.probe);
+    this.probe = undefined;
+    this.deadlines.close();
+    // pool.end() waits for checked-out connections, which a hung server holds until their query timeout.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.pool.end().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, this.connectTimeout)))]);
+    clearTimeout(timer);
+  }
+}
