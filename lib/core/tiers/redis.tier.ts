@@ -34,13 +34,16 @@ export interface L2Write {
  * O(live tagged keys) instead of every key ever tagged, and the set itself expires with its longest-lived member.
  * GT: a score only grows, so a write with a shorter TTL (or a refused fill) never gets a live key pruned early.
  */
-const TAG_ADD = `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], 'GT', now + tonumber(ARGV[2]), ARGV[1])
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
+const REDIS_NOW = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+/** The indexing itself, as Lua text over the given expressions (`now` from REDIS_NOW); sets `gone`. */
+const indexUnderTag = (tag: string, member: string, ttl: string, prune: string): string => `redis.call('ZADD', ${tag}, 'GT', now + tonumber(${ttl}), ${member})
+local gone = redis.call('ZRANGEBYSCORE', ${tag}, '-inf', now, 'LIMIT', 0, tonumber(${prune}))
+if #gone > 0 then redis.call('ZREM', ${tag}, unpack(gone)) end
+local last = redis.call('ZRANGE', ${tag}, -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', ${tag}, last[2]) end`;
+const TAG_ADD = `${REDIS_NOW}
+${indexUnderTag('KEYS[1]', 'ARGV[1]', 'ARGV[2]', 'ARGV[3]')}
 return #gone`;
 
 /** Puts popped members back with the expiry scores they had (ARGV: score, member, …); the set's TTL follows. */
@@ -76,19 +79,13 @@ return 0`;
 const FILL_STAGE = `if redis.call('EXISTS', KEYS[1]) == 1 or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
 redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
 if #KEYS > 4 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  ${REDIS_NOW}
   for i = 5, #KEYS do
-    redis.call('ZADD', KEYS[i], 'GT', now + tonumber(ARGV[4]), KEYS[1])
-    local gone = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
-    if #gone > 0 then redis.call('ZREM', KEYS[i], unpack(gone)) end
-    local last = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
-    if last[2] then redis.call('PEXPIREAT', KEYS[i], last[2]) end
+    ${indexUnderTag('KEYS[i]', 'KEYS[1]', 'ARGV[4]', 'ARGV[5]')}
   end
 end
 return 1`;
 const FILL_STAGE_SHA = createHash('sha1').update(FILL_STAGE).digest('hex');
-
 
 /** Expired members a tagged write prunes at most (bounded work per write; a burst of expiries is pruned over several writes). */
 const TAG_PRUNE = 100;
@@ -239,11 +236,6 @@ export class RedisTier implements Tier<string> {
 
   private readonly getFailed = (err: unknown): L2Failed => this.failed('get', err);
 
-  private fillRead(values: unknown, pttl: number): [string | null, number, string, string] | L2Failed {
-    if (!Array.isArray(values) || values.length !== 3) return this.failed('get', new Error('fill read: unexpected reply'));
-    const [v, f, g] = values as Array<string | null>;
-    return [v, pttl, f ?? '', g ?? ''];
-  }
   private readonly setFailed = (err: unknown): void => {
     this.failed('set', err);
   };
@@ -522,6 +514,12 @@ export class RedisTier implements Tier<string> {
     );
   }
 
+  private fillRead(values: unknown, pttl: number): [string | null, number, string, string] | L2Failed {
+    if (!Array.isArray(values) || values.length !== 3) return this.failed('get', new Error('fill read: unexpected reply'));
+    const [v, f, g] = values as Array<string | null>;
+    return [v, pttl, f ?? '', g ?? ''];
+  }
+
   /**
    * Stores a fill's value only if no invalidation overtook it (fill-fence.ts): true when written, false when
    * refused. Tags are indexed after the value is in. Without a fence key (a key whose braces defeat the slot
@@ -543,7 +541,6 @@ export class RedisTier implements Tier<string> {
     }
     return true;
   }
-
 
   /**
    * A fill's store on standalone/Sentinel: MULTI, FILL_STAGE, RENAME, EXEC, sent as raw commands in one
