@@ -1,10 +1,13 @@
 -- The PostgresTier table (lib/core/tiers/postgres.tier.ts, postgresTierDdl()), for teams that run DDL themselves
 -- and build the tier with `createTable: false`. Defaults: schema public, table tiered_cache. Prefix CREATE TABLE
--- with UNLOGGED for the `unlogged` option. Keep in step with postgresTierDdl().
+-- with UNLOGGED for the `unlogged` option. Keep in step with postgresTierDdl(). A NULL value marks a fence for
+-- fills, not an entry: a deleted key's tombstone, or the namespace generation (key '__tc:gen'), which the tier
+-- inserts at boot.
 CREATE TABLE IF NOT EXISTS "public"."tiered_cache" (
   ns text COLLATE "C" NOT NULL,
   key text COLLATE "C" NOT NULL,
-  value text NOT NULL,
+  value text,
+  fence text,
   expires_at timestamptz NOT NULL,
   tags text[] NOT NULL DEFAULT '{}',
   bytes bigint NOT NULL DEFAULT 0,

@@ -4,11 +4,22 @@ import type { EngineContext, PreparedWrite } from './engine-context';
 import { ENTRY_NEWER, payloadStart } from './entry-envelope';
 import { fenceKeyOf, type FillSeen } from './fill-fence';
 import type { DeferredInvalidations } from './deferred-invalidations';
-import { ratio, type TierStats } from './stats';
+import { ratio, type TierStats } from './tier-stats';
+import type { LowerTiers } from './lower-tiers';
 import { L2_FAILED, type RedisTier } from './tiers/redis.tier';
+import type { FillMark } from './tiers/tier';
 import { cappedTtl, type Tier } from './tiers/tier';
 
 const TRUE: Promise<boolean> = Promise.resolve(true);
+
+/** A fill's read below L1: the value, or what its stores will be checked against in each tier. */
+export interface FillRead {
+  value: unknown;
+  /** L2's fence and generation; undefined when L2 could not be asked (the fill then keeps its value in L1 only). */
+  seen?: FillSeen;
+  /** Each lower tier's mark (undefined where it was not asked). */
+  marks?: Array<FillMark | undefined>;
+}
 
 /**
  * The tiers in order, first asked first: the in-process tier on top, the shared Redis tier below it. Reads go
@@ -49,6 +60,8 @@ export class CacheStack {
   /** The read below L1: Redis, unless an invalidation of the key is still waiting to reach it. */
   async readBelow(key: string): Promise<unknown> {
     const ctx = this.ctx;
+    // Below L2, a hit is copied up with fenced stores: the read must take L2's fill mark on the way down.
+    if (ctx.lower !== undefined) return (await this.readForFill(key)).value;
     const l2 = ctx.l2 as RedisTier;
     const deferred = ctx.deferred as DeferredInvalidations;
     if (!deferred.idle && deferred.blocks(key)) {
@@ -105,6 +118,18 @@ export class CacheStack {
         const due = promote && this.promotionDue(key);
         out[missing[j]] = this.accept(key, row[0], due ? row[1] : undefined, since) as T | undefined;
       }
+      const lower = ctx.lower;
+      if (lower !== undefined) {
+        // Values found below L2 are returned, not copied up: copies need the fill marks a single get reads.
+        const still = missing.filter((i) => out[i] === undefined);
+        if (still.length > 0) {
+          const rows = await lower.readMany(still.map((i) => keys[i]));
+          still.forEach((i, j) => {
+            const row = rows[j];
+            if (row !== undefined) out[i] = this.decodeStored(keys[i], row.value, () => void lower.deleteKeys([keys[i]])) as T | undefined;
+          });
+        }
+      }
       return out;
     } finally {
       ctx.readGuard.end();
@@ -116,7 +141,7 @@ export class CacheStack {
    * (fill-fence.ts). `seen` is undefined when Redis could not be asked (unreachable, or an invalidation of the
    * key still waiting to reach it): the fill then keeps its value in L1 only.
    */
-  async readForFill(key: string): Promise<{ value: unknown; seen?: FillSeen }> {
+  async readForFill(key: string): Promise<FillRead> {
     const ctx = this.ctx;
     const deferred = ctx.deferred as DeferredInvalidations;
     if (!deferred.idle && deferred.blocks(key)) {
@@ -126,18 +151,50 @@ export class CacheStack {
     const startedAt = performance.now();
     const pkey = ctx.prefix + key;
     const promote = ctx.l1 !== undefined && this.promotionDue(key);
-    const since = promote ? ctx.readGuard.begin() : -1;
+    const lower = ctx.lower;
+    const since = promote || lower ? ctx.readGuard.begin() : -1;
     try {
       const r = await (ctx.l2 as RedisTier).readForFill(pkey, fenceKeyOf(ctx.reserved.fencePrefix, pkey), ctx.reserved.genKey, promote);
-      if (r === L2_FAILED) {
-        ctx.n.l2Misses++;
-        return { value: undefined };
+      const seen = r === L2_FAILED ? undefined : { fence: r[2], generation: r[3], startedAt };
+      if (r === L2_FAILED) ctx.n.l2Misses++;
+      else {
+        const value = this.accept(key, r[0], promote ? r[1] : undefined, since);
+        if (value !== undefined) return { value };
       }
-      const value = this.accept(key, r[0], promote ? r[1] : undefined, since);
-      return value !== undefined ? { value } : { value: undefined, seen: { fence: r[2], generation: r[3], startedAt } };
+      return lower === undefined ? { value: undefined, seen } : await this.readLower(lower, key, seen, since);
     } finally {
-      if (promote) ctx.readGuard.end();
+      if (since >= 0) ctx.readGuard.end();
     }
+  }
+
+  /**
+   * L2 missed: down the lower tiers. A hit due for promotion is copied into each tier above it, L2 included, by
+   * fenced stores (each refused if an invalidation reached that tier since this read passed it) and into L1 as an
+   * L2 hit is. The copies go in the background: the caller has its value.
+   */
+  private async readLower(lower: LowerTiers, key: string, seen: FillSeen | undefined, since: number): Promise<FillRead> {
+    const ctx = this.ctx;
+    const r = await lower.read(key);
+    const hit = r.hit;
+    if (hit === undefined) return { value: undefined, seen, marks: r.marks };
+    const value = this.decodeStored(key, hit.payload, () => void lower.deleteKeys([key]));
+    if (value === undefined) return { value: undefined, seen, marks: r.marks };
+    if (hit.due && !ctx.closed) {
+      void lower.promote(key, hit, r.marks);
+      const l2Ttl = cappedTtl(ctx.options.l2.ttl, hit.ttl);
+      if (seen !== undefined && l2Ttl > 0 && !ctx.flights.isStale(key)) {
+        const pkey = ctx.prefix + key;
+        void (ctx.l2 as RedisTier).storeFill({ pkey, payload: hit.payload, ttl: l2Ttl }, fenceKeyOf(ctx.reserved.fencePrefix, pkey), ctx.reserved.genKey, seen);
+      }
+      const l1 = ctx.l1;
+      const l1Ttl = cappedTtl(ctx.options.l1.ttl, hit.ttl);
+      if (l1 && ctx.l1Trusted && l1Ttl > 0 && !ctx.flights.isStale(key) && !ctx.readGuard.changedSince(key, since) && l1.admits(key)) {
+        const at = payloadStart(hit.payload);
+        l1.set(key, ctx.protection.toStored(value), l1Ttl, undefined, this.l1SizeOf(at > 0 ? hit.payload.slice(at) : hit.payload));
+        ctx.n.promotions++;
+      }
+    }
+    return { value };
   }
 
   /**
@@ -168,9 +225,8 @@ export class CacheStack {
       value = ctx.options.codec.decode(body);
     } catch (err) {
       // Another writer's garbage is a miss: remove it so the next read refills it.
-      n.corrupt++;
       n.l2Misses++;
-      ctx.log('warn', 'corrupt', `undecodable payload under "${key}" treated as a miss and deleted (${(err as Error).message})`);
+      this.corrupt(key, err);
       void ctx.l2?.del([ctx.prefix + key]);
       return undefined;
     }
@@ -196,6 +252,34 @@ export class CacheStack {
     return value;
   }
 
+  /**
+   * A payload from a tier below L2: the value, or undefined for a miss (a newer format, left in place; garbage,
+   * removed through `drop`; null without cacheNullValues).
+   */
+  private decodeStored(key: string, payload: string, drop: () => void): unknown {
+    const ctx = this.ctx;
+    const at = payloadStart(payload);
+    if (at === ENTRY_NEWER) {
+      ctx.n.newerEntries++;
+      return undefined;
+    }
+    let value: unknown;
+    try {
+      if (at < 0) throw new CacheDecodeError('malformed entry header');
+      value = ctx.options.codec.decode(at > 0 ? payload.slice(at) : payload);
+    } catch (err) {
+      this.corrupt(key, err);
+      drop();
+      return undefined;
+    }
+    return value === undefined || (value === null && !ctx.options.cacheNullValues) ? undefined : value;
+  }
+
+  private corrupt(key: string, err: unknown): void {
+    this.ctx.n.corrupt++;
+    this.ctx.log('warn', 'corrupt', `undecodable payload under "${key}" treated as a miss and deleted (${(err as Error).message})`);
+  }
+
   // ---------------------------------------------------------------- writes down
 
   /**
@@ -212,6 +296,10 @@ export class CacheStack {
       if (!deferred.idle && deferred.hasKey(w.key)) written = this.writeOverDeferred(w, deferred);
       else if (ctx.writeBehind) ctx.writeBehind.enqueue(w);
       else written = ctx.l2.set(w);
+      if (ctx.lower) {
+        const below = ctx.lower.write([w]);
+        written = written ? Promise.all([written, below]).then(() => true) : below.then(() => true);
+      }
     }
     this.writeL1(w, value);
     return written ?? TRUE;
@@ -231,8 +319,10 @@ export class CacheStack {
     const deferred = ctx.deferred as DeferredInvalidations;
     const seq = deferred.idle ? 0 : deferred.nextSeq();
     if (seq !== 0) for (const w of writes) if (deferred.hasKey(w.key)) w.seq = seq;
+    const below = ctx.lower?.write(writes);
     if (ctx.writeBehind) for (const w of writes) ctx.writeBehind.enqueue(w);
     else if ((await ctx.l2.setMany(writes)) !== L2_FAILED && seq !== 0) for (const w of writes) deferred.written(w.key, seq);
+    await below;
   }
 
   /**
@@ -265,6 +355,7 @@ export class CacheStack {
     if (l2) {
       out[l2.name] = { kind: 'redis', level: l1 ? 1 : 0, hits: n.l2Hits, misses: n.l2Misses, hitRatio: ratio(n.l2Hits, n.l2Misses), promotions: 0, errors: n.l2Errors, ready: l2.ready };
     }
+    if (this.ctx.lower) Object.assign(out, this.ctx.lower.stats(l1 ? 2 : 1));
     return out;
   }
 

@@ -1,5 +1,7 @@
 import type { CacheChange } from './cache-change';
+import type { ReservedNames } from './keys/cache-key';
 import type { DeferredInvalidations } from './deferred-invalidations';
+import type { LowerTiers } from './lower-tiers';
 import type { SingleFlight } from './get-set/single-flight';
 import type { CacheObserver } from './observer';
 import type { ResolvedOptions } from './options';
@@ -16,6 +18,8 @@ export interface PreparedWrite extends L2Write {
   tags: readonly string[] | undefined;
   /** UTF-8 size of the codec's payload (what maxValueBytes and l1.maxBytes count). */
   bytes: number;
+  /** The call's own ttl, when it gave one: it caps every lower tier's TTL too. */
+  callTtl?: number;
   /** Intent sequence number, set when a deferred delete of this key is pending (see DeferredInvalidations). */
   seq?: number;
 }
@@ -57,17 +61,6 @@ export function newCounters(): EngineCounters {
   };
 }
 
-/** The names under keyPrefix that the engine keeps for itself in Redis. */
-export interface ReservedNames {
-  /** Tag indexes: sorted sets scored by expiry. */
-  tagPrefix: string;
-  /** The plain-set tag indexes of earlier versions (still popped). */
-  legacyTagPrefix: string;
-  /** Per-key fill fences (fill-fence.ts). */
-  fencePrefix: string;
-  /** The namespace generation that pattern, tag and clear invalidations move. */
-  genKey: string;
-}
 
 /**
  * What the engine's parts share: the tiers, the queues, the counters and the few hooks back to the facade.
@@ -81,6 +74,8 @@ export interface EngineContext {
   readonly reserved: ReservedNames;
   readonly l1: MemoryTier | undefined;
   readonly l2: RedisTier | undefined;
+  /** The tiers below L2 (`tiers` with more than one shared tier); undefined otherwise. */
+  readonly lower: LowerTiers | undefined;
   /** Invalidations that could not reach Redis, replayed until they land; undefined without L2. */
   readonly deferred: DeferredInvalidations | undefined;
   readonly writeBehind: WriteBehindQueue<PreparedWrite> | undefined;

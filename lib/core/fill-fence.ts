@@ -1,7 +1,9 @@
 import type { InvalidationTarget } from './deferred-invalidations';
 import { escapeGlob } from './glob';
-import { RESERVED } from './keys/cache-key';
+import { fenceKeyOf, RESERVED } from './keys/cache-key';
 import type { RedisTier } from './tiers/redis.tier';
+
+export { fenceKeyOf };
 
 /**
  * Fences that keep a getOrSet fill from storing a value an invalidation has overtaken, on any instance.
@@ -15,24 +17,10 @@ import type { RedisTier } from './tiers/redis.tier';
  * returns.
  *
  * Limits, by construction: a factory that runs longer than `l2.fillWindow` is not stored (its fence may have
- * expired); on a Cluster the namespace generation lives in another slot than the key, so it is checked by a read
- * just before the store, which leaves a pattern, tag or clear invalidation one round trip to slip in between.
+ * expired); on a Cluster the namespace generation lives in another slot than the key, so it is read just before
+ * the store and again after it, and a store that finds it moved deletes its value again: a pattern, tag or clear
+ * invalidation that slips in between leaves the value readable for that one round trip, never for its TTL.
  */
-
-/**
- * The fence key of a physical key, in the same Cluster slot: Redis hashes only a key's `{hash tag}` when it has
- * one, so the fence reuses that tag, or wraps the whole key in braces. `undefined` when the key holds braces
- * that no wrapping can reproduce (no template-built key does: segments never contain braces).
- */
-export function fenceKeyOf(fencePrefix: string, pkey: string): string | undefined {
-  const open = pkey.indexOf('{');
-  if (open >= 0) {
-    const close = pkey.indexOf('}', open + 1);
-    if (close > open + 1) return `${fencePrefix}{${pkey.slice(open + 1, close)}}:${pkey}`;
-  }
-  if (pkey.includes('}')) return undefined;
-  return `${fencePrefix}{${pkey}}`;
-}
 
 /** What a fill saw in Redis when it found its key missing: the store compares these again. */
 export interface FillSeen {

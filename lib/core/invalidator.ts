@@ -27,6 +27,7 @@ export class Invalidator {
   async delete(list: readonly string[]): Promise<number> {
     const ctx = this.ctx;
     const removed = new Array<boolean>(list.length).fill(false);
+    let lowerRemoved = 0;
     for (let i = 0; i < list.length; i++) {
       checkKey(list[i]);
       this.overtake(list[i]);
@@ -36,6 +37,8 @@ export class Invalidator {
     }
     if (this.target) {
       const deferred = ctx.deferred as DeferredInvalidations;
+      // Bottom-up (lower-tiers.ts): a read that misses L2 after this delete then misses every tier below it.
+      if (ctx.lower) lowerRemoved = await ctx.lower.deleteKeys(list);
       const r = await this.target.del(list.map((k) => ctx.prefix + k));
       if (r === L2_FAILED) {
         // Redis still holds these: replayed until it no longer does (see DeferredInvalidations).
@@ -48,7 +51,7 @@ export class Invalidator {
     }
     ctx.n.deletes += list.length;
     ctx.emit({ type: 'delete', keys: [...list] });
-    return removed.filter(Boolean).length;
+    return Math.max(removed.filter(Boolean).length, lowerRemoved);
   }
 
   async pattern(glob: string): Promise<PatternInvalidationReport> {
@@ -57,7 +60,9 @@ export class Invalidator {
     const walked = await this.dropMatching(matcher, async (): Promise<ScanDeleteResult> => {
       ctx.writeBehind?.discard((w) => matcher.test(w.key));
       if (!this.target) return { removed: 0, failedNodes: [] };
-      return this.target.scanDelete(escapeGlob(ctx.prefix) + glob);
+      const lower = ctx.lower ? await ctx.lower.deletePattern(glob) : undefined;
+      const r = await this.target.scanDelete(escapeGlob(ctx.prefix) + glob);
+      return lower === undefined ? r : { removed: Math.max(r.removed, lower.removed), failedNodes: r.failedNodes };
     });
     const l2 = walked.below;
     const deferred = l2.failedNodes.length > 0;
@@ -80,8 +85,9 @@ export class Invalidator {
     this.stack.forgetAll();
     let l2Count = 0;
     if (this.target) {
+      const lower = ctx.lower ? await ctx.lower.clear() : 0;
       const r = await this.target.scanDelete(escapeGlob(ctx.prefix) + '*');
-      l2Count = r.removed;
+      l2Count = Math.max(r.removed, lower);
       if (r.failedNodes.length > 0) {
         ctx.deferred?.addClear();
         ctx.log('warn', 'deferred', `clear could not reach ${r.failedNodes.join(', ')}; it is retried until it lands`);
@@ -137,6 +143,26 @@ export class Invalidator {
     if (c.type === 'delete') for (const k of c.keys) this.stack.forget(k);
     void this.dropL1(c);
     this.ctx.emit(c);
+  }
+
+  /**
+   * An invalidation deferred on a tier below L2 reached it at last. While it was pending, reads (here and on
+   * other instances) may have copied what it covered back into the tiers above: it runs again on all of them.
+   */
+  async landedBelow(change: LandedInvalidation): Promise<void> {
+    switch (change.type) {
+      case 'delete':
+        await this.delete(change.keys);
+        return;
+      case 'pattern':
+        await this.pattern(change.pattern);
+        return;
+      case 'tags':
+        await this.tags.invalidate(change.tags);
+        return;
+      case 'clear':
+        await this.clear();
+    }
   }
 
   /**

@@ -1,6 +1,7 @@
 import { resolveCodec, type CacheCodec } from './codec';
 import { parseDuration, parseTimerDuration } from './duration';
 import { TieredCacheOptionsError } from './errors';
+import { expandTiers, type ResolvedLowerTier } from './tier-options';
 import type {
   CacheLogger,
   L1Protection,
@@ -26,13 +27,26 @@ export interface ResolvedOptions {
   /** Cross-instance invalidation bus; undefined when off or without L2. */
   bus: { maxMessageBytes: number; retryQueueSize: number; heartbeatInterval: number; overwriteWindow: number; tracking: boolean } | undefined;
   invalidation: { batchSize: number; maxDelay: number };
+  /** Names of the top tiers in stats() and `set(..., { tier })` ('l1', 'l2' unless `tiers` names them). */
+  tierNames: { l1: string; l2: string };
+  /** The tiers below the first Redis tier, top down (`tiers` only). */
+  lower: ResolvedLowerTier[];
+  /** Accepted but probably not meant: logged once at boot. */
+  warnings: string[];
 }
 
-export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions {
-  if (input === null || typeof input !== 'object') throw new TieredCacheOptionsError('options', input, 'expected an object');
+export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOptions {
+  if (options === null || typeof options !== 'object') throw new TieredCacheOptionsError('options', options, 'expected an object');
+  let input = options;
   const keyPrefix = input.keyPrefix ?? 'cache:';
   if (typeof keyPrefix !== 'string') throw new TieredCacheOptionsError('keyPrefix', keyPrefix, 'expected a string');
   const defaultTtl = parseDuration('defaultTtl', input.defaultTtl ?? '1h');
+  const tiers = input.tiers === undefined ? undefined : expandTiers(input, defaultTtl);
+  if (tiers) {
+    input = { ...input, ...tiers.short };
+    // Checked here, at boot, as the first Redis tier is (the tier resolves it again when it is built).
+    for (const t of tiers.lower) if (t.type === 'redis') resolveRedis(t.redis, `tiers.${t.name}.redis`);
+  }
 
   const l1In = input.l1 ?? {};
   const l1 = {
@@ -95,6 +109,9 @@ export function resolveOptions(input: TieredCacheOptions = {}): ResolvedOptions 
     logger: input.logger ?? consoleLogger,
     bus: resolveBus(input.bus, l2.enabled),
     invalidation: resolveInvalidation(input.invalidation),
+    tierNames: { l1: tiers?.names.l1 ?? 'l1', l2: tiers?.names.l2 ?? 'l2' },
+    lower: tiers?.lower ?? [],
+    warnings: tiers?.warnings ?? [],
   };
 }
 
@@ -122,10 +139,10 @@ function resolveInvalidation(input: TieredCacheOptions['invalidation']): Resolve
   };
 }
 
-function resolveRedis(input: TieredCacheOptions['redis']): ResolvedOptions['redis'] {
+export function resolveRedis(input: TieredCacheOptions['redis'], at = 'redis'): ResolvedOptions['redis'] {
   if (input === undefined || input === null || input === '') return undefined;
   const opts: RedisConnectionOptions = typeof input === 'string' ? { url: input } : input;
-  if (typeof opts !== 'object') throw new TieredCacheOptionsError('redis', input, 'expected a URL or connection options');
+  if (typeof opts !== 'object') throw new TieredCacheOptionsError(at, input, 'expected a URL or connection options');
   const mode = opts.mode ?? 'standalone';
   if (mode === 'standalone') {
     const url = (opts as { url?: unknown }).url;
@@ -136,29 +153,29 @@ function resolveRedis(input: TieredCacheOptions['redis']): ResolvedOptions['redi
       parsed = undefined;
     }
     if (!parsed || (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') || !parsed.hostname) {
-      throw new TieredCacheOptionsError('redis.url', url === undefined ? input : redactUrl(url), 'expected redis://host:port or rediss://host:port');
+      throw new TieredCacheOptionsError(`${at}.url`, url === undefined ? input : redactUrl(url), 'expected redis://host:port or rediss://host:port');
     }
     const db = parsed.pathname.replace(/^\//, '');
-    if (db !== '' && !/^\d+$/.test(db)) throw new TieredCacheOptionsError('redis.url', redactUrl(url), `database "${db}" is not a number`);
+    if (db !== '' && !/^\d+$/.test(db)) throw new TieredCacheOptionsError(`${at}.url`, redactUrl(url), `database "${db}" is not a number`);
   } else if (mode === 'sentinel') {
     const s = opts as { sentinels?: unknown; name?: unknown };
-    if (!Array.isArray(s.sentinels) || s.sentinels.length === 0) throw new TieredCacheOptionsError('redis.sentinels', s.sentinels, 'expected at least one { host, port }');
-    if (typeof s.name !== 'string' || !s.name) throw new TieredCacheOptionsError('redis.name', s.name, 'expected the Sentinel master group name');
+    if (!Array.isArray(s.sentinels) || s.sentinels.length === 0) throw new TieredCacheOptionsError(`${at}.sentinels`, s.sentinels, 'expected at least one { host, port }');
+    if (typeof s.name !== 'string' || !s.name) throw new TieredCacheOptionsError(`${at}.name`, s.name, 'expected the Sentinel master group name');
   } else if (mode === 'cluster') {
     const c = opts as { nodes?: unknown };
-    if (!Array.isArray(c.nodes) || c.nodes.length === 0) throw new TieredCacheOptionsError('redis.nodes', c.nodes, 'expected at least one cluster node');
+    if (!Array.isArray(c.nodes) || c.nodes.length === 0) throw new TieredCacheOptionsError(`${at}.nodes`, c.nodes, 'expected at least one cluster node');
   } else {
-    throw new TieredCacheOptionsError('redis.mode', mode, "expected 'standalone', 'sentinel' or 'cluster'");
+    throw new TieredCacheOptionsError(`${at}.mode`, mode, "expected 'standalone', 'sentinel' or 'cluster'");
   }
   const protocol = opts.protocol ?? 2;
-  if (protocol !== 2 && protocol !== 3) throw new TieredCacheOptionsError('redis.protocol', protocol, 'expected 2 or 3');
+  if (protocol !== 2 && protocol !== 3) throw new TieredCacheOptionsError(`${at}.protocol`, protocol, 'expected 2 or 3');
   return {
     ...opts,
     mode,
-    commandTimeout: parseTimerDuration('redis.commandTimeout', opts.commandTimeout ?? 250),
-    connectTimeout: parseTimerDuration('redis.connectTimeout', opts.connectTimeout ?? '3s'),
-    socketTimeout: parseTimerDuration('redis.socketTimeout', opts.socketTimeout ?? '10s'),
-    maxConnections: positiveInt('redis.maxConnections', opts.maxConnections, 1),
+    commandTimeout: parseTimerDuration(`${at}.commandTimeout`, opts.commandTimeout ?? 250),
+    connectTimeout: parseTimerDuration(`${at}.connectTimeout`, opts.connectTimeout ?? '3s'),
+    socketTimeout: parseTimerDuration(`${at}.socketTimeout`, opts.socketTimeout ?? '10s'),
+    maxConnections: positiveInt(`${at}.maxConnections`, opts.maxConnections, 1),
     protocol,
   } as ResolvedOptions['redis'];
 }

@@ -3,21 +3,10 @@ import type { EngineContext } from './engine-context';
 import type { InvalidationQueue } from './invalidation-queue';
 import type { InvalidationStats } from './invalidation-stats';
 import type { DeferredInvalidations } from './deferred-invalidations';
+import { ratio, type TierStats } from './tier-stats';
 
-/** stats().tiers[name]: one tier's share of the work, in stack order. */
-export interface TierStats {
-  kind: 'memory' | 'redis';
-  /** Position in the stack, 0 = first asked. */
-  level: number;
-  hits: number;
-  misses: number;
-  hitRatio: number;
-  /** Copies made into this tier from a tier below it. */
-  promotions: number;
-  /** Commands that failed or missed their deadline (remote tiers). */
-  errors: number;
-  ready: boolean;
-}
+export { ratio, type TierStats };
+
 
 /** The shape of `stats()`. Ratios are 0..1; `utilization` is a percentage. */
 export interface CacheStats {
@@ -80,10 +69,6 @@ export interface CacheStats {
   tiers: Record<string, TierStats>;
 }
 
-export function ratio(hits: number, misses: number): number {
-  const total = hits + misses;
-  return total === 0 ? 0 : hits / total;
-}
 
 /** What stats() adds to the engine's shared state. */
 export interface StatsSources {

@@ -1,5 +1,6 @@
 import type { DeferredInvalidations, InvalidationTarget } from './deferred-invalidations';
 import type { EngineContext } from './engine-context';
+import { L2_FAILED } from './tiers/redis.tier';
 
 /**
  * Tags: an index per tag in each tier that holds tagged entries (L1: a map; Redis: a sorted set scored by
@@ -23,6 +24,14 @@ export class TagSystem {
     ctx.writeBehind?.discard((w) => !!w.tagKeys?.some((k) => tagKeys.has(k)));
     let l2Count = 0;
     if (this.target) {
+      const target = this.target;
+      // Bottom-up (lower-tiers.ts). Copies promoted into L2 from below carry no tag: dropped by name.
+      if (ctx.lower) {
+        l2Count = await ctx.lower.deleteTags(list, async (keys) => {
+          if ((await target.del(keys.map((k) => ctx.prefix + k))) === L2_FAILED) (ctx.deferred as DeferredInvalidations).addKeys(keys);
+          this.droppedByTag(keys.map((k) => ctx.prefix + k));
+        });
+      }
       const failed: string[] = [];
       for (const tag of new Set(list)) {
         const r = await this.target.popTag(tagPrefix + tag, legacyTagPrefix + tag, (pkeys) => this.droppedByTag(pkeys));

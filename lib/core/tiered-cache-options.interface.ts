@@ -88,7 +88,83 @@ export interface WriteBehindOptions {
   maxQueue?: number;
 }
 
+/** A byte size: a number of bytes, or a string such as `'512kb'`, `'5mb'`, `'1gb'` (1 kb = 1,024 bytes). */
+export type ByteSize = number | string;
+
+interface TierConfigBase {
+  /** Unique in the list: the key of stats().tiers and of `set(..., { tier })`. */
+  name: string;
+  /** How long this tier keeps an entry (a call's `ttl` caps it). */
+  ttl?: Duration;
+  /** Hits of one key in this tier before it is copied up into the tiers above (default 1). */
+  promoteAfter?: number;
+}
+
+/** The in-process tier (lru-cache); only as the first tier. */
+export interface MemoryTierConfig extends TierConfigBase, Omit<L1Options, 'enabled' | 'maxBytes' | 'ttl'> {
+  type: 'memory';
+  maxBytes?: ByteSize;
+}
+
+/**
+ * A Redis tier. The first one carries the invalidation bus and the fill fences of every instance (what `redis`
+ * and `l2` configure in the short form); a later one is a further tier with its own connection.
+ */
+export interface RedisTierConfig extends TierConfigBase {
+  type: 'redis';
+  redis: string | RedisConnectionOptions;
+  /** 'through' (default): `set` resolves once this tier has the value; 'behind': queued, written in batches. */
+  write?: 'through' | 'behind';
+  /** Queue bounds when `write: 'behind'`. */
+  writeBehind?: WriteBehindOptions;
+  /** First Redis tier only: as `l2.fillWindow`. */
+  fillWindow?: Duration;
+}
+
+export interface PostgresConnectionOptions {
+  /** postgres://user:pass@host:port/db */
+  url: string;
+  schema?: string;
+  /** Default 'tiered_cache'. */
+  table?: string;
+  /** CREATE TABLE IF NOT EXISTS at boot (default true); false when DDL is not allowed at runtime (ship sql/postgres-tier.sql). */
+  createTable?: boolean;
+  /** An UNLOGGED table: no WAL, far cheaper writes, emptied by a database crash. */
+  unlogged?: boolean;
+  /** Every query's deadline, client side and as statement_timeout (default 500ms). */
+  commandTimeout?: Duration;
+  /** Bound on opening a connection and on waiting for a free one (default 2s). */
+  connectTimeout?: Duration;
+  /** Pool size (default 4). */
+  maxConnections?: number;
+  /** Calls waiting for a connection beyond this fail at once (default 1,000). */
+  maxWaiting?: number;
+  /** Period of the expiry sweep and the trim (default 30s). */
+  maintenanceInterval?: Duration;
+  /** Rows per batch of the sweep, the trim and pattern/tag deletes (default 500). */
+  batchSize?: number;
+}
+
+/** A persistent tier in PostgreSQL (the `pg` driver, an optional peer). */
+export interface PostgresTierConfig extends TierConfigBase {
+  type: 'postgres';
+  postgres: string | PostgresConnectionOptions;
+  /** Rows kept in this namespace; the oldest writes go first. */
+  maxEntries?: number;
+  /** Bytes kept in this namespace (sum of the values' sizes); the oldest writes go first. */
+  maxBytes?: ByteSize;
+  write?: 'through' | 'behind';
+  writeBehind?: WriteBehindOptions;
+}
+
+export type TierConfig = MemoryTierConfig | RedisTierConfig | PostgresTierConfig;
+
 export interface TieredCacheOptions {
+  /**
+   * The tiers, top (asked first) to bottom. An alternative to `l1` / `l2` / `redis` / `writeBehind`, which
+   * stay as the short form of `[memory, redis]`; give one form or the other.
+   */
+  tiers?: TierConfig[];
   /** Namespace of every Redis key and channel (default 'cache:'). */
   keyPrefix?: string;
   /** TTL when a call gives none (default 1h). Numbers are **milliseconds**. */
@@ -192,8 +268,13 @@ export interface CacheLogger {
 }
 
 export interface SetOptions {
-  /** L2 TTL (and the L1 TTL cap). Numbers are milliseconds. */
+  /** L2 TTL (and the L1 TTL cap; with more tiers, the cap of every tier's own TTL). Numbers are milliseconds. */
   ttl?: Duration;
+  /**
+   * Write this tier (by name) and the ones below it, never above; the copies above are invalidated, so no
+   * older value there shadows the new one.
+   */
+  tier?: string;
   /** L1 TTL for this entry (never longer than `ttl`). */
   l1Ttl?: Duration;
   tags?: readonly string[];

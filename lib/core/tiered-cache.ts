@@ -14,8 +14,9 @@ import { SingleFlight } from './get-set/single-flight';
 import { InvalidationQueue } from './invalidation-queue';
 import { InvalidationCounters } from './invalidation-stats';
 import { Invalidator } from './invalidator';
-import { checkKey, isValidKey, keyError, RESERVED, tagIndexPrefixes } from './keys/cache-key';
+import { checkKey, isValidKey, keyError, reservedNames } from './keys/cache-key';
 import { LogThrottle } from './log-throttle';
+import { LowerTiers } from './lower-tiers';
 import { fanOut, type CacheObserver, type CacheOperation, type CacheTier, type InvalidationSource } from './observer';
 import { resolveOptions, type ResolvedOptions } from './options';
 import { ReadGuard } from './read-guard';
@@ -69,7 +70,7 @@ export class TieredCache {
     const prefix = o.keyPrefix;
     this.#logs = new LogThrottle(o.logger);
     const log = (level: 'warn' | 'error', kind: string, message: string): void => this.#logs.log(level, kind, message);
-    this.l1 = o.l1.enabled ? new MemoryTier(o.l1.maxEntries, o.l1.maxBytes, o.l1.cleanupInterval) : undefined;
+    this.l1 = o.l1.enabled ? new MemoryTier(o.l1.maxEntries, o.l1.maxBytes, o.l1.cleanupInterval, o.tierNames.l1) : undefined;
     let factory: RedisConnectionFactory | undefined;
     if (o.redis) {
       factory = new RedisConnectionFactory(o.redis);
@@ -81,14 +82,13 @@ export class TieredCache {
         (op, err) => this.#onL2Error(op, err),
         o.redis.socketTimeout,
         prefix,
+        o.tierNames.l2,
+        o.l2.fillWindow,
       );
     }
+    for (const w of o.warnings) log('warn', 'options', w);
     const l2 = this.l2;
-    const reserved = {
-      ...tagIndexPrefixes(prefix),
-      fencePrefix: prefix + RESERVED + 'fence:',
-      genKey: prefix + RESERVED + 'gen',
-    };
+    const reserved = reservedNames(prefix);
     const target = l2 ? fencedTarget(l2, { prefix, ...reserved }, o.l2.fillWindow) : undefined;
     const state: EngineState = {
       options: o,
@@ -96,6 +96,7 @@ export class TieredCache {
       reserved,
       l1: this.l1,
       l2,
+      lower: undefined,
       deferred: undefined,
       writeBehind: undefined,
       flights: new SingleFlight(),
@@ -108,6 +109,16 @@ export class TieredCache {
       emit: (change) => this.#emit(change),
       log,
     };
+    if (l2 && o.lower.length > 0) {
+      state.lower = new LowerTiers(o.lower, prefix, o.l2.fillWindow, {
+        landed: (change) => void this.#invalidator.landedBelow(change),
+        onError: (tier, op, err) => {
+          state.lower?.countError(tier);
+          this.#logs.log('warn', `${tier}:${op}`, `tier ${tier}: ${op} failed: ${err instanceof Error ? err.message : String(err)}`);
+        },
+        log: (message) => log('warn', 'deferred', message),
+      });
+    }
     this.#state = state;
     this.#plain = state.protection.plain;
     this.#stack = new CacheStack(state);
@@ -148,7 +159,10 @@ export class TieredCache {
   /** Connects L2 (bounded by connectTimeout). Resolves false, never throws, when Redis is not there. */
   async connect(): Promise<boolean> {
     if (!this.l2) return true;
-    const [ok] = await Promise.all([this.l2.connect(), this.bus?.connect(this.options.redis?.connectTimeout ?? 0)]);
+    const [ok, lower] = await Promise.all([this.l2.connect(), this.#state.lower?.connect(), this.bus?.connect(this.options.redis?.connectTimeout ?? 0)]);
+    lower?.forEach((up, i) => {
+      if (!up) this.#logs.log('warn', 'connect', `tier ${this.options.lower[i].name} is not reachable; it is skipped until it answers`);
+    });
     if (!ok) this.#logs.log('warn', 'connect', 'Redis is not reachable; serving from L1 and reconnecting in the background');
     return ok;
   }
@@ -167,6 +181,10 @@ export class TieredCache {
     if (s.deferred) {
       const left = await s.deferred.close();
       if (left > 0) this.#logs.log('error', 'shutdown', `${left} invalidations could not be applied to Redis; what they covered stays there until it expires`);
+    }
+    if (s.lower) {
+      const left = await s.lower.close();
+      if (left > 0) this.#logs.log('error', 'shutdown', `${left} queued writes or invalidations could not reach the lower tiers`);
     }
     await this.bus?.close();
     await this.l2?.close();
@@ -333,7 +351,7 @@ export class TieredCache {
 
   /** Writes out the write-behind queue now. */
   async flush(): Promise<void> {
-    await this.#state.writeBehind?.flush();
+    await Promise.all([this.#state.writeBehind?.flush(), this.#state.lower?.flush()]);
   }
 
   // ---------------------------------------------------------------- invalidation

@@ -1,4 +1,10 @@
-import { L2_FAILED, type L2Write, type RedisTier } from './tiers/redis.tier';
+import { L2_FAILED, type L2Failed, type L2Write } from './tiers/redis.tier';
+
+/** Where a queue writes its batches: the Redis tier, or an adapter over any other tier. */
+export interface BatchSink<W> {
+  readonly ready: boolean;
+  setMany(writes: readonly W[]): Promise<boolean | L2Failed>;
+}
 
 /**
  * Write-behind: L2 writes are queued (newest value per key wins), flushed in pipelined batches on an
@@ -17,7 +23,7 @@ export class WriteBehindQueue<W extends L2Write = L2Write> {
   dropped = 0;
 
   constructor(
-    private readonly l2: RedisTier,
+    private readonly l2: BatchSink<W>,
     private readonly batchSize: number,
     private readonly maxQueue: number,
     flushIntervalMs: number,

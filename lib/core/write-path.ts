@@ -4,7 +4,8 @@ import { parseCallTtl } from './duration';
 import type { EngineContext, PreparedWrite } from './engine-context';
 import { encodeEntry } from './entry-envelope';
 import { CacheSerializationError } from './errors';
-import { checkKey } from './keys/cache-key';
+import { checkKey, fenceKeyOf } from './keys/cache-key';
+import type { RedisTier } from './tiers/redis.tier';
 
 const FALSE: Promise<boolean> = Promise.resolve(false);
 
@@ -26,7 +27,33 @@ export class WritePath {
 
   /** Not async: one promise per write-through set (the L2 reply mapped to true), none for the rest. */
   set(key: string, value: unknown, options: SetOptions | undefined): Promise<boolean> {
+    if (options?.tier !== undefined && options.tier !== this.ctx.options.tierNames.l1) return this.#writeFrom(key, value, options, options.tier);
     return this.#write(key, value, options, false, false);
+  }
+
+  /**
+   * `set(..., { tier })`: that tier and the ones below it, never above; the copies above are removed first
+   * (L2's with a fence, as a delete does), so no older value there shadows the new one.
+   */
+  async #writeFrom(key: string, value: unknown, options: SetOptions, tier: string): Promise<boolean> {
+    const ctx = this.ctx;
+    const names = [ctx.options.tierNames.l2, ...ctx.options.lower.map((t) => t.name)];
+    const at = ctx.l2 ? names.indexOf(tier) : -1;
+    if (at < 0) throw new TypeError(`set(..., { tier: ${JSON.stringify(tier)} }): no such tier (tiers: ${[ctx.options.tierNames.l1, ...(ctx.l2 ? names : [])].join(', ')})`);
+    if (!this.storable(value)) return false;
+    const w = this.prepare(key, value, options);
+    const l2 = ctx.l2 as RedisTier;
+    this.overtake(key);
+    ctx.l1?.delete(key);
+    ctx.n.sets++;
+    if (at === 0) {
+      await l2.set(w);
+    } else {
+      await l2.del([w.pkey], { keys: [fenceKeyOf(ctx.reserved.fencePrefix, w.pkey)], ttl: ctx.options.l2.fillWindow });
+      await ctx.lower?.write([w], at - 1);
+    }
+    ctx.emit({ type: 'overwrite', keys: [key] });
+    return true;
   }
 
   /**
@@ -99,6 +126,7 @@ export class WritePath {
       payload: encodeEntry(payload, { createdAt: Date.now() }),
       ttl,
       l1Ttl,
+      callTtl: options?.ttl === undefined ? undefined : ttl,
       tags: tagged ? tags : undefined,
       tagKeys: tagged ? tags.map((t) => this.ctx.reserved.tagPrefix + t) : undefined,
     };

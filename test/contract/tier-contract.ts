@@ -1,4 +1,4 @@
-import { TIER_FAILED, type Tier, type TierEntry, type TierFailed, type TierRemoval, type TierWrite } from '../../lib/core/tiers/tier';
+import { isFenced, TIER_FAILED, type FencedTier, type FillMark, type Tier, type TierEntry, type TierFailed, type TierRemoval, type TierWrite } from '../../lib/core/tiers/tier';
 import { waitFor } from '../support/wait-for';
 
 /**
@@ -426,5 +426,185 @@ export function describeTierContract<V>(title: string, setup: TierContractSetup<
         }
       });
     });
+    describe('fenced fills', () => {
+      const RACE_ROUNDS = 100;
+
+      /** The tier as a fenced one, or undefined when it declares no fences; a claim it does not back fails here. */
+      function fenced(t: Tier<V>): (Tier<V> & FencedTier<V>) | undefined {
+        if (!t.capabilities.fences) return undefined;
+        if (!isFenced(t)) throw new Error(`${t.name} (${t.kind}) declares capabilities.fences but does not implement readFenced and storeFenced`);
+        return t;
+      }
+
+      /** Another instance over the same store (the tier itself when it is not shared): where invalidations come from. */
+      async function other(): Promise<Tier<V>> {
+        if (!tier.capabilities.shared) return tier;
+        const p = await setup.peer!(tier);
+        extra.push(p);
+        return p;
+      }
+
+      /** A fill's read of `key`, which must find it missing. */
+      async function readMissing(f: FencedTier<V>, key: string): Promise<FillMark> {
+        const r = asked(await f.readFenced(key));
+        expect(r.entry).toBeUndefined();
+        expect(typeof r.mark.fence).toBe('string');
+        expect(typeof r.mark.generation).toBe('string');
+        return r.mark;
+      }
+
+      it('a tier without fences does not pass for a fenced one; a tier that declares them implements them', () => {
+        if (!tier.capabilities.fences) {
+          expect(isFenced(tier)).toBe(false);
+          return;
+        }
+        expect(fenced(tier)).toBe(tier);
+      });
+
+      it('a miss, then storeFenced: stored, readable, and indexed by its tags', async () => {
+        const f = fenced(tier);
+        if (!f) return;
+        const mark = await readMissing(f, 'k');
+        expect(await f.storeFenced(w('k', 1, 10_000, ['t']), mark)).toBe(true);
+        const e = asked(await tier.getEntry('k')) as TierEntry<V>;
+        expect(e.value).toEqual(setup.sample(1));
+        expect(e.ttl).toBeGreaterThan(0);
+        expect(e.ttl).toBeLessThanOrEqual(10_000);
+        expect(await tier.deleteTags(['t'])).toEqual({ removed: 1, complete: true });
+        expect(await tier.getEntry('k')).toBeUndefined();
+      });
+
+      it("another instance's deleteKeys of the key between the read and the store: refused, the key stays absent", async () => {
+        const f = fenced(tier);
+        if (!f) return;
+        const peer = await other();
+        const mark = await readMissing(f, 'k');
+        expect(await peer.deleteKeys(['k'])).toBe(0);
+        expect(await f.storeFenced(w('k', 1), mark)).toBe(false);
+        expect(await tier.getEntry('k')).toBeUndefined();
+        // A present key deleted in between, too (the read of it found it gone already).
+        await put(tier, w('j', 2));
+        expect(await tier.deleteKeys(['j'])).toBe(1);
+        const markJ = await readMissing(f, 'j');
+        await put(peer, w('j', 3));
+        expect(await peer.deleteKeys(['j'])).toBe(1);
+        expect(await f.storeFenced(w('j', 4), markJ)).toBe(false);
+        expect(await tier.getEntry('j')).toBeUndefined();
+      });
+
+      it("another instance's deletePattern or deleteTags, even of unrelated keys, between the read and the store: refused (the generation moved)", async () => {
+        const f = fenced(tier);
+        if (!f) return;
+        const peer = await other();
+        await put(tier, w('unrelated:1', 1, LONG, ['other']), w('unrelated:2', 2, LONG, ['other']));
+        const invalidations: Array<[string, () => Promise<TierRemoval>, number]> = [
+          ['deletePattern of an unrelated key', () => peer.deletePattern('unrelated:1'), 1],
+          ['deletePattern matching nothing', () => peer.deletePattern('nomatch:*'), 0],
+          ['deleteTags of an unrelated tag', () => Promise.resolve(peer.deleteTags(['other'])), 1],
+          ['deleteTags of an unknown tag', () => Promise.resolve(peer.deleteTags(['unknown'])), 0],
+        ];
+        for (const [what, invalidate, removed] of invalidations) {
+          const mark = await readMissing(f, 'k');
+          expect({ what, r: await invalidate() }).toEqual({ what, r: { removed, complete: true } });
+          expect({ what, stored: await f.storeFenced(w('k', 1, LONG, ['t']), mark) }).toEqual({ what, stored: false });
+          expect({ what, present: await present(tier, ['k']) }).toEqual({ what, present: [] });
+        }
+      });
+
+      it("another instance's write of the key between the read and the store: refused, that write stays", async () => {
+        const f = fenced(tier);
+        if (!f) return;
+        const peer = await other();
+        const mark = await readMissing(f, 'k');
+        await put(peer, w('k', 2));
+        expect(await f.storeFenced(w('k', 1), mark)).toBe(false);
+        expect(await value(tier, 'k')).toEqual(setup.sample(2));
+      });
+
+      it('a read made after an invalidation stores: it saw the tombstone, the moved generation', async () => {
+        const f = fenced(tier);
+        if (!f) return;
+        const peer = await other();
+        await put(tier, w('k', 1, LONG, ['t']));
+        expect(await peer.deleteKeys(['k'])).toBe(1);
+        expect(await f.storeFenced(w('k', 2), await readMissing(f, 'k'))).toBe(true);
+        expect(await value(tier, 'k')).toEqual(setup.sample(2));
+        expect(await peer.deletePattern('k')).toEqual({ removed: 1, complete: true });
+        expect(await f.storeFenced(w('k', 3, LONG, ['t']), await readMissing(f, 'k'))).toBe(true);
+        expect(await value(peer, 'k')).toEqual(setup.sample(3));
+        expect(await peer.deleteTags(['t'])).toEqual({ removed: 1, complete: true });
+        expect(await f.storeFenced(w('k', 4), await readMissing(f, 'k'))).toBe(true);
+        expect(await value(peer, 'k')).toEqual(setup.sample(4));
+        // Twice with one read: the second finds the key present.
+        expect(await tier.deleteKeys(['k'])).toBe(1);
+        const mark = await readMissing(f, 'k');
+        expect(await f.storeFenced(w('k', 5), mark)).toBe(true);
+        expect(await f.storeFenced(w('k', 6), mark)).toBe(false);
+        expect(await value(tier, 'k')).toEqual(setup.sample(5));
+      });
+
+      it('a read that found the entry expired stores', async () => {
+        const f = fenced(tier);
+        if (!f) return;
+        await put(tier, w('k', 1, 40));
+        await waitFor('k to expire', async () => (await tier.getEntry('k')) === undefined);
+        expect(await f.storeFenced(w('k', 2), await readMissing(f, 'k'))).toBe(true);
+        expect(await value(tier, 'k')).toEqual(setup.sample(2));
+      });
+
+      it('an existing key: readFenced returns its entry, and a store over it is refused', async () => {
+        const f = fenced(tier);
+        if (!f) return;
+        await put(tier, w('k', 1, 10_000));
+        const r = asked(await f.readFenced('k'));
+        expect(r.entry?.value).toEqual(setup.sample(1));
+        expect(r.entry!.ttl).toBeGreaterThan(0);
+        expect(r.entry!.ttl).toBeLessThanOrEqual(10_000);
+        expect(await f.storeFenced(w('k', 2), r.mark)).toBe(false);
+        expect(await value(tier, 'k')).toEqual(setup.sample(1));
+      });
+
+      it('a byte-bound tier refuses a fill larger than its bound and writes nothing', async () => {
+        const f = fenced(tier);
+        if (!f || !tier.capabilities.byteBound) return;
+        const mark = await readMissing(f, 'big');
+        expect(await f.storeFenced({ ...w('big', 1), bytes: (setup.maxBytes as number) + 1 }, mark)).toBe(false);
+        expect(await tier.getEntry('big')).toBeUndefined();
+        expect(await f.storeFenced({ ...w('big', 2), bytes: 1 }, mark)).toBe(true);
+      });
+
+      // Whichever of the two runs first, the value must be gone once both are done: stored then removed, or refused.
+      const races: Array<[string, (peer: Tier<V>) => Promise<unknown>]> = [
+        ['deleteTags of its tag', (peer) => Promise.resolve(peer.deleteTags(['t']))],
+        ['deleteKeys of the key', (peer) => Promise.resolve(peer.deleteKeys(['k']))],
+        ['deletePattern matching the key', (peer) => peer.deletePattern('k*')],
+      ];
+      it.each(races)(`a store racing another instance's %s, ${RACE_ROUNDS} rounds: never left behind`, async (_what, invalidate) => {
+        const f = fenced(tier);
+        if (!f) return;
+        const peer = await other();
+        for (let round = 0; round < RACE_ROUNDS; round++) {
+          const mark = await readMissing(f, 'k');
+          const [s] = await Promise.all([f.storeFenced(w('k', round, LONG, ['t']), mark), invalidate(peer)]);
+          expect(typeof asked(s)).toBe('boolean');
+          expect({ round, stored: s, left: asked(await tier.getEntry('k'))?.value }).toEqual({ round, stored: s, left: undefined });
+        }
+      });
+
+      it(`once closed, readFenced and storeFenced resolve (${setup.afterClose === 'fails' ? 'TIER_FAILED' : 'as an empty tier'})`, async () => {
+        const f = fenced(tier);
+        if (!f) return;
+        const mark = await readMissing(f, 'k');
+        await tier.close();
+        const read = await f.readFenced('k');
+        const store = await f.storeFenced(w('k', 1), mark);
+        if (setup.afterClose === 'fails') expect({ read, store }).toEqual({ read: TIER_FAILED, store: TIER_FAILED });
+        else {
+          expect(asked(read).entry).toBeUndefined();
+          expect(typeof store).toBe('boolean');
+        }
+      });
+    });
+
   });
 }

@@ -4,6 +4,7 @@ import type { EngineContext } from '../engine-context';
 import { fenceKeyOf, type FillSeen } from '../fill-fence';
 import type { CacheOperation, CacheTier } from '../observer';
 import type { RedisTier } from '../tiers/redis.tier';
+import type { FillMark } from '../tiers/tier';
 import type { WritePath } from '../write-path';
 import type { Flight } from './single-flight';
 
@@ -24,6 +25,7 @@ export class FactoryRunner {
     const ctx = this.ctx;
     try {
       let seen: FillSeen | undefined;
+      let marks: Array<FillMark | undefined> | undefined;
       if (ctx.l2) {
         const r = await this.stack.readForFill(key);
         if (r.value !== undefined) {
@@ -31,6 +33,7 @@ export class FactoryRunner {
           return r.value as T;
         }
         seen = r.seen;
+        marks = r.marks;
       }
       if (t0 >= 0) this.sampled(t0, 'getOrSet', ctx.l2 ? 'l2' : 'l1');
       const value = await factory();
@@ -39,7 +42,7 @@ export class FactoryRunner {
         // This instance already heard of an invalidation (its own, or another's through the bus): not stored.
         ctx.n.fillsRefused++;
       } else if (!ctx.l2 || seen === undefined) await this.writes.storeUnfenced(key, value, options, !!ctx.l2);
-      else await this.storeFenced(key, value, options, seen, flight);
+      else await this.storeFenced(key, value, options, seen, flight, marks);
       return value;
     } finally {
       ctx.flights.end(key, flight);
@@ -47,7 +50,7 @@ export class FactoryRunner {
   }
 
   /** Stores a fill's value in Redis only if no invalidation overtook it, and in L1 only once Redis took it. */
-  private async storeFenced(key: string, value: unknown, options: SetOptions | undefined, seen: FillSeen, flight: Flight): Promise<void> {
+  private async storeFenced(key: string, value: unknown, options: SetOptions | undefined, seen: FillSeen, flight: Flight, marks: Array<FillMark | undefined> | undefined): Promise<void> {
     const ctx = this.ctx;
     if (!this.writes.storable(value)) return;
     const w = this.writes.prepare(key, value, options);
@@ -56,7 +59,10 @@ export class FactoryRunner {
       ctx.n.fillsRefused++;
       return;
     }
+    // Each lower tier checks its own mark (lower-tiers.ts), so these go beside the L2 store, not after it.
+    const below = marks && ctx.lower?.storeFill(w, marks);
     const r = await (ctx.l2 as RedisTier).storeFill(w, fenceKeyOf(ctx.reserved.fencePrefix, w.pkey), ctx.reserved.genKey, seen);
+    await below;
     if (r === false) {
       ctx.n.fillsRefused++;
       return;

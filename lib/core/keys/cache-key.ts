@@ -18,3 +18,34 @@ export function checkKey(key: string): void {
 export function tagIndexPrefixes(keyPrefix: string): { tagPrefix: string; legacyTagPrefix: string } {
   return { tagPrefix: keyPrefix + RESERVED + 'tagz:', legacyTagPrefix: keyPrefix + RESERVED + 'tag:' };
 }
+
+/** The names under keyPrefix that the engine keeps for itself in a Redis tier. */
+export interface ReservedNames {
+  /** Tag indexes: sorted sets scored by expiry. */
+  tagPrefix: string;
+  /** The plain-set tag indexes of earlier versions (still popped). */
+  legacyTagPrefix: string;
+  /** Per-key fill fences (fill-fence.ts). */
+  fencePrefix: string;
+  /** The namespace generation that pattern, tag and clear invalidations move. */
+  genKey: string;
+}
+
+export function reservedNames(keyPrefix: string): ReservedNames {
+  return { ...tagIndexPrefixes(keyPrefix), fencePrefix: keyPrefix + RESERVED + 'fence:', genKey: keyPrefix + RESERVED + 'gen' };
+}
+
+/**
+ * The fence key of a physical key, in the same Cluster slot: Redis hashes only a key's `{hash tag}` when it has
+ * one, so the fence reuses that tag, or wraps the whole key in braces. `undefined` when the key holds braces
+ * that no wrapping can reproduce (no template-built key does: segments never contain braces).
+ */
+export function fenceKeyOf(fencePrefix: string, pkey: string): string | undefined {
+  const open = pkey.indexOf('{');
+  if (open >= 0) {
+    const close = pkey.indexOf('}', open + 1);
+    if (close > open + 1) return `${fencePrefix}{${pkey.slice(open + 1, close)}}:${pkey}`;
+  }
+  if (pkey.includes('}')) return undefined;
+  return `${fencePrefix}{${pkey}}`;
+}

@@ -1,9 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import type * as PG from 'pg';
 import { compileGlob } from '../glob';
+import { RESERVED } from '../keys/cache-key';
 import { Deadlines, L2_FAILED, type L2Failed } from './deadline';
-import type { Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
+import type { FencedTier, FillMark, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
-const POSTGRES_CAPABILITIES: TierCapabilities = Object.freeze({ shared: true, persistent: true, tags: true, patterns: true, byteBound: true, fences: false });
+const POSTGRES_CAPABILITIES: TierCapabilities = Object.freeze({ shared: true, persistent: true, tags: true, patterns: true, byteBound: true, fences: true });
+
+/** The namespace generation's row: no cache key can take it (the engine refuses keys under RESERVED). */
+const GEN_KEY = `${RESERVED}gen`;
 
 export interface PostgresTierOptions {
   /** postgres:// URL (pg's connectionString). */
@@ -32,6 +37,12 @@ export interface PostgresTierOptions {
   batchSize?: number;
   /** Batches per sweep or trim run: a backlog is worked off over several runs, never in one long burst. */
   maxBatches?: number;
+  /**
+   * How long a deleted key's tombstone keeps refusing the fills that read the key before the delete (ms, default
+   * 60,000). Keep it at least the engine's fill window (`l2.fillWindow`): a fill slower than this could store a
+   * value its factory computed before the delete.
+   */
+  fillWindow?: number;
   name?: string;
 }
 
@@ -53,7 +64,8 @@ const MAX_STAR_GROUPS = 1000;
 /**
  * The DDL the tier runs at boot (and sql/postgres-tier.sql ships, for public.tiered_cache). Key and namespace
  * are COLLATE "C": the primary key then orders by bytes, so one index serves key lookups and LIKE 'prefix%'
- * ranges, whatever the database's locale.
+ * ranges, whatever the database's locale. A row with a NULL value is no entry but a fence for fills: a deleted
+ * key's tombstone (until its expiry) or the namespace generation (key '__tc:gen', never expiring).
  */
 export function postgresTierDdl(schema = 'public', table = 'tiered_cache', unlogged = false): string {
   const s = identifier(schema, 'schema');
@@ -64,7 +76,8 @@ export function postgresTierDdl(schema = 'public', table = 'tiered_cache', unlog
     `CREATE ${unlogged ? 'UNLOGGED ' : ''}TABLE IF NOT EXISTS ${q} (`,
     '  ns text COLLATE "C" NOT NULL,',
     '  key text COLLATE "C" NOT NULL,',
-    '  value text NOT NULL,',
+    '  value text,',
+    '  fence text,',
     '  expires_at timestamptz NOT NULL,',
     "  tags text[] NOT NULL DEFAULT '{}',",
     '  bytes bigint NOT NULL DEFAULT 0,',
@@ -160,8 +173,11 @@ function rowEntry(row: EntryRow | undefined): TierEntry<string> | undefined {
  * Expiry is the database's clock (`now()`), so instances with skewed clocks agree, as with Redis' own TTLs:
  * expired rows are never read and are swept in batches. A key's tags are those of its latest write (an
  * overwrite replaces the array): the tag index is exact.
+ *
+ * Fenced fills: deleteKeys leaves a tombstone with a fresh fence token for `fillWindow`, pattern and tag deletes
+ * move the namespace generation first, and storeFenced writes only if neither moved since readFenced.
  */
-export class PostgresTier implements Tier<string> {
+export class PostgresTier implements Tier<string>, FencedTier<string> {
   readonly kind = 'postgres' as const;
   readonly capabilities = POSTGRES_CAPABILITIES;
   readonly name: string;
@@ -177,6 +193,10 @@ export class PostgresTier implements Tier<string> {
   private readonly batchSize: number;
   private readonly maxBatches: number;
   private readonly connectTimeout: number;
+  private readonly fillWindow: number;
+  /** Fence and generation tokens are this plus a counter: unique across instances without asking the database. */
+  private readonly instanceId = randomBytes(9).toString('base64url');
+  private tokens = 0;
   private readonly maintenance: NodeJS.Timeout;
   private maintaining = false;
   private closed = false;
@@ -185,7 +205,10 @@ export class PostgresTier implements Tier<string> {
   private probe: NodeJS.Timeout | undefined;
   private probeDelay = 0;
   private booting: Promise<boolean> | undefined;
-  private readonly sql: Record<'get' | 'gets' | 'ttl' | 'set' | 'del' | 'delLike' | 'walk' | 'tags' | 'sweep' | 'size' | 'trim', string>;
+  private readonly sql: Record<
+    'get' | 'gets' | 'ttl' | 'set' | 'del' | 'delRows' | 'delLike' | 'walk' | 'tags' | 'sweep' | 'size' | 'trim' | 'genInit' | 'bump' | 'readFenced' | 'storeFenced',
+    string
+  >;
 
   constructor(
     options: PostgresTierOptions,
@@ -205,7 +228,9 @@ export class PostgresTier implements Tier<string> {
     this.maxBatches = options.maxBatches ?? 10;
     const commandTimeout = options.commandTimeout ?? 500;
     this.connectTimeout = options.connectTimeout ?? 2_000;
+    this.fillWindow = options.fillWindow ?? 60_000;
     const q = this.q;
+    const gen = `'${GEN_KEY}'`;
     const live = 'expires_at > now() AND value IS NOT NULL';
     const ttl = 'floor(extract(epoch from expires_at - now()) * 1000)::float8 AS ttl';
     const counted = 'SELECT count(*)::int AS total, (count(*) FILTER (WHERE expires_at > now()))::int AS live FROM d';
@@ -219,19 +244,58 @@ export class PostgresTier implements Tier<string> {
         `INSERT INTO ${q} (ns, key, value, expires_at, tags, bytes, written_at) ` +
         `SELECT $1, x.k, x.v, now() + x.t * interval '1 millisecond', ARRAY(SELECT jsonb_array_elements_text(x.g::jsonb)), x.b::bigint, now() ` +
         `FROM unnest($2::text[], $3::text[], $4::float8[], $5::text[], $6::float8[]) AS x(k, v, t, g, b) ` +
-        'ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, tags = excluded.tags, bytes = excluded.bytes, written_at = excluded.written_at',
-      del: `WITH d AS (DELETE FROM ${q} WHERE ns = $1 AND key = ANY($2::text[]) RETURNING expires_at) ${counted}`,
-      delLike: `WITH d AS (DELETE FROM ${q} WHERE ns = $1 AND key IN (SELECT key FROM ${q} WHERE ns = $1 AND key LIKE $2 AND (key <> '' OR $4) LIMIT $3) RETURNING expires_at) ${counted}`,
-      walk: `SELECT key FROM ${q} WHERE ns = $1 AND key LIKE $2 AND key > $3 ORDER BY key LIMIT $4`,
-      tags: `WITH d AS (DELETE FROM ${q} WHERE ns = $1 AND key IN (SELECT key FROM ${q} WHERE ns = $1 AND tags && $2::text[] LIMIT $3) RETURNING expires_at) ${counted}`,
-      // Expired rows of every namespace: garbage to all of them.
-      sweep: `WITH d AS (DELETE FROM ${q} WHERE ctid IN (SELECT ctid FROM ${q} WHERE expires_at <= now() LIMIT $1) RETURNING 1) SELECT count(*)::int AS n FROM d`,
-      size: `SELECT count(*)::float8 AS n, coalesce(sum(bytes), 0)::float8 AS b FROM ${q} WHERE ns = $1`,
-      // Oldest writes first, as many as cover the excess entries ($3) and bytes ($4), at most $2 rows.
+        'ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, fence = NULL, expires_at = excluded.expires_at, tags = excluded.tags, bytes = excluded.bytes, written_at = excluded.written_at',
+      // Every key becomes a tombstone ($3: this call's fence token), whether it had a row or not: a fill that
+      // read it missing before this delete must find another fence. The count is of the statement's snapshot.
+      // Keys in byte order, so that two deletes of overlapping keys lock them in the same order.
+      del:
+        `WITH old AS (SELECT key FROM ${q} WHERE ns = $1 AND key = ANY($2::text[]) AND ${live}), ` +
+        `t AS (INSERT INTO ${q} (ns, key, value, fence, expires_at, tags, bytes, written_at) ` +
+        `SELECT $1, x.k, NULL, $3, now() + $4::float8 * interval '1 millisecond', '{}', 0, now() FROM unnest($2::text[]) AS x(k) ORDER BY x.k COLLATE "C" ` +
+        "ON CONFLICT (ns, key) DO UPDATE SET value = NULL, fence = excluded.fence, expires_at = excluded.expires_at, tags = '{}', bytes = 0, written_at = excluded.written_at) " +
+        'SELECT count(*)::int AS live FROM old',
+      // Pattern and tag deletes take value rows only: the generation row must outlive them, and tombstones are
+      // left to their expiry. The outer `value IS NOT NULL` is re-checked on a row that changed meanwhile.
+      delRows: `WITH d AS (DELETE FROM ${q} WHERE ns = $1 AND key = ANY($2::text[]) AND value IS NOT NULL RETURNING expires_at) ${counted}`,
+      delLike: `WITH d AS (DELETE FROM ${q} WHERE ns = $1 AND value IS NOT NULL AND key IN (SELECT key FROM ${q} WHERE ns = $1 AND key LIKE $2 AND value IS NOT NULL AND (key <> '' OR $4) LIMIT $3) RETURNING expires_at) ${counted}`,
+      walk: `SELECT key FROM ${q} WHERE ns = $1 AND key LIKE $2 AND key > $3 AND value IS NOT NULL ORDER BY key LIMIT $4`,
+      tags: `WITH d AS (DELETE FROM ${q} WHERE ns = $1 AND value IS NOT NULL AND key IN (SELECT key FROM ${q} WHERE ns = $1 AND tags && $2::text[] AND value IS NOT NULL LIMIT $3) RETURNING expires_at) ${counted}`,
+      // Expired rows of every namespace (tombstones past their window too): garbage to all of them. The
+      // generation rows expire at 'infinity'.
+      sweep: `WITH d AS (DELETE FROM ${q} WHERE expires_at <= now() AND ctid IN (SELECT ctid FROM ${q} WHERE expires_at <= now() LIMIT $1) RETURNING 1) SELECT count(*)::int AS n FROM d`,
+      size: `SELECT count(*)::float8 AS n, coalesce(sum(bytes), 0)::float8 AS b FROM ${q} WHERE ns = $1 AND value IS NOT NULL`,
+      // Oldest writes first, as many as cover the excess entries ($3) and bytes ($4), at most $2 rows. Entries
+      // only: a trim moves no generation, so a tombstone it took would let a fill that read the key missing
+      // before the delete find no row and store.
       trim:
-        `WITH o AS (SELECT key, bytes, row_number() OVER w AS rn, sum(bytes) OVER w AS run FROM (SELECT key, bytes, written_at FROM ${q} WHERE ns = $1 ORDER BY written_at, key LIMIT $2) s WINDOW w AS (ORDER BY written_at, key)), ` +
-        `d AS (DELETE FROM ${q} t USING o WHERE t.ns = $1 AND t.key = o.key AND (o.rn <= $3 OR o.run - o.bytes < $4) RETURNING t.bytes) ` +
+        `WITH o AS (SELECT key, bytes, row_number() OVER w AS rn, sum(bytes) OVER w AS run FROM (SELECT key, bytes, written_at FROM ${q} WHERE ns = $1 AND value IS NOT NULL ORDER BY written_at, key LIMIT $2) s WINDOW w AS (ORDER BY written_at, key)), ` +
+        `d AS (DELETE FROM ${q} t USING o WHERE t.ns = $1 AND t.key = o.key AND t.value IS NOT NULL AND (o.rn <= $3 OR o.run - o.bytes < $4) RETURNING t.bytes) ` +
         'SELECT count(*)::float8 AS n, coalesce(sum(bytes), 0)::float8 AS b FROM d',
+      genInit: `INSERT INTO ${q} (ns, key, value, fence, expires_at) VALUES ($1, ${gen}, NULL, $2, 'infinity') ON CONFLICT (ns, key) DO NOTHING`,
+      bump:
+        `INSERT INTO ${q} (ns, key, value, fence, expires_at) VALUES ($1, ${gen}, NULL, $2, 'infinity') ` +
+        "ON CONFLICT (ns, key) DO UPDATE SET value = NULL, fence = excluded.fence, expires_at = 'infinity', tags = '{}', bytes = 0",
+      // One snapshot for both: the generation is never newer than the key state the fill decided on.
+      readFenced:
+        `SELECT (SELECT g.fence FROM ${q} g WHERE g.ns = $1 AND g.key = ${gen}) AS generation, ` +
+        `k.value, floor(extract(epoch from k.expires_at - now()) * 1000)::float8 AS ttl, CASE WHEN k.value IS NULL THEN k.fence END AS fence ` +
+        `FROM (VALUES (1)) AS one(x) LEFT JOIN ${q} k ON k.ns = $1 AND k.key = $2 AND k.expires_at > now()`,
+      // Why the generation row is locked FOR SHARE, not merely read: an invalidation moves the generation (an
+      // upsert, which takes the row's FOR NO KEY UPDATE lock, in conflict with FOR SHARE but not with FOR KEY
+      // SHARE) and only then, in later statements with fresh snapshots, deletes. If this statement locks first,
+      // the move waits until this write has committed, so the deletes that follow it see the written row and
+      // take it. If the move is first, this lock waits for it to commit and, under READ COMMITTED, re-checks the
+      // row's latest version: the token no longer matches, the CTE is empty, nothing is inserted. A plain read
+      // could see the old token while the move commits and its deletes run, and write after them.
+      // The key's own row is checked in ON CONFLICT's WHERE, under the lock the upsert holds on that row (or
+      // after waiting for a concurrent insert of it), so a tombstone or a write that lands meanwhile is seen too.
+      storeFenced:
+        `WITH g AS (SELECT 1 FROM ${q} WHERE ns = $1 AND key = ${gen} AND fence = $7 FOR SHARE) ` +
+        `INSERT INTO ${q} AS t (ns, key, value, fence, expires_at, tags, bytes, written_at) ` +
+        `SELECT $1, $2, $3, NULL, now() + $4::float8 * interval '1 millisecond', $5::text[], $6::bigint, now() FROM g ` +
+        'ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, fence = NULL, expires_at = excluded.expires_at, tags = excluded.tags, bytes = excluded.bytes, written_at = excluded.written_at ' +
+        'WHERE t.expires_at <= now() OR (t.value IS NULL AND t.fence = $8) ' +
+        'RETURNING 1 AS ok',
     };
     // Loaded here, not at import: `pg` is an optional peer, needed only by apps that build this tier.
     const pg = require('pg') as typeof PG;
@@ -290,9 +354,11 @@ export class PostgresTier implements Tier<string> {
             await client.query('BEGIN');
             await client.query("SELECT pg_advisory_xact_lock(hashtext('tiered-cache-ddl'))");
             await client.query(ddl);
+            await client.query(this.sql.genInit, [this.namespace, this.token()]);
             await client.query('COMMIT');
           } else {
-            await client.query(`SELECT 1 FROM ${this.q} LIMIT 0`);
+            // Also the check that the table is there.
+            await client.query(this.sql.genInit, [this.namespace, this.token()]);
           }
           return true;
         } catch (err) {
@@ -340,6 +406,15 @@ export class PostgresTier implements Tier<string> {
     );
   }
 
+  private token(): string {
+    return `${this.instanceId}:${(++this.tokens).toString(36)}`;
+  }
+
+  /** Moves the namespace generation (re-creating its row if it went); false when the database could not be asked. */
+  private bump(): Promise<boolean> {
+    return this.query('delete', 'tc_bump', this.sql.bump, [this.namespace, this.token()]).then((r) => r !== L2_FAILED);
+  }
+
   getEntry(key: string): Promise<TierEntry<string> | undefined | L2Failed> {
     return this.query<EntryRow>('get', 'tc_get', this.sql.get, [this.namespace, key]).then((rows) => (rows === L2_FAILED ? rows : rowEntry(rows[0])));
   }
@@ -374,8 +449,14 @@ export class PostgresTier implements Tier<string> {
     const tags: Array<string | null> = [];
     const bytes: number[] = [];
     const refused: string[] = [];
+    let reserved = false;
     for (const w of latest.values()) {
       const size = w.bytes ?? Buffer.byteLength(w.value, 'utf8');
+      if (w.key === GEN_KEY) {
+        // Not a cache key (the engine refuses it): the generation row must stay what it is.
+        reserved = true;
+        continue;
+      }
       if (this.maxBytes !== undefined && size > this.maxBytes) {
         refused.push(w.key);
         continue;
@@ -386,17 +467,46 @@ export class PostgresTier implements Tier<string> {
       tags.push(w.tags && w.tags.length > 0 ? JSON.stringify(w.tags) : null);
       bytes.push(size);
     }
-    return this.query('set', 'tc_set', this.sql.set, [this.namespace, keys, values, ttls, tags, bytes, refused]).then((r) => (r === L2_FAILED ? r : refused.length === 0));
+    return this.query('set', 'tc_set', this.sql.set, [this.namespace, keys, values, ttls, tags, bytes, refused]).then((r) => (r === L2_FAILED ? r : refused.length === 0 && !reserved));
   }
 
   deleteKeys(keys: readonly string[]): Promise<number | L2Failed> {
     if (this.closed) return FAILED;
-    if (keys.length === 0) return Promise.resolve(0);
-    return this.query<{ live: number }>('delete', 'tc_del', this.sql.del, [this.namespace, Array.from(new Set(keys))]).then((rows) => (rows === L2_FAILED ? rows : rows[0].live));
+    const list = Array.from(new Set(keys)).filter((k) => k !== GEN_KEY);
+    if (list.length === 0) return Promise.resolve(0);
+    return this.query<{ live: number }>('delete', 'tc_del', this.sql.del, [this.namespace, list, this.token(), this.fillWindow]).then((rows) => (rows === L2_FAILED ? rows : rows[0].live));
   }
 
+  readFenced(key: string): Promise<{ entry: TierEntry<string> | undefined; mark: FillMark } | L2Failed> {
+    return this.query<EntryRow & { fence: unknown; generation: unknown }>('get', 'tc_read_fenced', this.sql.readFenced, [this.namespace, key]).then((rows) => {
+      if (rows === L2_FAILED) return rows;
+      const row = rows[0];
+      const generation = typeof row?.generation === 'string' ? row.generation : '';
+      // The generation row went (a table emptied by hand): no fill can store until it is back, and a fresh token
+      // matches no mark handed out before.
+      if (generation === '') void this.query('get', 'tc_gen_init', this.sql.genInit, [this.namespace, this.token()]);
+      return { entry: rowEntry(row), mark: { fence: typeof row?.fence === 'string' ? row.fence : '', generation } };
+    });
+  }
+
+  storeFenced(w: TierWrite<string>, mark: FillMark): Promise<boolean | L2Failed> {
+    if (this.closed) return FAILED;
+    const size = w.bytes ?? Buffer.byteLength(w.value, 'utf8');
+    // No generation row to lock: nothing would order this write against an invalidation.
+    if (mark.generation === '' || w.key === GEN_KEY || (this.maxBytes !== undefined && size > this.maxBytes)) return Promise.resolve(false);
+    const values = [this.namespace, w.key, w.value, w.ttl, w.tags ? Array.from(w.tags) : [], size, mark.generation, mark.fence];
+    return this.query<{ ok: number }>('set', 'tc_store_fenced', this.sql.storeFenced, values).then((rows) => (rows === L2_FAILED ? rows : rows.length > 0));
+  }
+
+  /** Moves the generation first (fills that read before it must not store), then deletes: incomplete when it could not move. */
   async deletePattern(glob: string): Promise<TierRemoval> {
     if (!this.ready) return NOT_ASKED;
+    const bumped = await this.bump();
+    const r = await this.deleteLike(glob);
+    return bumped ? r : { removed: r.removed, complete: false };
+  }
+
+  private async deleteLike(glob: string): Promise<TierRemoval> {
     const { like, exact } = globToLike(glob);
     // Only `*` (SCAN's shortcut) and the empty glob take the empty key.
     const takesEmpty = glob === '*' || glob === '';
@@ -418,7 +528,7 @@ export class PostgresTier implements Tier<string> {
       // `key > ''` skips the empty key, which no glob on this path matches anyway.
       const matched = rows.map((r) => r.key).filter((k) => typeof k === 'string' && matcher.test(k));
       if (matched.length > 0) {
-        const d = await this.query<{ live: number }>('pattern', 'tc_del', this.sql.del, [this.namespace, matched]);
+        const d = await this.query<{ live: number }>('pattern', 'tc_del_rows', this.sql.delRows, [this.namespace, matched]);
         if (d === L2_FAILED) return { removed, complete: false };
         removed += d[0].live;
       }
@@ -427,16 +537,18 @@ export class PostgresTier implements Tier<string> {
     }
   }
 
+  /** Moves the generation first, as deletePattern does. */
   async deleteTags(tags: readonly string[]): Promise<TierRemoval> {
     if (!this.ready) return NOT_ASKED;
     if (tags.length === 0) return { removed: 0, complete: true };
     const list = Array.from(new Set(tags));
+    const bumped = await this.bump();
     let removed = 0;
     for (;;) {
       const rows = await this.query<{ total: number; live: number }>('tag', 'tc_tags', this.sql.tags, [this.namespace, list, this.batchSize]);
       if (rows === L2_FAILED) return { removed, complete: false };
       removed += rows[0].live;
-      if (rows[0].total < this.batchSize) return { removed, complete: true };
+      if (rows[0].total < this.batchSize) return { removed, complete: bumped };
     }
   }
 

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { Command, type Cluster, type Redis } from 'ioredis';
 import { DEADLINE_MISSED, Deadlines, L2_FAILED, type CommandQueue, type L2Failed, type StampedCommand } from './deadline';
 import { escapeGlob } from '../glob';
-import { RESERVED, tagIndexPrefixes } from '../keys/cache-key';
+import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
-import type { Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
+import type { FencedTier, FillMark, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
 const REDIS_CAPABILITIES: TierCapabilities = Object.freeze({ shared: true, persistent: false, tags: true, patterns: true, byteBound: false, fences: true });
 
@@ -152,12 +152,14 @@ function endTick(conn: Conn): void {
  * SCAN MATCH, io#239). Everything that touches several keys is written so it also works on a Cluster,
  * where one pipeline cannot span slots.
  */
-export class RedisTier implements Tier<string> {
+export class RedisTier implements Tier<string>, FencedTier<string> {
   readonly kind = 'redis' as const;
   readonly capabilities = REDIS_CAPABILITIES;
   /** Tag indexes (sorted sets scored by expiry) and the plain sets of earlier versions, under keyPrefix. */
   readonly tagPrefix: string;
   readonly legacyTagPrefix: string;
+  private readonly fencePrefix: string;
+  private readonly genKey: string;
   /** Where a fill's value waits, inside its transaction, for the RENAME that moves it into place (FILL_STAGE). */
   private readonly stagingKey: string;
   private readonly conns: Conn[];
@@ -186,8 +188,10 @@ export class RedisTier implements Tier<string> {
     /** The cache's namespace in Redis: every key of the contract methods below lives under it. */
     readonly keyPrefix = '',
     readonly name = 'l2',
+    /** How long a delete's fence outlives it (fill-fence.ts): a fill older than this is not stored. */
+    readonly fillWindow = 60_000,
   ) {
-    ({ tagPrefix: this.tagPrefix, legacyTagPrefix: this.legacyTagPrefix } = tagIndexPrefixes(keyPrefix));
+    ({ tagPrefix: this.tagPrefix, legacyTagPrefix: this.legacyTagPrefix, fencePrefix: this.fencePrefix, genKey: this.genKey } = reservedNames(keyPrefix));
     this.stagingKey = keyPrefix + RESERVED + 'fill';
     this.mode = factory.mode;
     this.coalesce = this.mode !== 'cluster';
@@ -539,7 +543,12 @@ export class RedisTier implements Tier<string> {
       const tagKeys = w.tagKeys;
       await this.run('set', (c) => Promise.all(tagKeys.map((tk) => tagAdd(c, tk, w))), true, true);
     }
-    return true;
+    // And checked again after: an invalidation moves the generation before it walks, so a store that landed
+    // after the move sees it here and takes its value back; one that landed before it is in the walk's way.
+    const after = await this.run('get', (c) => c.get(genKey));
+    if (after !== L2_FAILED && (after ?? '') === seen.generation) return true;
+    await this.run('delete', (c) => c.unlink(w.pkey), false, true);
+    return false;
   }
 
   /**
@@ -734,7 +743,9 @@ export class RedisTier implements Tier<string> {
 
   deleteKeys(keys: readonly string[]): Promise<number | L2Failed> {
     if (keys.length === 0) return Promise.resolve(0);
-    return this.del(keys.map((k) => this.keyPrefix + k)).then((r) => (r === L2_FAILED ? r : r.filter(Boolean).length));
+    const pkeys = keys.map((k) => this.keyPrefix + k);
+    const fence = { keys: pkeys.map((p) => fenceKeyOf(this.fencePrefix, p)), ttl: this.fillWindow };
+    return this.del(pkeys, fence).then((r) => (r === L2_FAILED ? r : r.filter(Boolean).length));
   }
 
   /**
@@ -745,23 +756,41 @@ export class RedisTier implements Tier<string> {
   async deletePattern(glob: string): Promise<TierRemoval> {
     // A user's glob (`*`, `*:1`) also matches the tier's own keys under the prefix: tag indexes must survive it.
     const reserved = this.keyPrefix + RESERVED;
+    // Moved first: a fill that stores while the walk runs must already see it.
+    const bumped = await this.bump(this.genKey);
     const r = await this.scanDelete(escapeGlob(this.keyPrefix) + glob, undefined, (k) => k.startsWith(reserved));
-    return { removed: r.removed, complete: r.failedNodes.length === 0 };
+    return { removed: r.removed, complete: bumped && r.failedNodes.length === 0 };
   }
 
-  async deleteTags(tags: readonly string[]): Promise<TierRemoval> {
+  async deleteTags(tags: readonly string[], onKeys?: (keys: string[]) => void): Promise<TierRemoval> {
     let removed = 0;
-    let complete = true;
+    let complete = await this.bump(this.genKey);
+    const at = this.keyPrefix.length;
+    const heard = onKeys && ((pkeys: string[]): void => onKeys(pkeys.filter((p) => p.startsWith(this.keyPrefix)).map((p) => p.slice(at))));
     for (const tag of new Set(tags)) {
-      const r = await this.popTag(this.tagPrefix + tag, this.legacyTagPrefix + tag);
+      const r = await this.popTag(this.tagPrefix + tag, this.legacyTagPrefix + tag, heard);
       removed += r.removed;
       complete &&= r.complete;
     }
     return { removed, complete };
   }
 
+  readFenced(key: string): Promise<{ entry: TierEntry<string> | undefined; mark: FillMark } | L2Failed> {
+    const pkey = this.keyPrefix + key;
+    return this.readForFill(pkey, fenceKeyOf(this.fencePrefix, pkey), this.genKey, true).then((r) =>
+      r === L2_FAILED ? r : { entry: liveEntry(r[0], r[1]), mark: { fence: r[2], generation: r[3] } },
+    );
+  }
+
+  storeFenced(w: TierWrite<string>, mark: FillMark): Promise<boolean | L2Failed> {
+    const pkey = this.keyPrefix + w.key;
+    const write: L2Write = { pkey, payload: w.value, ttl: w.ttl, tagKeys: w.tags && w.tags.length > 0 ? w.tags.map((t) => this.tagPrefix + t) : undefined };
+    return this.storeFill(write, fenceKeyOf(this.fencePrefix, pkey), this.genKey, mark);
+  }
+
+  /** PTTL 0 (expiring within this millisecond) is no entry, as getEntry reads it. */
   ttlOf(key: string): Promise<number | undefined | L2Failed> {
-    return this.pttl(this.keyPrefix + key).then((r) => (r === L2_FAILED ? r : r === -2 ? undefined : r === -1 ? -1 : Math.max(r, 1)));
+    return this.pttl(this.keyPrefix + key).then((r) => (r === L2_FAILED ? r : r === -1 ? -1 : r > 0 ? r : undefined));
   }
 
   async health(): Promise<TierHealth> {

@@ -76,12 +76,38 @@ export interface Tier<V> {
    * Removes every entry written with any of `tags`. A tier may over-invalidate, never under-invalidate: Redis
    * keeps naming a key under a tag until that tagged write's TTL ends, so a key re-written without the tag
    * meanwhile is removed too (a miss, never a stale read); the memory tier forgets the tag at the re-write.
+   * `onKeys` hears the cache keys removed, batch by batch (copies of them in other tiers carry no tags, and are
+   * dropped by name).
    */
-  deleteTags(tags: readonly string[]): Awaitable<TierRemoval>;
+  deleteTags(tags: readonly string[], onKeys?: (keys: string[]) => void): Awaitable<TierRemoval>;
   /** Remaining lifetime in ms; undefined when absent; -1 when kept without expiry. */
   ttlOf(key: string): Awaitable<number | undefined | TierFailed>;
   health(): Promise<TierHealth>;
   close(): Awaitable<void>;
+}
+
+/** What a fill read in a fenced tier when it found its key missing: handed back, unchanged, to storeFenced. */
+export interface FillMark {
+  readonly fence: string;
+  readonly generation: string;
+}
+
+/**
+ * Fenced fills, for a tier whose capabilities.fences is true: a fill that read a key missing stores its value
+ * only if no invalidation reached the tier since, from any instance. deleteKeys writes a new fence token per key
+ * (kept for the tier's fill window); deletePattern and deleteTags move the namespace generation before they
+ * delete; storeFenced writes only when the key is still absent and both still read as in `mark`, atomically in
+ * the tier, so an invalidation cannot fall between the check and the write.
+ */
+export interface FencedTier<V> {
+  /** The key's live entry, if any, and what a store of it must be checked against; one round trip. */
+  readFenced(key: string): Promise<{ entry: TierEntry<V> | undefined; mark: FillMark } | TierFailed>;
+  /** True when written; false when refused (overtaken by an invalidation or a write, or the tier cannot hold it). */
+  storeFenced(write: TierWrite<V>, mark: FillMark): Promise<boolean | TierFailed>;
+}
+
+export function isFenced<V>(tier: Tier<V>): tier is Tier<V> & FencedTier<V> {
+  return tier.capabilities.fences && typeof (tier as Partial<FencedTier<V>>).readFenced === 'function' && typeof (tier as Partial<FencedTier<V>>).storeFenced === 'function';
 }
 
 /**

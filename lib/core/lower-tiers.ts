@@ -1,0 +1,405 @@
+import { LRUCache } from 'lru-cache';
+import { DeferredInvalidations, type InvalidationTarget, type LandedInvalidation } from './deferred-invalidations';
+import { compileGlob } from './glob';
+import { resolveRedis } from './options';
+import { ratio, type TierStats } from './tier-stats';
+import type { ResolvedLowerTier } from './tier-options';
+import { PostgresTier } from './tiers/postgres.tier';
+import { RedisConnectionFactory } from './tiers/redis-connection';
+import { RedisTier } from './tiers/redis.tier';
+import { L2_FAILED as TIER_FAILED } from './tiers/deadline';
+import { cappedTtl, type FillMark, type TierEntry, type TierWrite } from './tiers/tier';
+import { WriteBehindQueue } from './write-behind-queue';
+
+/** What the lower tiers need of a prepared write (engine-context.ts's LowerWrite is one). */
+export interface LowerWrite {
+  key: string;
+  /** The key under keyPrefix (what the write-behind queues key by). */
+  pkey: string;
+  /** The enveloped payload, as every shared tier stores it. */
+  payload: string;
+  /** L2's TTL for it (the lower tiers use their own, capped by callTtl). */
+  ttl: number;
+  callTtl?: number;
+  tags?: readonly string[];
+  bytes: number;
+}
+
+const DEFERRED_LIMITS = { keys: 10_000, patterns: 100, tags: 1_000 };
+const NO_TAGS = { prefix: '', legacyPrefix: '' };
+
+/** The tiers that can sit below L2: shared, and fencing their fills. */
+type SharedTier = RedisTier | PostgresTier;
+
+interface LevelCounters {
+  hits: number;
+  misses: number;
+  errors: number;
+  promotions: number;
+  latencyTotal: number;
+  latencySamples: number;
+}
+
+/** One tier below the first Redis tier, with what the stack keeps for it. */
+interface Level {
+  readonly index: number;
+  readonly tier: SharedTier;
+  readonly ttl: number;
+  readonly promoteAfter: number;
+  /** Hits per key short of promoteAfter (only when promoteAfter > 1). */
+  readonly counts: LRUCache<string, number> | undefined;
+  /** Invalidations that could not reach this tier, replayed until they land; reads of what they cover skip it. */
+  readonly deferred: DeferredInvalidations;
+  /** write: 'behind': this tier's writes, batched. */
+  readonly queue: WriteBehindQueue<LowerWrite> | undefined;
+  readonly n: LevelCounters;
+}
+
+/** A lower tier's answer to a read: the payload and where it was found. */
+export interface LowerHit {
+  payload: string;
+  /** Remaining lifetime there (ms; -1: no expiry). */
+  ttl: number;
+  level: number;
+  /** The hit reached that tier's promoteAfter: copy it up. */
+  due: boolean;
+}
+
+/** What a read down the lower tiers saw: the hit, if any, and each tier's fill mark (undefined: not asked). */
+export interface LowerRead {
+  hit: LowerHit | undefined;
+  marks: Array<FillMark | undefined>;
+}
+
+export interface LowerTierHooks {
+  /**
+   * An invalidation deferred on tier `level` finally reached it. While it was pending the tiers above may have
+   * been refilled from what it covered (on other instances too): the engine drops it again above that tier.
+   */
+  landed(change: LandedInvalidation, level: number): void;
+  onError(tier: string, op: string, err: unknown): void;
+  log(message: string): void;
+}
+
+/**
+ * The tiers below the first Redis tier (an L3 Redis, an L4 PostgreSQL), top down. The first Redis tier stays the
+ * engine's own (it carries the bus and the fast paths); these extend the stack beneath it:
+ *
+ * - Reads go down tier by tier; a hit is copied up into each tier above it with that tier's fenced store, so a
+ *   copy an invalidation overtook is refused there (a tier never holds what an invalidation of it removed).
+ * - Invalidations run bottom-up, the lowest tier first and the first Redis tier last (the caller does that one):
+ *   a read that misses an upper tier after its invalidation then also misses every tier below it, and cannot copy
+ *   an older value back up.
+ * - A fill stores into every tier with the mark it read there (fenced, each tier on its own).
+ */
+export class LowerTiers {
+  readonly levels: readonly Level[];
+
+  constructor(
+    specs: readonly ResolvedLowerTier[],
+    /** keyPrefix: each tier's namespace (a key prefix in Redis, the ns column in PostgreSQL). */
+    private readonly namespace: string,
+    fillWindow: number,
+    private readonly hooks: LowerTierHooks,
+  ) {
+    this.levels = specs.map((spec, index) => {
+      const tier = buildTier(spec, namespace, fillWindow, (op, err) => hooks.onError(spec.name, op, err));
+      const target = tierTarget(tier);
+      const deferred = new DeferredInvalidations(target, '', NO_TAGS, DEFERRED_LIMITS, {
+        landed: (change) => hooks.landed(change, index),
+        tagKeys: () => undefined,
+        log: (message) => hooks.log(`tier ${spec.name}: ${message}`),
+      });
+      const queue = spec.behind
+        ? new WriteBehindQueue<LowerWrite>(
+            { get ready() { return tier.ready; }, setMany: (ws) => Promise.resolve(tier.setEntries(ws.map((w) => this.tierWrite(w, index)))) },
+            spec.behind.batchSize,
+            spec.behind.maxQueue,
+            spec.behind.flushInterval,
+          )
+        : undefined;
+      return {
+        index,
+        tier,
+        ttl: spec.ttl,
+        promoteAfter: spec.promoteAfter,
+        counts: spec.promoteAfter > 1 ? new LRUCache<string, number>({ max: 10_000 }) : undefined,
+        deferred,
+        queue,
+        n: { hits: 0, misses: 0, errors: 0, promotions: 0, latencyTotal: 0, latencySamples: 0 },
+      };
+    });
+  }
+
+  async connect(): Promise<boolean[]> {
+    return Promise.all(this.levels.map((l) => connectTier(l.tier)));
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** Down the tiers until one has the key; `marks` hold what each tier asked on the way down read. */
+  async read(key: string): Promise<LowerRead> {
+    const marks: Array<FillMark | undefined> = new Array(this.levels.length).fill(undefined);
+    for (const level of this.levels) {
+      if (!level.deferred.idle && level.deferred.blocks(key)) {
+        // What the tier holds is what was invalidated; and nothing is stored there until it lands.
+        level.n.misses++;
+        continue;
+      }
+      const t0 = performance.now();
+      const r = await level.tier.readFenced(key);
+      level.n.latencyTotal += performance.now() - t0;
+      level.n.latencySamples++;
+      if (r === TIER_FAILED) {
+        level.n.misses++;
+        continue;
+      }
+      marks[level.index] = r.mark;
+      if (r.entry !== undefined) {
+        level.n.hits++;
+        return { hit: { payload: r.entry.value, ttl: r.entry.ttl, level: level.index, due: this.promotionDue(level, key) }, marks };
+      }
+      level.n.misses++;
+    }
+    return { hit: undefined, marks };
+  }
+
+  /** The keys an mget found nowhere above, tier by tier (no copies up: an mget holds no fill marks). */
+  async readMany(keys: readonly string[]): Promise<Array<TierEntry<string> | undefined>> {
+    const out = new Array<TierEntry<string> | undefined>(keys.length).fill(undefined);
+    let open = keys.map((_, i) => i);
+    for (const level of this.levels) {
+      if (open.length === 0) break;
+      const asked = level.deferred.idle ? open : open.filter((i) => !level.deferred.blocks(keys[i]));
+      if (asked.length === 0) continue;
+      const rows = await level.tier.getEntries(asked.map((i) => keys[i]));
+      if (rows === TIER_FAILED) {
+        level.n.misses += asked.length;
+        continue;
+      }
+      asked.forEach((i, j) => {
+        if (rows[j] !== undefined) {
+          out[i] = rows[j];
+          level.n.hits++;
+        } else level.n.misses++;
+      });
+      open = open.filter((i) => out[i] === undefined);
+    }
+    return out;
+  }
+
+  /** Copies a hit into the lower tiers above the one that had it, each fenced by the mark it read. */
+  async promote(key: string, hit: LowerHit, marks: ReadonlyArray<FillMark | undefined>): Promise<void> {
+    const stores: Array<Promise<unknown>> = [];
+    for (let i = hit.level - 1; i >= 0; i--) {
+      const level = this.levels[i];
+      const mark = marks[i];
+      if (mark === undefined) continue;
+      const ttl = cappedTtl(level.ttl, hit.ttl);
+      if (ttl <= 0) continue;
+      stores.push(
+        level.tier.storeFenced({ key, value: hit.payload, ttl }, mark).then((ok) => {
+          if (ok === true) level.n.promotions++;
+        }),
+      );
+    }
+    this.levels[hit.level].counts?.delete(key);
+    await Promise.all(stores);
+  }
+
+  /** A fill's value: into every tier whose mark was read, fenced there. */
+  async storeFill(w: LowerWrite, marks: ReadonlyArray<FillMark | undefined>): Promise<void> {
+    await Promise.all(
+      this.levels.map((level) => {
+        const mark = marks[level.index];
+        return mark === undefined ? undefined : level.tier.storeFenced(this.tierWrite(w, level.index), mark);
+      }),
+    );
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Plain writes (set, mset) from tier `from` down: through tiers answer before this resolves, behind ones queue. */
+  async write(writes: readonly LowerWrite[], from = 0): Promise<void> {
+    if (writes.length === 0) return;
+    await Promise.all(
+      this.levels.slice(from).map((level) => {
+        for (const w of writes) level.counts?.delete(w.key);
+        if (level.queue) {
+          for (const w of writes) level.queue.enqueue(w);
+          return undefined;
+        }
+        return level.tier.setEntries(writes.map((w) => this.tierWrite(w, level.index)));
+      }),
+    );
+  }
+
+  /** Writes out every write-behind queue now. */
+  async flush(): Promise<void> {
+    await Promise.all(this.levels.map((l) => l.queue?.flush()));
+  }
+
+  // ---------------------------------------------------------------- invalidations, bottom-up
+
+  async deleteKeys(keys: readonly string[]): Promise<number> {
+    let removed = 0;
+    for (let i = this.levels.length - 1; i >= 0; i--) {
+      const level = this.levels[i];
+      for (const k of keys) {
+        level.counts?.delete(k);
+        level.queue?.discardKey(this.namespace + k);
+      }
+      const r = await level.tier.deleteKeys(keys);
+      if (r === TIER_FAILED) this.defer(level, 'delete', keys.length, () => level.deferred.addKeys(keys));
+      else {
+        removed = Math.max(removed, r);
+        level.deferred.settled(keys);
+      }
+    }
+    return removed;
+  }
+
+  async deletePattern(glob: string): Promise<{ removed: number; complete: boolean }> {
+    const matcher = compileGlob(glob);
+    let removed = 0;
+    let complete = true;
+    for (let i = this.levels.length - 1; i >= 0; i--) {
+      const level = this.levels[i];
+      level.counts?.clear();
+      level.queue?.discard((w) => matcher.test(w.key));
+      const r = await level.tier.deletePattern(glob);
+      removed = Math.max(removed, r.removed);
+      if (!r.complete) {
+        complete = false;
+        this.defer(level, 'pattern', 1, () => level.deferred.addPattern(glob));
+      }
+    }
+    return { removed, complete };
+  }
+
+  /** `onKeys`: the keys each tier removed, as it goes (the tiers above drop them by name: their copies carry no tags). */
+  async deleteTags(tags: readonly string[], onKeys: (keys: string[]) => Promise<void>): Promise<number> {
+    const set = new Set(tags);
+    let removed = 0;
+    for (let i = this.levels.length - 1; i >= 0; i--) {
+      const level = this.levels[i];
+      level.counts?.clear();
+      level.queue?.discard((w) => !!w.tags?.some((t) => set.has(t)));
+      const found: string[] = [];
+      const r = await level.tier.deleteTags([...set], (keys) => found.push(...keys));
+      if (found.length > 0) await onKeys(found);
+      removed = Math.max(removed, r.removed);
+      if (!r.complete) this.defer(level, 'tag', set.size, () => level.deferred.addTags([...set]));
+    }
+    return removed;
+  }
+
+  async clear(): Promise<number> {
+    let removed = 0;
+    for (let i = this.levels.length - 1; i >= 0; i--) {
+      const level = this.levels[i];
+      level.counts?.clear();
+      level.queue?.clear();
+      const r = await level.tier.deletePattern('*');
+      removed = Math.max(removed, r.removed);
+      if (!r.complete) this.defer(level, 'clear', 1, () => level.deferred.addClear());
+    }
+    return removed;
+  }
+
+  /** Whether an invalidation of `key` is still waiting to reach some tier here (then no fill may trust them). */
+  blocks(key: string): boolean {
+    for (const l of this.levels) if (!l.deferred.idle && l.deferred.blocks(key)) return true;
+    return false;
+  }
+
+  // ---------------------------------------------------------------- stats and lifecycle
+
+  stats(firstLevel: number): Record<string, TierStats> {
+    const out: Record<string, TierStats> = {};
+    for (const l of this.levels) {
+      const n = l.n;
+      out[l.tier.name] = {
+        kind: l.tier.kind,
+        level: firstLevel + l.index,
+        hits: n.hits,
+        misses: n.misses,
+        hitRatio: ratio(n.hits, n.misses),
+        promotions: n.promotions,
+        errors: n.errors,
+        ready: l.tier.ready,
+        meanLatencyMs: n.latencySamples === 0 ? 0 : n.latencyTotal / n.latencySamples,
+      };
+    }
+    return out;
+  }
+
+  /** Counts a failed command of tier `name` (its onError). */
+  countError(name: string): void {
+    const l = this.levels.find((x) => x.tier.name === name);
+    if (l) l.n.errors++;
+  }
+
+  async close(): Promise<number> {
+    let lost = 0;
+    for (const l of this.levels) {
+      if (l.queue) lost += await l.queue.close();
+      lost += await l.deferred.close();
+      await l.tier.close();
+    }
+    return lost;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private promotionDue(level: Level, key: string): boolean {
+    const counts = level.counts;
+    if (counts === undefined) return true;
+    const n = (counts.get(key) ?? 0) + 1;
+    if (n >= level.promoteAfter) return true;
+    counts.set(key, n);
+    return false;
+  }
+
+  /** A prepared write as tier `index` stores it: its own TTL, capped by the call's. */
+  private tierWrite(w: LowerWrite, index: number): TierWrite<string> {
+    const own = this.levels[index].ttl;
+    return { key: w.key, value: w.payload, ttl: w.callTtl === undefined ? own : Math.min(own, w.callTtl), tags: w.tags, bytes: w.bytes };
+  }
+
+  private defer(level: Level, what: string, count: number, add: () => void): void {
+    add();
+    this.hooks.log(`tier ${level.tier.name}: ${what} invalidation (${count}) could not reach it; it is retried until it lands`);
+  }
+}
+
+function buildTier(spec: ResolvedLowerTier, namespace: string, fillWindow: number, onError: (op: string, err: unknown) => void): SharedTier {
+  if (spec.type === 'postgres') {
+    const p = spec.postgres;
+    return new PostgresTier({ ...p, namespace, fillWindow, name: spec.name }, onError);
+  }
+  const r = resolveRedis(spec.redis, `tiers.${spec.name}.redis`);
+  if (!r) throw new TypeError(`tier ${spec.name}: no redis connection`);
+  return new RedisTier(new RedisConnectionFactory(r), r.maxConnections, r.commandTimeout, r.connectTimeout, onError, r.socketTimeout, namespace, spec.name, fillWindow);
+}
+
+function connectTier(tier: SharedTier): Promise<boolean> {
+  return tier.connect();
+}
+
+/**
+ * A tier as the replay of its deferred invalidations sees it (cache keys, no prefix: the tier applies its own).
+ * The tier's own deletes fence (isFenced), so a replayed one also refuses the fills it overtakes.
+ */
+function tierTarget(tier: SharedTier): InvalidationTarget {
+  return {
+    get ready() {
+      return tier.ready;
+    },
+    // Replays run on their own timer (100 ms doubling to 5 s); there is no ready event to wait for.
+    onReady: () => undefined,
+    del: (keys) => tier.deleteKeys(keys).then((r) => (r === TIER_FAILED ? r : keys.map(() => true))),
+    scanDelete: (match) => tier.deletePattern(match).then((r) => ({ removed: r.removed, failedNodes: r.complete ? [] : [tier.name] })),
+    popTag: (tag) => Promise.resolve(tier.deleteTags([tag])),
+  };
+}

@@ -1,0 +1,187 @@
+import { parseDuration, parseTimerDuration } from './duration';
+import { TieredCacheOptionsError } from './errors';
+import type { PostgresTierOptions } from './tiers/postgres.tier';
+import type {
+  ByteSize,
+  L1Options,
+  L2Options,
+  PostgresConnectionOptions,
+  RedisConnectionOptions,
+  TierConfig,
+  TieredCacheOptions,
+  WriteBehindOptions,
+} from './tiered-cache-options.interface';
+
+/** write: 'behind' of a lower tier, resolved. */
+export interface LowerWriteBehind {
+  flushInterval: number;
+  batchSize: number;
+  maxQueue: number;
+}
+
+/** A tier below the first Redis tier, validated (durations in ms; connections resolved by options.ts). */
+export type ResolvedLowerTier =
+  | { type: 'redis'; name: string; ttl: number; promoteAfter: number; behind: LowerWriteBehind | undefined; redis: string | RedisConnectionOptions }
+  | {
+      type: 'postgres';
+      name: string;
+      ttl: number;
+      promoteAfter: number;
+      behind: LowerWriteBehind | undefined;
+      postgres: Omit<PostgresTierOptions, 'namespace' | 'name' | 'fillWindow'>;
+    };
+
+/** The `tiers` list as the short form it extends (`l1`, `l2`, `redis`, `writeBehind`), plus the tiers below. */
+export interface ExpandedTiers {
+  short: Pick<TieredCacheOptions, 'l1' | 'l2' | 'redis' | 'writeBehind'>;
+  names: { l1: string | undefined; l2: string | undefined };
+  lower: ResolvedLowerTier[];
+  /** Accepted, but probably not meant (an upper tier outliving the one below it). */
+  warnings: string[];
+}
+
+const SHORT_FORM = ['l1', 'l2', 'redis', 'writeBehind', 'writeThrough'] as const;
+const TYPES = ['memory', 'redis', 'postgres'];
+const SIZE_RE = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i;
+const SIZE_UNIT: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Bytes from a number or `'5mb'`-style string (1 kb = 1,024 bytes), a positive whole number. */
+export function parseByteSize(option: string, value: ByteSize): number {
+  let n: number | undefined;
+  if (typeof value === 'number') n = value;
+  else if (typeof value === 'string') {
+    const m = SIZE_RE.exec(value);
+    if (m) n = Math.floor(Number(m[1]) * SIZE_UNIT[(m[2] ?? 'b').toLowerCase()]);
+  }
+  if (n === undefined || !Number.isSafeInteger(n) || n <= 0) throw new TieredCacheOptionsError(option, value, "expected a positive number of bytes or a size such as '512kb', '5mb', '1gb'");
+  return n;
+}
+
+/**
+ * Validates `tiers` and expands it: the memory tier becomes `l1`, the first Redis tier `redis` + `l2` (it
+ * carries the bus and the fill fences, so it must come before any other shared tier), the rest the tiers below.
+ * Every error names the option at fault (`tiers[2].type`).
+ */
+export function expandTiers(input: TieredCacheOptions, defaultTtl: number): ExpandedTiers {
+  const list = input.tiers as unknown;
+  if (!Array.isArray(list) || list.length === 0) throw new TieredCacheOptionsError('tiers', list, 'expected a non-empty array of tiers');
+  for (const k of SHORT_FORM) {
+    if (input[k] !== undefined) throw new TieredCacheOptionsError(k, input[k], 'give either `tiers` or the short form (l1, l2, redis, writeBehind, writeThrough), not both');
+  }
+  const out: ExpandedTiers = { short: {}, names: { l1: undefined, l2: undefined }, lower: [], warnings: [] };
+  const seen = new Set<string>();
+  const ttls: Array<{ name: string; ttl: number }> = [];
+  list.forEach((raw: unknown, i) => {
+    const at = `tiers[${i}]`;
+    if (raw === null || typeof raw !== 'object') throw new TieredCacheOptionsError(at, raw, 'expected a tier object { name, type, ... }');
+    const t = raw as TierConfig;
+    if (typeof t.name !== 'string' || !NAME_RE.test(t.name)) throw new TieredCacheOptionsError(`${at}.name`, t.name, 'expected a name of 1 to 64 letters, digits, _ or -');
+    if (seen.has(t.name)) throw new TieredCacheOptionsError(`${at}.name`, t.name, `two tiers are named "${t.name}"`);
+    seen.add(t.name);
+    if (!TYPES.includes(t.type)) throw new TieredCacheOptionsError(`${at}.type`, t.type, `expected one of ${TYPES.join(', ')}`);
+    if ((raw as { compression?: unknown }).compression !== undefined) {
+      throw new TieredCacheOptionsError(`${at}.compression`, (raw as { compression?: unknown }).compression, 'compression is not available in this version');
+    }
+    const promoteAfter = t.promoteAfter === undefined ? 1 : positiveInt(`${at}.promoteAfter`, t.promoteAfter);
+    if (t.type === 'memory') {
+      if (i !== 0) throw new TieredCacheOptionsError(`${at}.type`, t.type, 'a memory tier can only be the first tier (it is this process\'s own copy)');
+      const { name: _n, type: _t, ttl, promoteAfter: _p, maxBytes, ...rest } = t;
+      const l1: L1Options = { ...rest, enabled: true };
+      if (maxBytes !== undefined) l1.maxBytes = parseByteSize(`${at}.maxBytes`, maxBytes);
+      if (ttl !== undefined) l1.ttl = parseDuration(`${at}.ttl`, ttl);
+      out.short.l1 = l1;
+      out.names.l1 = t.name;
+      ttls.push({ name: t.name, ttl: l1.ttl === undefined ? 300_000 : (l1.ttl as number) });
+      return;
+    }
+    const write = t.write ?? 'through';
+    if (write !== 'through' && write !== 'behind') throw new TieredCacheOptionsError(`${at}.write`, write, "expected 'through' or 'behind'");
+    if (t.writeBehind !== undefined && write !== 'behind') throw new TieredCacheOptionsError(`${at}.writeBehind`, t.writeBehind, "only with write: 'behind'");
+    const behind = write === 'behind' ? (t.writeBehind ?? {}) : undefined;
+    if (behind !== undefined && (typeof behind !== 'object' || behind === null)) throw new TieredCacheOptionsError(`${at}.writeBehind`, behind, 'expected { flushInterval?, batchSize?, maxQueue? }');
+    const ttl = t.ttl === undefined ? defaultTtl : parseDuration(`${at}.ttl`, t.ttl);
+    ttls.push({ name: t.name, ttl });
+    if (out.names.l2 === undefined) {
+      if (t.type !== 'redis') throw new TieredCacheOptionsError(`${at}.type`, t.type, 'the first shared tier must be a redis tier: it carries the invalidation bus and the fill fences of every instance');
+      if (t.redis === undefined) throw new TieredCacheOptionsError(`${at}.redis`, t.redis, 'expected a redis URL or connection options');
+      const l2: L2Options = { enabled: true, ttl, promoteAfter };
+      if (t.fillWindow !== undefined) l2.fillWindow = t.fillWindow;
+      out.short.l2 = l2;
+      out.short.redis = t.redis;
+      if (behind) out.short.writeBehind = behind;
+      out.names.l2 = t.name;
+      return;
+    }
+    if (t.type === 'redis') {
+      if ((t as { fillWindow?: unknown }).fillWindow !== undefined) throw new TieredCacheOptionsError(`${at}.fillWindow`, t.fillWindow, 'set on the first redis tier only: one fill window covers every tier');
+      if (t.redis === undefined) throw new TieredCacheOptionsError(`${at}.redis`, t.redis, 'expected a redis URL or connection options');
+      out.lower.push({ type: 'redis', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), redis: t.redis });
+      return;
+    }
+    out.lower.push({ type: 'postgres', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), postgres: resolvePostgres(at, t.postgres, t.maxEntries, t.maxBytes) });
+  });
+  if (out.names.l1 === undefined) out.short.l1 = { enabled: false };
+  for (let i = 1; i < ttls.length; i++) {
+    const above = ttls[i - 1];
+    const below = ttls[i];
+    if (above.ttl > below.ttl) {
+      out.warnings.push(`tier "${above.name}" keeps entries longer (${above.ttl} ms) than "${below.name}" below it (${below.ttl} ms): a copy above never outlives the entry below, so the longer TTL has no effect`);
+    }
+  }
+  return out;
+}
+
+function resolvePostgres(at: string, input: string | PostgresConnectionOptions | undefined, maxEntries: unknown, maxBytes: ByteSize | undefined): Extract<ResolvedLowerTier, { type: 'postgres' }>['postgres'] {
+  const o: PostgresConnectionOptions | undefined = typeof input === 'string' ? { url: input } : input;
+  if (o === undefined || o === null || typeof o !== 'object') throw new TieredCacheOptionsError(`${at}.postgres`, input, 'expected a postgres:// URL or connection options');
+  let url: URL | undefined;
+  try {
+    url = new URL(o.url);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')) {
+    throw new TieredCacheOptionsError(`${at}.postgres.url`, typeof o.url === 'string' ? o.url.replace(/\/\/([^@/]*)@/, '//***@') : o.url, 'expected postgres://user:password@host:port/database');
+  }
+  const p = `${at}.postgres`;
+  const ident = (name: string, v: unknown): string | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,47}$/.test(v)) throw new TieredCacheOptionsError(`${p}.${name}`, v, 'expected a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 48 characters)');
+    return v;
+  };
+  const flag = (name: string, v: unknown): boolean | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'boolean') throw new TieredCacheOptionsError(`${p}.${name}`, v, 'expected true or false');
+    return v;
+  };
+  return {
+    url: o.url,
+    schema: ident('schema', o.schema),
+    table: ident('table', o.table),
+    createTable: flag('createTable', o.createTable),
+    unlogged: flag('unlogged', o.unlogged),
+    commandTimeout: o.commandTimeout === undefined ? undefined : parseTimerDuration(`${p}.commandTimeout`, o.commandTimeout),
+    connectTimeout: o.connectTimeout === undefined ? undefined : parseTimerDuration(`${p}.connectTimeout`, o.connectTimeout),
+    maxConnections: o.maxConnections === undefined ? undefined : positiveInt(`${p}.maxConnections`, o.maxConnections),
+    maxWaiting: o.maxWaiting === undefined ? undefined : positiveInt(`${p}.maxWaiting`, o.maxWaiting),
+    maintenanceInterval: o.maintenanceInterval === undefined ? undefined : parseTimerDuration(`${p}.maintenanceInterval`, o.maintenanceInterval),
+    batchSize: o.batchSize === undefined ? undefined : positiveInt(`${p}.batchSize`, o.batchSize),
+    maxEntries: maxEntries === undefined ? undefined : positiveInt(`${at}.maxEntries`, maxEntries),
+    maxBytes: maxBytes === undefined ? undefined : parseByteSize(`${at}.maxBytes`, maxBytes),
+  };
+}
+
+function lowerBehind(at: string, wb: WriteBehindOptions | undefined): LowerWriteBehind | undefined {
+  if (wb === undefined) return undefined;
+  return {
+    flushInterval: parseTimerDuration(`${at}.writeBehind.flushInterval`, wb.flushInterval ?? 100),
+    batchSize: wb.batchSize === undefined ? 500 : positiveInt(`${at}.writeBehind.batchSize`, wb.batchSize),
+    maxQueue: wb.maxQueue === undefined ? 10_000 : positiveInt(`${at}.writeBehind.maxQueue`, wb.maxQueue),
+  };
+}
+
+function positiveInt(option: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw new TieredCacheOptionsError(option, value, 'expected a positive whole number');
+  return value;
+}

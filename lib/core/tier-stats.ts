@@ -1,0 +1,22 @@
+/** stats().tiers[name]: one tier's share of the work, in stack order. */
+export interface TierStats {
+  kind: 'memory' | 'redis' | 'postgres';
+  /** Position in the stack, 0 = first asked. */
+  level: number;
+  hits: number;
+  misses: number;
+  hitRatio: number;
+  /** Copies made into this tier from a tier below it. */
+  promotions: number;
+  /** Commands that failed or missed their deadline (remote tiers). */
+  errors: number;
+  ready: boolean;
+  /** Mean latency of this tier's lookups in ms (tiers below the first Redis tier). */
+  meanLatencyMs?: number;
+}
+
+/** hits / (hits + misses), 0 before the first lookup. */
+export function ratio(hits: number, misses: number): number {
+  const total = hits + misses;
+  return total === 0 ? 0 : hits / total;
+}

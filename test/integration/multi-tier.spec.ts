@@ -1,0 +1,278 @@
+import { Redis } from 'ioredis';
+import { Client } from 'pg';
+import { TieredCache, type TieredCacheOptions, type TierConfig } from '../../lib';
+import { encodeEntry } from '../../lib/core/entry-envelope';
+import { EngineProcess } from '../support/engine-process';
+import { PostgresServer } from '../support/postgres-server';
+import { RedisServer } from '../support/redis-server';
+import { waitFor } from '../support/wait-for';
+
+/**
+ * The stack below L2: L1 + L2 (Redis) + L3 (a second Redis) + L4 (PostgreSQL), on servers the test starts.
+ * Several instances share the three shared tiers: two in this process, one in a Node process of its own.
+ */
+
+const quiet = { warn() {}, error() {} };
+let seq = 0;
+
+describe('four tiers: memory, redis, redis, postgres', () => {
+  let l2: RedisServer;
+  let l3: RedisServer;
+  let pg: PostgresServer;
+  let r2: Redis;
+  let r3: Redis;
+  let sql: Client;
+  const caches: TieredCache[] = [];
+  const procs: EngineProcess[] = [];
+
+  beforeAll(async () => {
+    [l2, l3, pg] = await Promise.all([RedisServer.start(), RedisServer.start(), PostgresServer.start()]);
+    r2 = new Redis(l2.url);
+    r3 = new Redis(l3.url);
+    sql = await connectSql();
+  }, 60_000);
+  afterEach(async () => {
+    await Promise.all(caches.splice(0).map((c) => c.close()));
+    await Promise.all(procs.splice(0).map((p) => p.stop()));
+  });
+  afterAll(async () => {
+    r2?.disconnect();
+    r3?.disconnect();
+    await sql?.end();
+    await Promise.all([l2?.stop(), l3?.stop(), pg?.stop()]);
+  });
+
+  async function connectSql(): Promise<Client> {
+    const c = new Client({ connectionString: pg.url });
+    // The fault test kills the server under it.
+    c.on('error', () => undefined);
+    await c.connect();
+    return c;
+  }
+
+  function tiers(extra: Partial<Record<'l1' | 'l2' | 'l3' | 'l4', object>> = {}): TierConfig[] {
+    return [
+      { name: 'l1', type: 'memory', ttl: '1m', ...extra.l1 },
+      { name: 'l2', type: 'redis', redis: l2.url, ttl: '5m', ...extra.l2 },
+      { name: 'l3', type: 'redis', redis: l3.url, ttl: '1h', ...extra.l3 },
+      { name: 'l4', type: 'postgres', postgres: { url: pg.url, commandTimeout: 2_000, maintenanceInterval: '1h' }, ttl: '30d', ...extra.l4 },
+    ] as TierConfig[];
+  }
+
+  function options(prefix: string, extra: Partial<TieredCacheOptions> = {}): TieredCacheOptions {
+    return { keyPrefix: prefix, tiers: tiers(), ...extra };
+  }
+
+  async function cache(prefix: string, extra: Partial<TieredCacheOptions> = {}): Promise<TieredCache> {
+    const c = new TieredCache({ logger: quiet, ...options(prefix, extra) });
+    caches.push(c);
+    expect(await c.connect()).toBe(true);
+    return c;
+  }
+
+  /** What each shared tier holds under `key` (raw reads, not through the cache). */
+  async function where(prefix: string, key: string): Promise<{ l2: boolean; l3: boolean; l4: boolean }> {
+    const [a, b, row] = await Promise.all([
+      r2.exists(prefix + key),
+      r3.exists(prefix + key),
+      sql.query('SELECT 1 FROM public.tiered_cache WHERE ns = $1 AND key = $2 AND value IS NOT NULL AND expires_at > now()', [prefix, key]),
+    ]);
+    return { l2: a === 1, l3: b === 1, l4: row.rowCount === 1 };
+  }
+
+  const everywhere = { l2: true, l3: true, l4: true };
+  const nowhere = { l2: false, l3: false, l4: false };
+
+  it('a set reaches every tier; a read that misses L2 and L3 is answered by L4 and copied into every tier above', async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p);
+    const b = await cache(p);
+    expect(await a.set('k', { v: 1 })).toBe(true);
+    expect(await where(p, 'k')).toEqual(everywhere);
+
+    await r2.del(p + 'k');
+    await r3.del(p + 'k');
+    expect(await b.get('k')).toEqual({ v: 1 });
+    await waitFor('the L4 hit copied into L2 and L3', async () => JSON.stringify(await where(p, 'k')) === JSON.stringify(everywhere));
+    // A copy never outlives what the tier below has left, nor the tier's own TTL.
+    const ttl3 = await r3.pttl(p + 'k');
+    expect(ttl3).toBeGreaterThan(0);
+    expect(ttl3).toBeLessThanOrEqual(3_600_000);
+    expect(await r2.pttl(p + 'k')).toBeLessThanOrEqual(300_000);
+    // ...and into B's L1: the next read is an L1 hit.
+    expect(b.peekLocal('k')).toEqual({ v: 1 });
+
+    const t = b.stats().tiers;
+    expect(Object.keys(t)).toEqual(['l1', 'l2', 'l3', 'l4']);
+    expect(t.l4).toMatchObject({ kind: 'postgres', level: 3, hits: 1, ready: true });
+    expect(t.l3).toMatchObject({ kind: 'redis', level: 2, misses: 1 });
+    expect(t.l3.promotions + t.l4.promotions).toBeGreaterThanOrEqual(1);
+  });
+
+  it('delete, invalidatePattern, invalidateTags and clear on one instance empty every tier and the other instances (one in its own process)', async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p);
+    const c = await EngineProcess.start({ ...options(p) });
+    procs.push(c);
+    expect(await c.call('connect')).toBe(true);
+
+    await a.set('d', 1);
+    await a.set('p:1', 1);
+    await a.set('t', 1, { tags: ['tg'] });
+    await a.set('x', 1);
+    for (const k of ['d', 'p:1', 't', 'x']) expect(await c.call('get', k)).toBe(1);
+    for (const k of ['d', 'p:1', 't', 'x']) expect(await c.call('inL1', k)).toBe(true);
+
+    await c.call('delete', 'd');
+    expect(await where(p, 'd')).toEqual(nowhere);
+    await c.call('invalidatePattern', 'p:*');
+    expect(await where(p, 'p:1')).toEqual(nowhere);
+    await c.call('invalidateTags', ['tg']);
+    expect(await where(p, 't')).toEqual(nowhere);
+    await waitFor("A's L1 dropped what C invalidated", () => a.peekLocal('d') === undefined && a.peekLocal('p:1') === undefined && a.peekLocal('t') === undefined);
+    for (const k of ['d', 'p:1', 't']) expect(await a.get(k)).toBeUndefined();
+    expect(await a.get('x')).toBe(1);
+
+    await a.clear();
+    expect(await where(p, 'x')).toEqual(nowhere);
+    await waitFor("C's L1 cleared", async () => !(await c.call('inL1', 'x')));
+    expect(await c.call('get', 'x')).toBeUndefined();
+  });
+
+  it('a tag invalidation also removes an untagged copy that a read promoted into L2 and L3 from L4', async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p);
+    const b = await cache(p);
+    await a.set('t', 'old', { tags: ['tg'] });
+    await r2.del(p + 't');
+    await r3.del(p + 't');
+    expect(await b.get('t')).toBe('old');
+    await waitFor('copied up from L4', async () => JSON.stringify(await where(p, 't')) === JSON.stringify(everywhere));
+
+    await a.invalidateTags('tg');
+    expect(await where(p, 't')).toEqual(nowhere);
+    await waitFor("B's L1 dropped it", () => b.peekLocal('t') === undefined);
+    expect(await b.get('t')).toBeUndefined();
+  });
+
+  it.each([
+    ['delete of the key', (x: EngineProcess) => x.call('delete', 'k')],
+    ['tag invalidation', (x: EngineProcess) => x.call('invalidateTags', ['tg'])],
+    ['pattern invalidation', (x: EngineProcess) => x.call('invalidatePattern', 'k*')],
+  ])("a fill overtaken by another process's %s is returned but stored in no tier", async (_what, invalidate) => {
+    const p = `mt${++seq}:`;
+    const b = await cache(p);
+    const other = await EngineProcess.start(options(p));
+    procs.push(other);
+    expect(await other.call('connect')).toBe(true);
+
+    let release: (v: string) => void = () => undefined;
+    let entered: () => void = () => undefined;
+    const inFactory = new Promise<void>((r) => (entered = r));
+    const fill = b.getOrSet(
+      'k',
+      () =>
+        new Promise<string>((r) => {
+          release = r;
+          entered();
+        }),
+      { tags: ['tg'] },
+    );
+    await inFactory;
+    await invalidate(other);
+    release('old row');
+    expect(await fill).toBe('old row');
+    expect(await where(p, 'k')).toEqual(nowhere);
+    expect(b.peekLocal('k')).toBeUndefined();
+    expect(await other.call('get', 'k')).toBeUndefined();
+  });
+
+  it('a fill no invalidation overtook is stored in every tier', async () => {
+    const p = `mt${++seq}:`;
+    const b = await cache(p);
+    expect(await b.getOrSet('k', () => 'fresh', { tags: ['tg'] })).toBe('fresh');
+    expect(await where(p, 'k')).toEqual(everywhere);
+    expect(b.peekLocal('k')).toBe('fresh');
+  });
+
+  it("set(..., { tier: 'l3' }) writes L3 and L4, never above, and removes the older copies above", async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p);
+    const b = await cache(p);
+    await a.set('k', 'v1');
+    expect(await b.get('k')).toBe('v1');
+    expect(await a.set('k', 'v2', { tier: 'l3' })).toBe(true);
+    expect(await where(p, 'k')).toEqual({ l2: false, l3: true, l4: true });
+    expect(a.peekLocal('k')).toBeUndefined();
+    await waitFor("B's L1 dropped v1", () => b.peekLocal('k') === undefined);
+    expect(await b.get('k')).toBe('v2');
+    await expect(a.set('k', 'v3', { tier: 'l9' })).rejects.toThrow(/no such tier.*l1, l2, l3, l4/);
+  });
+
+  it('a call ttl caps every tier; each tier keeps its own TTL otherwise', async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p);
+    await a.set('short', 1, { ttl: '10s' });
+    await a.set('long', 1);
+    const row = async (k: string) =>
+      Number((await sql.query<{ ms: string }>('SELECT extract(epoch from expires_at - now()) * 1000 AS ms FROM public.tiered_cache WHERE ns = $1 AND key = $2', [p, k])).rows[0].ms);
+    expect(await row('short')).toBeLessThanOrEqual(10_000);
+    expect(await row('long')).toBeGreaterThan(29 * 86_400_000);
+    expect(await r3.pttl(p + 'short')).toBeLessThanOrEqual(10_000);
+    expect(await r3.pttl(p + 'long')).toBeGreaterThan(3_000_000);
+  });
+
+  it("write: 'behind' on L4 queues its writes until flush(); a delete drops a queued write", async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p, { tiers: tiers({ l4: { write: 'behind', writeBehind: { flushInterval: '1h' } } }) });
+    await a.set('q', 1);
+    await a.set('gone', 1);
+    expect(await where(p, 'q')).toEqual({ l2: true, l3: true, l4: false });
+    await a.delete('gone');
+    await a.flush();
+    expect(await where(p, 'q')).toEqual(everywhere);
+    expect(await where(p, 'gone')).toEqual(nowhere);
+  });
+
+  it('mget finds what only the lower tiers hold', async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p);
+    const b = await cache(p);
+    await a.mset([
+      ['m1', 1],
+      ['m2', 2],
+    ]);
+    await r2.del(p + 'm1', p + 'm2');
+    await r3.del(p + 'm2');
+    expect(await b.mget(['m1', 'm2', 'm3'])).toEqual([1, 2, undefined]);
+  });
+
+  it('a corrupt L4 row is a miss, and is removed', async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p);
+    await sql.query("INSERT INTO public.tiered_cache (ns, key, value, expires_at) VALUES ($1, 'bad', $2, now() + interval '1 hour')", [p, encodeEntry('\u0001tc1:{not json', { createdAt: Date.now() })]);
+    expect(await a.get('bad')).toBeUndefined();
+    await waitFor('the corrupt row removed', async () => (await where(p, 'bad')).l4 === false);
+    expect(a.stats().l2.corrupt).toBe(1);
+  });
+
+  it('PostgreSQL down: reads, writes and invalidations resolve; a delete made meanwhile lands once it is back', async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p, { tiers: tiers({ l4: { postgres: { url: pg.url, commandTimeout: 300, connectTimeout: 300, maintenanceInterval: '1h' } } }) });
+    await a.set('k', 'v');
+    expect(await where(p, 'k')).toEqual(everywhere);
+    await pg.kill();
+    try {
+      expect(await a.get('k')).toBe('v');
+      expect(await a.set('other', 1)).toBe(true);
+      expect(await a.delete('k')).toBeGreaterThanOrEqual(0);
+      expect(a.stats().tiers.l4.ready).toBe(false);
+    } finally {
+      await pg.restart();
+    }
+    await sql.end().catch(() => undefined);
+    sql = await connectSql();
+    await waitFor('the deferred delete reached L4', async () => (await where(p, 'k')).l4 === false, 20_000);
+    expect(await a.get('k')).toBeUndefined();
+  }, 60_000);
+});

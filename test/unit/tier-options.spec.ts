@@ -1,0 +1,72 @@
+import { resolveOptions } from '../../lib/core/options';
+import { parseByteSize } from '../../lib/core/tier-options';
+import type { TierConfig, TieredCacheOptions } from '../../lib';
+
+/** The `tiers` form of the options: what it expands to, and the boot errors that name the bad option. */
+
+const redis = 'redis://127.0.0.1:1';
+const pg = 'postgres://u:p@127.0.0.1:1/db';
+
+function resolve(tiers: unknown, extra: Partial<TieredCacheOptions> = {}) {
+  return resolveOptions({ tiers: tiers as TierConfig[], ...extra });
+}
+
+describe('tiers option', () => {
+  it('expands memory + redis into the short form, and keeps the tiers below', () => {
+    const o = resolve([
+      { name: 'mem', type: 'memory', maxEntries: 50, maxBytes: '5mb', ttl: '60s' },
+      { name: 'near', type: 'redis', redis, ttl: '5m', promoteAfter: 2 },
+      { name: 'far', type: 'redis', redis, ttl: '1h', write: 'behind', writeBehind: { maxQueue: 10 } },
+      { name: 'db', type: 'postgres', postgres: pg, ttl: '30d', maxEntries: 1000, maxBytes: '1gb' },
+    ]);
+    expect(o.l1).toMatchObject({ enabled: true, maxEntries: 50, maxBytes: 5 * 1024 * 1024, ttl: 60_000 });
+    expect(o.l2).toMatchObject({ enabled: true, ttl: 300_000, promoteAfter: 2 });
+    expect(o.redis?.mode).toBe('standalone');
+    expect(o.tierNames).toEqual({ l1: 'mem', l2: 'near' });
+    expect(o.lower.map((t) => [t.name, t.type, t.ttl, t.behind !== undefined])).toEqual([
+      ['far', 'redis', 3_600_000, true],
+      ['db', 'postgres', 30 * 86_400_000, false],
+    ]);
+    expect(o.lower[1]).toMatchObject({ postgres: { url: pg, maxEntries: 1000, maxBytes: 1024 ** 3 } });
+    expect(o.warnings).toEqual([]);
+  });
+
+  it('without a memory tier, L1 is off', () => {
+    expect(resolve([{ name: 'r', type: 'redis', redis }]).l1.enabled).toBe(false);
+  });
+
+  it.each([
+    ['not an array', {}, 'tiers'],
+    ['empty', [], 'tiers'],
+    ['unknown type', [{ name: 'a', type: 'memcached' }], 'tiers[0].type'],
+    ['two tiers of one name', [{ name: 'a', type: 'memory' }, { name: 'a', type: 'redis', redis }], 'tiers[1].name'],
+    ['a memory tier that is not first', [{ name: 'r', type: 'redis', redis }, { name: 'm', type: 'memory' }], 'tiers[1].type'],
+    ['postgres before any redis tier', [{ name: 'm', type: 'memory' }, { name: 'p', type: 'postgres', postgres: pg }], 'tiers[1].type'],
+    ['a bad postgres URL', [{ name: 'r', type: 'redis', redis }, { name: 'p', type: 'postgres', postgres: 'mysql://x' }], 'tiers[1].postgres.url'],
+    ['a bad lower redis URL', [{ name: 'r', type: 'redis', redis }, { name: 'r2', type: 'redis', redis: 'http://x' }], 'tiers.r2.redis.url'],
+    ['a bad size', [{ name: 'm', type: 'memory', maxBytes: '5 parsecs' }], 'tiers[0].maxBytes'],
+    ['a bad write mode', [{ name: 'r', type: 'redis', redis, write: 'around' }], 'tiers[0].write'],
+    ['compression (not in this version)', [{ name: 'r', type: 'redis', redis, compression: { threshold: '1kb' } }], 'tiers[0].compression'],
+    ['fillWindow below the first redis tier', [{ name: 'r', type: 'redis', redis }, { name: 'r2', type: 'redis', redis, fillWindow: '1m' }], 'tiers[1].fillWindow'],
+  ])('%s fails at boot naming the option', (_what, tiers, option) => {
+    expect(() => resolve(tiers)).toThrow(expect.objectContaining({ name: 'TieredCacheOptionsError', option }));
+  });
+
+  it('the short form and tiers together are refused', () => {
+    expect(() => resolve([{ name: 'm', type: 'memory' }], { redis })).toThrow(expect.objectContaining({ option: 'redis' }));
+  });
+
+  it('a TTL longer above than below is accepted with a warning', () => {
+    const o = resolve([
+      { name: 'r', type: 'redis', redis, ttl: '1d' },
+      { name: 'p', type: 'postgres', postgres: pg, ttl: '1h' },
+    ]);
+    expect(o.warnings).toEqual([expect.stringContaining('"r" keeps entries longer')]);
+  });
+
+  it('parses byte sizes', () => {
+    expect(parseByteSize('x', '1kb')).toBe(1024);
+    expect(parseByteSize('x', 12)).toBe(12);
+    expect(() => parseByteSize('x', 0)).toThrow(/positive/);
+  });
+});
