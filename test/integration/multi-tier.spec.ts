@@ -4,7 +4,7 @@ import { TieredCache, type TieredCacheOptions, type TierConfig } from '../../lib
 import { encodeEntry } from '../../lib/core/entry-envelope';
 import { EngineProcess } from '../support/engine-process';
 import { PostgresServer } from '../support/postgres-server';
-import { RedisServer } from '../support/redis-server';
+import { RedisCluster, RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
 
 /**
@@ -274,5 +274,69 @@ describe('four tiers: memory, redis, redis, postgres', () => {
     sql = await connectSql();
     await waitFor('the deferred delete reached L4', async () => (await where(p, 'k')).l4 === false, 20_000);
     expect(await a.get('k')).toBeUndefined();
+  }, 60_000);
+});
+
+describe('four tiers with L3 on a three-master Redis Cluster', () => {
+  let l2: RedisServer;
+  let cluster: RedisCluster;
+  let pg: PostgresServer;
+  const caches: TieredCache[] = [];
+
+  beforeAll(async () => {
+    [l2, cluster, pg] = await Promise.all([RedisServer.start(), RedisCluster.start(3), PostgresServer.start()]);
+  }, 90_000);
+  afterEach(async () => {
+    await Promise.all(caches.splice(0).map((c) => c.close()));
+  });
+  afterAll(async () => {
+    await Promise.all([l2?.stop(), cluster?.stop(), pg?.stop()]);
+  });
+
+  async function cache(prefix: string): Promise<TieredCache> {
+    const c = new TieredCache({
+      logger: quiet,
+      keyPrefix: prefix,
+      tiers: [
+        { name: 'l1', type: 'memory' },
+        { name: 'l2', type: 'redis', redis: l2.url, ttl: '5m' },
+        { name: 'l3', type: 'redis', redis: { mode: 'cluster', nodes: cluster.nodes, connectTimeout: 5_000 }, ttl: '1h' },
+        { name: 'l4', type: 'postgres', postgres: { url: pg.url, commandTimeout: 2_000, maintenanceInterval: '1h' }, ttl: '30d' },
+      ],
+    });
+    caches.push(c);
+    expect(await c.connect()).toBe(true);
+    return c;
+  }
+
+  it('keys spread over the masters: written to every tier, read back from L3 and L4 on another instance, invalidated everywhere', async () => {
+    const p = `mc${++seq}:`;
+    const a = await cache(p);
+    const b = await cache(p);
+    const keys = Array.from({ length: 30 }, (_, i) => `k${i}`);
+    for (const k of keys) await a.set(k, k.toUpperCase(), { tags: ['all'] });
+    const r2 = new Redis(l2.url);
+    const direct = cluster.nodes.map((n) => new Redis(n.port, n.host));
+    try {
+      const l3Count = async () => (await Promise.all(direct.map((d) => d.dbsize()))).reduce((x, y) => x + y, 0);
+      expect(await l3Count()).toBeGreaterThanOrEqual(keys.length);
+      expect((await Promise.all(direct.map((d) => d.dbsize()))).filter((n) => n > 0).length).toBeGreaterThan(1);
+      await r2.del(...keys.map((k) => p + k));
+      for (const k of keys) expect(await b.get(k)).toBe(k.toUpperCase());
+      expect(b.stats().tiers.l3.hits).toBe(keys.length);
+
+      const fill = await b.getOrSet('fresh', () => 'filled');
+      expect(fill).toBe('filled');
+      expect(await a.get('fresh')).toBe('filled');
+
+      await a.invalidateTags('all');
+      await a.delete('fresh');
+      await waitFor("B's L1 dropped every invalidated key", () => [...keys, 'fresh'].every((k) => b.peekLocal(k) === undefined));
+      for (const k of [...keys, 'fresh']) expect(await b.get(k)).toBeUndefined();
+      expect(await l3Count()).toBeLessThan(keys.length);
+    } finally {
+      r2.disconnect();
+      for (const d of direct) d.disconnect();
+    }
   }, 60_000);
 });
