@@ -1,6 +1,6 @@
 import { parseDuration } from './duration';
 import { TieredCacheOptionsError } from './errors';
-import type { TieredCacheOptions } from './tiered-cache-options.interface';
+import type { PostgresConnectionOptions, RedisConnectionOptions, TierConfig, TieredCacheOptions } from './tiered-cache-options.interface';
 
 type Env = Record<string, string | undefined>;
 
@@ -73,7 +73,57 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
   if (Object.keys(invalidation).length > 0) opts.invalidation = invalidation;
   const metrics = bool('CACHE_METRICS_ENABLED');
   if (metrics !== undefined) opts.metrics = metrics;
-  return opts;
+
+  // Tiers below L2: with either one set, the options take the `tiers` form.
+  const lower: TierConfig[] = [];
+  const l3Url = str('CACHE_L3_REDIS_URL');
+  const l3Nodes = str('CACHE_L3_REDIS_NODES');
+  if (l3Url !== undefined || l3Nodes !== undefined) {
+    const common = prune({ commandTimeout: dur('CACHE_L3_COMMAND_TIMEOUT'), connectTimeout: dur('REDIS_CONNECT_TIMEOUT') });
+    const redis: RedisConnectionOptions =
+      l3Nodes !== undefined ? { mode: 'cluster', nodes: l3Nodes.split(',').map((n) => n.trim()).filter((n) => n !== ''), ...common } : { url: l3Url as string, ...common };
+    lower.push(prune({ name: 'l3', type: 'redis' as const, redis, ttl: dur('CACHE_L3_TTL'), promoteAfter: int('CACHE_L3_PROMOTE_AFTER') }));
+  }
+  const l4Url = str('CACHE_L4_POSTGRES_URL');
+  if (l4Url !== undefined) {
+    const postgres: PostgresConnectionOptions = prune({
+      url: l4Url,
+      schema: str('CACHE_L4_SCHEMA'),
+      table: str('CACHE_L4_TABLE'),
+      createTable: bool('CACHE_L4_CREATE_TABLE'),
+      unlogged: bool('CACHE_L4_UNLOGGED'),
+      commandTimeout: dur('CACHE_L4_COMMAND_TIMEOUT'),
+      maxConnections: int('CACHE_L4_MAX_CONNECTIONS'),
+    });
+    const behind = bool('CACHE_L4_WRITE_BEHIND');
+    lower.push(
+      prune({
+        name: 'l4',
+        type: 'postgres' as const,
+        postgres,
+        ttl: dur('CACHE_L4_TTL'),
+        maxEntries: int('CACHE_L4_MAX_ENTRIES'),
+        maxBytes: int('CACHE_L4_MAX_BYTES'),
+        promoteAfter: int('CACHE_L4_PROMOTE_AFTER'),
+        write: behind === undefined ? undefined : behind ? ('behind' as const) : ('through' as const),
+      }),
+    );
+  }
+  if (lower.length === 0) return opts;
+  if (opts.redis === undefined) {
+    const name = l4Url !== undefined && l3Url === undefined && l3Nodes === undefined ? 'CACHE_L4_POSTGRES_URL' : 'CACHE_L3_REDIS_URL';
+    throw new TieredCacheOptionsError(name, env[name] ?? env.CACHE_L3_REDIS_NODES, 'needs REDIS_URL (and L2 on): the first shared tier must be Redis');
+  }
+  const { l1, l2, redis, writeBehind: behindL2, writeThrough: _wt, ...rest } = opts;
+  if (_wt === true && behindL2 === true) throw new TieredCacheOptionsError('CACHE_WRITE_BEHIND', env.CACHE_WRITE_BEHIND, 'CACHE_WRITE_THROUGH and CACHE_WRITE_BEHIND are both on; choose one');
+  const tiers: TierConfig[] = [];
+  if (l1?.enabled !== false) {
+    const { enabled: _e, ...memory } = l1 ?? {};
+    tiers.push({ name: 'l1', type: 'memory', ...memory });
+  }
+  const { enabled: _e2, ...l2rest } = l2 ?? {};
+  tiers.push(prune({ name: 'l2', type: 'redis' as const, redis: redis as RedisConnectionOptions, ...l2rest, write: behindL2 ? ('behind' as const) : undefined }));
+  return { ...rest, tiers: [...tiers, ...lower] };
 }
 
 function prune<T extends object>(o: T): T {

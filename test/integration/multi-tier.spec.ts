@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
-import { TieredCache, type TieredCacheOptions, type TierConfig } from '../../lib';
+import { Test } from '@nestjs/testing';
+import { CacheManagerService, TieredCache, TieredCacheModule, type TieredCacheOptions, type TierConfig } from '../../lib';
 import { encodeEntry } from '../../lib/core/entry-envelope';
 import { EngineProcess } from '../support/engine-process';
 import { PostgresServer } from '../support/postgres-server';
@@ -232,6 +233,18 @@ describe('four tiers: memory, redis, redis, postgres', () => {
     await a.flush();
     expect(await where(p, 'q')).toEqual(everywhere);
     expect(await where(p, 'gone')).toEqual(nowhere);
+  });
+
+  it('TieredCacheModule.forRoot({ tiers }) boots a four-tier cache and closes every connection with the app', async () => {
+    const p = `mt${++seq}:`;
+    const app = await (await Test.createTestingModule({ imports: [TieredCacheModule.forRoot({ ...options(p), logger: quiet })] }).compile()).init();
+    const svc = app.get(CacheManagerService);
+    await svc.set('k', 'v');
+    expect(await where(p, 'k')).toEqual(everywhere);
+    expect(Object.keys(svc.engine.stats().tiers)).toEqual(['l1', 'l2', 'l3', 'l4']);
+    await app.close();
+    const conns = await sql.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'tiered-cache'");
+    expect(Number(conns.rows[0].n)).toBe(0);
   });
 
   it('mget finds what only the lower tiers hold', async () => {

@@ -1,3 +1,4 @@
+import { tieredCacheOptionsFromEnv } from '../../lib/core/env';
 import { resolveOptions } from '../../lib/core/options';
 import { parseByteSize } from '../../lib/core/tier-options';
 import type { TierConfig, TieredCacheOptions } from '../../lib';
@@ -68,5 +69,40 @@ describe('tiers option', () => {
     expect(parseByteSize('x', '1kb')).toBe(1024);
     expect(parseByteSize('x', 12)).toBe(12);
     expect(() => parseByteSize('x', 0)).toThrow(/positive/);
+  });
+});
+
+describe('tiers from environment variables', () => {
+  it('CACHE_L3_* and CACHE_L4_* add tiers below the short form, which becomes the tiers form', () => {
+    const o = resolveOptions(
+      tieredCacheOptionsFromEnv({
+        REDIS_URL: redis,
+        CACHE_L1_MAX_SIZE: '500',
+        CACHE_L2_TTL: '300',
+        CACHE_L3_REDIS_NODES: '127.0.0.1:7000, 127.0.0.1:7001',
+        CACHE_L3_TTL: '3600',
+        CACHE_L4_POSTGRES_URL: pg,
+        CACHE_L4_TTL: '30d',
+        CACHE_L4_MAX_ENTRIES: '1000000',
+        CACHE_L4_TABLE: 'cache_rows',
+        CACHE_L4_WRITE_BEHIND: 'true',
+      }),
+    );
+    expect(o.l1.maxEntries).toBe(500);
+    expect(o.l2.ttl).toBe(300_000);
+    expect(o.lower.map((t) => [t.name, t.type, t.ttl])).toEqual([
+      ['l3', 'redis', 3_600_000],
+      ['l4', 'postgres', 30 * 86_400_000],
+    ]);
+    expect(o.lower[0]).toMatchObject({ redis: { mode: 'cluster', nodes: ['127.0.0.1:7000', '127.0.0.1:7001'] } });
+    expect(o.lower[1]).toMatchObject({ postgres: { url: pg, table: 'cache_rows', maxEntries: 1_000_000 }, behind: { maxQueue: 10_000 } });
+  });
+
+  it('without the lower-tier variables the short form stays', () => {
+    expect(tieredCacheOptionsFromEnv({ REDIS_URL: redis }).tiers).toBeUndefined();
+  });
+
+  it('CACHE_L4_POSTGRES_URL without REDIS_URL fails naming the variable', () => {
+    expect(() => tieredCacheOptionsFromEnv({ CACHE_L4_POSTGRES_URL: pg })).toThrow(expect.objectContaining({ option: 'CACHE_L4_POSTGRES_URL' }));
   });
 });
