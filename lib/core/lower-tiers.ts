@@ -8,7 +8,7 @@ import { PostgresTier } from './tiers/postgres.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
 import { RedisTier } from './tiers/redis.tier';
 import { L2_FAILED as TIER_FAILED } from './tiers/deadline';
-import { cappedTtl, type FillMark, type TierEntry, type TierWrite } from './tiers/tier';
+import { cappedTtl, type FillMark, type TierEntry, type TierHealth, type TierWrite } from './tiers/tier';
 import { WriteBehindQueue } from './write-behind-queue';
 
 /** What the lower tiers need of a prepared write (engine-context.ts's LowerWrite is one). */
@@ -331,6 +331,21 @@ export class LowerTiers {
         meanLatencyMs: n.latencySamples === 0 ? 0 : n.latencyTotal / n.latencySamples,
       };
     }
+    return out;
+  }
+
+  /** Each tier's own health report, by name; a tier that does not answer within `timeoutMs` is reported unresponsive. */
+  async health(timeoutMs: number): Promise<Record<string, TierHealth & { kind: string }>> {
+    const out: Record<string, TierHealth & { kind: string }> = {};
+    await Promise.all(
+      this.levels.map(async (l) => {
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<TierHealth>((r) => (timer = setTimeout(() => r({ ok: false, status: 'unresponsive' }), timeoutMs)));
+        const h = await Promise.race([l.tier.health(), late]);
+        clearTimeout(timer);
+        out[l.tier.name] = { kind: l.tier.kind, ...h };
+      }),
+    );
     return out;
   }
 

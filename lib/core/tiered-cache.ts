@@ -25,6 +25,7 @@ import { TagSystem } from './tag-system';
 import { MemoryTier } from './tiers/memory.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
 import { L2_FAILED, RedisTier } from './tiers/redis.tier';
+import type { TierHealth } from './tiers/tier';
 import { NULL_MARKER, ValueProtection } from './value-protection';
 import { WritePath } from './write-path';
 import { WriteBehindQueue } from './write-behind-queue';
@@ -409,6 +410,11 @@ export class TieredCache {
       invalidationCounters: this.invalidationCounters,
       invalidationQueue: this.#invalidationQueue,
     });
+  }
+
+  /** Health of the tiers below L2 (`tiers`), each bounded by `timeoutMs`; empty without them. Never throws. */
+  async lowerTierHealth(timeoutMs = 1_000): Promise<Record<string, TierHealth & { kind: string }>> {
+    return this.#state.lower ? this.#state.lower.health(timeoutMs) : {};
   }
 
   /** Attaches metrics hooks; returns the detach function. */

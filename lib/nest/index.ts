@@ -18,7 +18,7 @@ export { RuleBasedInvalidationStrategy } from './events/strategies/rule-based-in
 export { PropertyInvalidationStrategy, PROPERTY_KEY_LAYOUT, DEFAULT_PROPERTY_LAYOUT, type PropertyKeyLayout } from './events/strategies/property-invalidation.strategy';
 export { ScoreInvalidationStrategy, SCORE_KEY_LAYOUT, DEFAULT_SCORE_LAYOUT, type ScoreKeyLayout } from './events/strategies/score-invalidation.strategy';
 export { TimelineInvalidationStrategy, TIMELINE_KEY_LAYOUT, DEFAULT_TIMELINE_LAYOUT, type TimelineKeyLayout } from './events/strategies/timeline-invalidation.strategy';
-export { TieredCacheHealthIndicator, type CacheHealthCheckOptions, type CacheHealthDetails, type CacheHealthResult, type CacheL2Health, type CacheComponentHealth } from './health/tiered-cache.health';
+export { TieredCacheHealthIndicator, type CacheHealthCheckOptions, type CacheHealthDetails, type CacheHealthResult, type CacheL2Health, type CacheComponentHealth, type CacheTierHealth } from './health/tiered-cache.health';
 export type { ClusterProbe } from './health/redis-probe';
 export { CacheMetricsService } from './metrics/cache-metrics.service';
 export { attachCacheMetrics, DEFAULT_DURATION_BUCKETS } from './metrics/cache-metrics';

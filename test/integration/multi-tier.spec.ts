@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { Test } from '@nestjs/testing';
-import { CacheManagerService, TieredCache, TieredCacheModule, type TieredCacheOptions, type TierConfig } from '../../lib';
+import { CacheManagerService, TieredCache, TieredCacheHealthIndicator, TieredCacheModule, type TieredCacheOptions, type TierConfig } from '../../lib';
 import { encodeEntry } from '../../lib/core/entry-envelope';
 import { EngineProcess } from '../support/engine-process';
 import { PostgresServer } from '../support/postgres-server';
@@ -274,12 +274,20 @@ describe('four tiers: memory, redis, redis, postgres', () => {
     const a = await cache(p, { tiers: tiers({ l4: { postgres: { url: pg.url, commandTimeout: 300, connectTimeout: 300, maintenanceInterval: '1h' } } }) });
     await a.set('k', 'v');
     expect(await where(p, 'k')).toEqual(everywhere);
+    const up = await new TieredCacheHealthIndicator(a).details();
+    expect(up.tiers?.l3).toMatchObject({ kind: 'redis', ok: true });
+    expect(up.tiers?.l4).toMatchObject({ kind: 'postgres', ok: true, status: 'ready', pool: { waiting: 0 } });
+    expect(up.tiers?.l4.table?.bytes).toBeGreaterThan(0);
+    expect(up.degraded).toBeUndefined();
     await pg.kill();
     try {
       expect(await a.get('k')).toBe('v');
       expect(await a.set('other', 1)).toBe(true);
       expect(await a.delete('k')).toBeGreaterThanOrEqual(0);
       expect(a.stats().tiers.l4.ready).toBe(false);
+      const down = await new TieredCacheHealthIndicator(a).details({ timeout: 500 });
+      expect(down.tiers?.l4).toMatchObject({ kind: 'postgres', ok: false });
+      expect(down.degraded).toEqual(expect.arrayContaining([expect.stringMatching(/^tier l4 /)]));
     } finally {
       await pg.restart();
     }

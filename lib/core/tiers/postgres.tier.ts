@@ -50,6 +50,8 @@ export interface PostgresTierHealth extends TierHealth {
   /** Round trip of the health query (ms); absent when it failed. */
   latencyMs?: number;
   pool: { total: number; idle: number; waiting: number };
+  /** The whole table (every namespace): the planner's row estimate and its size on disk with indexes. */
+  table?: { rows: number; bytes: number };
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -605,9 +607,16 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
     if (this.closed) return { ok: false, status: 'closed', pool };
     if (!this.ready) return { ok: false, status: 'down', pool };
     const t0 = performance.now();
-    const r = await this.query('health', undefined, 'SELECT 1', []);
+    // Statistics, not count(*): a health check must stay cheap on a table of millions of rows.
+    const r = await this.query<{ rows: number; bytes: number }>(
+      'health',
+      undefined,
+      'SELECT greatest(c.reltuples, 0)::float8 AS rows, pg_total_relation_size(c.oid)::float8 AS bytes FROM pg_class c WHERE c.oid = $1::regclass',
+      [this.q],
+    );
     if (r === L2_FAILED) return { ok: false, status: this.ready ? 'unresponsive' : 'down', pool };
-    return { ok: true, status: 'ready', latencyMs: performance.now() - t0, pool };
+    const latencyMs = performance.now() - t0;
+    return { ok: true, status: 'ready', latencyMs, pool, table: r[0] ? { rows: r[0].rows, bytes: r[0].bytes } : undefined };
   }
 
   async close(): Promise<void> {

@@ -39,9 +39,22 @@ export interface CacheL2Health {
   error?: string;
 }
 
+/** A tier below L2 as the health details show it. */
+export interface CacheTierHealth {
+  kind: string;
+  ok: boolean;
+  status: string;
+  /** PostgreSQL: the health query's round trip (ms), the pool, the table's estimated rows and bytes. */
+  latencyMs?: number;
+  pool?: { total: number; idle: number; waiting: number };
+  table?: { rows: number; bytes: number };
+}
+
 export interface CacheHealthDetails {
   l1: { enabled: boolean; entries: number; maxEntries: number; utilization: number };
   l2: CacheL2Health;
+  /** The tiers below L2 (`tiers` option), by name: each one's own report (PostgreSQL: latency, pool, table). */
+  tiers?: Record<string, CacheTierHealth>;
   [component: string]: unknown;
   /** Why the cache is degraded, when it is. */
   degraded?: string[];
@@ -76,7 +89,7 @@ export class TieredCacheHealthIndicator {
    * The callback must answer synchronously from state it already has: the check's time bound relies on it.
    */
   registerComponent(name: string, report: () => CacheComponentHealth): () => void {
-    if (name === 'l1' || name === 'l2' || name === 'degraded' || name === 'status') throw new Error(`"${name}" is a reserved health detail name`);
+    if (name === 'l1' || name === 'l2' || name === 'tiers' || name === 'degraded' || name === 'status') throw new Error(`"${name}" is a reserved health detail name`);
     this.components.set(name, report);
     return () => {
       if (this.components.get(name) === report) this.components.delete(name);
@@ -96,10 +109,16 @@ export class TieredCacheHealthIndicator {
     const required = options.requireL2 === true;
     const degraded: string[] = [];
     const s = this.engine.stats();
+    // Side by side: the check's time bound covers both.
+    const [l2, lower] = await Promise.all([this.l2Health(timeoutMs, required, degraded), this.engine.lowerTierHealth(timeoutMs) as Promise<Record<string, CacheTierHealth>>]);
     const details: CacheHealthDetails = {
       l1: { enabled: s.l1.enabled, entries: s.l1.size, maxEntries: s.l1.maxSize, utilization: round2(s.l1.utilization) },
-      l2: await this.l2Health(timeoutMs, required, degraded),
+      l2,
     };
+    if (Object.keys(lower).length > 0) {
+      details.tiers = lower;
+      for (const [name, h] of Object.entries(lower)) if (!h.ok) degraded.push(`tier ${name} ${h.status}`);
+    }
     if (!this.components.has('bus')) details.bus = { state: 'disabled' };
     for (const [name, report] of this.components) {
       let c: CacheComponentHealth;
