@@ -1,10 +1,12 @@
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
+import { Registry } from 'prom-client';
 import { Test } from '@nestjs/testing';
-import { CacheManagerService, TieredCache, TieredCacheHealthIndicator, TieredCacheModule, type TieredCacheOptions, type TierConfig } from '../../lib';
+import { attachCacheMetrics, CacheManagerService, TieredCache, TieredCacheHealthIndicator, TieredCacheModule, type TieredCacheOptions, type TierConfig } from '../../lib';
 import { encodeEntry } from '../../lib/core/entry-envelope';
 import { EngineProcess } from '../support/engine-process';
 import { PostgresServer } from '../support/postgres-server';
+import { promtool } from '../support/promtool';
 import { RedisCluster, RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
 
@@ -245,6 +247,29 @@ describe('four tiers: memory, redis, redis, postgres', () => {
     await app.close();
     const conns = await sql.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'tiered-cache'");
     expect(Number(conns.rows[0].n)).toBe(0);
+  });
+
+  it('metrics carry each lower tier under its name (hits, misses, hit ratio, errors), and promtool accepts them', async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p);
+    const registry = new Registry();
+    const detach = attachCacheMetrics(a, { registry, name: 'four' });
+    try {
+      await a.set('k', 1);
+      await r2.del(p + 'k');
+      await r3.del(p + 'k');
+      await waitFor('tracking dropped the L1 copy', () => a.peekLocal('k') === undefined);
+      expect(await a.get('k')).toBe(1);
+      expect(await a.get('absent')).toBeUndefined();
+      const text = await registry.metrics();
+      expect(text).toContain('cache_hits_total{cache="four",tier="l4"} 1');
+      expect(text).toContain('cache_misses_total{cache="four",tier="l3"} 2');
+      expect(text).toContain('cache_hit_ratio{cache="four",tier="l4"} 0.5');
+      expect(text).toContain('cache_errors_total{cache="four",tier="l4",operation="command"} 0');
+      expect(promtool(text).status).toBe(0);
+    } finally {
+      detach?.();
+    }
   });
 
   it('mget finds what only the lower tiers hold', async () => {

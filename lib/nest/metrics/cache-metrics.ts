@@ -2,7 +2,7 @@ import type { Cluster } from 'ioredis';
 import type { Counter, Gauge } from 'prom-client';
 import { TieredCacheOptionsError } from '../../core/errors';
 import { invalidationCount, type CacheOperation, type CacheObserver, type CacheTier, type InvalidationSource } from '../../core/observer';
-import { ratio } from '../../core/stats';
+import { ratio, type CacheStats, type TierStats } from '../../core/stats';
 import type { CacheChange, TieredCache } from '../../core/tiered-cache';
 import { probeClusterHealth, type ClusterProbe } from '../health/redis-probe';
 import type { MetricsRegistry, TieredCacheMetricsOptions } from '../../core/metrics-options.interface';
@@ -133,20 +133,23 @@ class CacheMetricSet {
         each((r, s) => {
           if (s.l1.enabled) c.inc({ cache: r.name, tier: 'l1' }, s.l1.hits);
           if (s.l2.enabled) c.inc({ cache: r.name, tier: 'l2' }, s.l2.hits);
+          for (const [tier, t] of lowerTiers(s)) c.inc({ cache: r.name, tier }, t.hits);
         }),
       ),
       counter('cache_misses_total', 'Cache misses by tier (an L1 miss that L2 answers counts as an L1 miss and an L2 hit).', ['cache', 'tier'], (c) =>
         each((r, s) => {
           if (s.l1.enabled) c.inc({ cache: r.name, tier: 'l1' }, s.l1.misses);
           if (s.l2.enabled) c.inc({ cache: r.name, tier: 'l2' }, s.l2.misses);
+          for (const [tier, t] of lowerTiers(s)) c.inc({ cache: r.name, tier }, t.misses);
         }),
       ),
       gauge('cache_hit_ratio', 'Hits / lookups since start, 0..1, per tier and overall (tier="overall").', ['cache', 'tier'], (g) => {
-        const byName = new Map<string, { l1: [number, number] | undefined; l2: [number, number] | undefined; all: [number, number] }>();
+        const byName = new Map<string, { l1: [number, number] | undefined; l2: [number, number] | undefined; all: [number, number]; lower: Map<string, [number, number]> }>();
         const add = (acc: [number, number] | undefined, hits: number, misses: number): [number, number] =>
           acc ? [acc[0] + hits, acc[1] + misses] : [hits, misses];
         each((r, s) => {
-          const a = byName.get(r.name) ?? { l1: undefined, l2: undefined, all: [0, 0] };
+          const a = byName.get(r.name) ?? { l1: undefined, l2: undefined, all: [0, 0], lower: new Map<string, [number, number]>() };
+          for (const [tier, t] of lowerTiers(s)) a.lower.set(tier, add(a.lower.get(tier), t.hits, t.misses));
           a.all = add(a.all, s.overall.hits, s.overall.misses);
           if (s.l1.enabled) a.l1 = add(a.l1, s.l1.hits, s.l1.misses);
           if (s.l2.enabled) a.l2 = add(a.l2, s.l2.hits, s.l2.misses);
@@ -156,6 +159,7 @@ class CacheMetricSet {
           g.set({ cache, tier: 'overall' }, ratio(...a.all));
           if (a.l1) g.set({ cache, tier: 'l1' }, ratio(...a.l1));
           if (a.l2) g.set({ cache, tier: 'l2' }, ratio(...a.l2));
+          for (const [tier, hm] of a.lower) g.set({ cache, tier }, ratio(...hm));
         }
       }),
       ['cache_operation_duration_seconds', this.histogram],
@@ -187,6 +191,7 @@ class CacheMetricSet {
               c.inc({ cache: r.name, tier: 'l2', operation: 'timeout' }, s.l2.timeouts);
               c.inc({ cache: r.name, tier: 'l2', operation: 'decode' }, s.l2.corrupt);
             }
+            for (const [tier, t] of lowerTiers(s)) c.inc({ cache: r.name, tier, operation: 'command' }, t.errors);
           }),
       ),
       counter(
@@ -306,4 +311,9 @@ export function attachCacheMetrics(engine: TieredCache, options: TieredCacheMetr
     // The last cache out leaves the registry as it found it (an app or test module can be created again).
     if (owner.recorders.size === 0) owner.unregister();
   };
+}
+
+/** The tiers below L2 (`tiers` option), by their configured names: a bounded label set, fixed at boot. */
+function lowerTiers(s: CacheStats): Array<[string, TierStats]> {
+  return Object.entries(s.tiers).filter(([, t]) => t.level >= (s.l1.enabled ? 2 : 1));
 }
