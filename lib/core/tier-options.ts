@@ -113,6 +113,7 @@ export function expandTiers(input: TieredCacheOptions, defaultTtl: number): Expa
       out.names.l2 = t.name;
       return;
     }
+    if (t.name === 'l1' || t.name === 'l2') throw new TieredCacheOptionsError(`${at}.name`, t.name, 'the names l1 and l2 are the first two tiers\' (metrics label them so); pick another for a tier below them');
     if (t.type === 'redis') {
       if ((t as { fillWindow?: unknown }).fillWindow !== undefined) throw new TieredCacheOptionsError(`${at}.fillWindow`, t.fillWindow, 'set on the first redis tier only: one fill window covers every tier');
       if (t.redis === undefined) throw new TieredCacheOptionsError(`${at}.redis`, t.redis, 'expected a redis URL or connection options');

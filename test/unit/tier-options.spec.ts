@@ -48,6 +48,7 @@ describe('tiers option', () => {
     ['a bad size', [{ name: 'm', type: 'memory', maxBytes: '5 parsecs' }], 'tiers[0].maxBytes'],
     ['a bad write mode', [{ name: 'r', type: 'redis', redis, write: 'around' }], 'tiers[0].write'],
     ['compression (not in this version)', [{ name: 'r', type: 'redis', redis, compression: { threshold: '1kb' } }], 'tiers[0].compression'],
+    ['a lower tier named l2', [{ name: 'm', type: 'memory' }, { name: 'r', type: 'redis', redis }, { name: 'l2', type: 'postgres', postgres: pg }], 'tiers[2].name'],
     ['fillWindow below the first redis tier', [{ name: 'r', type: 'redis', redis }, { name: 'r2', type: 'redis', redis, fillWindow: '1m' }], 'tiers[1].fillWindow'],
   ])('%s fails at boot naming the option', (_what, tiers, option) => {
     expect(() => resolve(tiers)).toThrow(expect.objectContaining({ name: 'TieredCacheOptionsError', option }));
