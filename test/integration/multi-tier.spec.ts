@@ -323,6 +323,61 @@ describe('four tiers: memory, redis, redis, postgres', () => {
   }, 60_000);
 });
 
+describe('four tiers: PostgreSQL down at boot', () => {
+  let l2: RedisServer;
+  let l3: RedisServer;
+  let pg: PostgresServer;
+  const caches: TieredCache[] = [];
+
+  beforeAll(async () => {
+    // Initialized but not started: the first instance boots while the database is not there.
+    [l2, l3, pg] = await Promise.all([RedisServer.start(), RedisServer.start(), PostgresServer.initialize()]);
+  }, 60_000);
+  afterEach(async () => {
+    await Promise.all(caches.splice(0).map((c) => c.close()));
+  });
+  afterAll(async () => {
+    await Promise.all([l2?.stop(), l3?.stop(), pg?.stop()]);
+  });
+
+  function build(prefix: string): TieredCache {
+    const c = new TieredCache({
+      logger: quiet,
+      keyPrefix: prefix,
+      tiers: [
+        { name: 'l1', type: 'memory' },
+        { name: 'l2', type: 'redis', redis: l2.url },
+        { name: 'l3', type: 'redis', redis: l3.url },
+        { name: 'l4', type: 'postgres', postgres: { url: pg.url, commandTimeout: 300, connectTimeout: 300, maintenanceInterval: '1h' } },
+      ],
+    });
+    caches.push(c);
+    return c;
+  }
+
+  it('down at boot: connect resolves, the cache serves from the tiers it has, and uses L4 once the database is started', async () => {
+    const p = `mb${++seq}:`;
+    const a = build(p);
+    // Redis answers; the database does not: connect still resolves (L2 is what it reports).
+    expect(await a.connect()).toBe(true);
+    expect(a.stats().tiers.l4.ready).toBe(false);
+    expect(await a.set('early', 1)).toBe(true);
+    expect(await a.getOrSet('fill', () => 'v')).toBe('v');
+    await pg.boot();
+    await waitFor('the tier reconnected and created its table', () => a.stats().tiers.l4.ready, 20_000);
+    expect(await a.set('late', 2)).toBe(true);
+    const sql = new Client({ connectionString: pg.url });
+    sql.on('error', () => undefined);
+    await sql.connect();
+    try {
+      const rows = await sql.query<{ key: string }>('SELECT key FROM public.tiered_cache WHERE ns = $1 AND value IS NOT NULL ORDER BY key', [p]);
+      expect(rows.rows.map((r) => r.key)).toEqual(['late']);
+    } finally {
+      await sql.end();
+    }
+  }, 60_000);
+});
+
 describe('four tiers with L3 on a three-master Redis Cluster', () => {
   let l2: RedisServer;
   let cluster: RedisCluster;
