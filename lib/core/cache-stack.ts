@@ -126,7 +126,7 @@ export class CacheStack {
           const rows = await lower.readMany(still.map((i) => keys[i]));
           still.forEach((i, j) => {
             const row = rows[j];
-            if (row !== undefined) out[i] = this.decodeStored(keys[i], row.value, () => void lower.deleteKeys([keys[i]])) as T | undefined;
+            if (row !== undefined) out[i] = this.decodeStored(keys[i], row.value, (k) => void lower.deleteKeys([k]), 'the tiers below L2') as T | undefined;
           });
         }
       }
@@ -177,7 +177,7 @@ export class CacheStack {
     const r = await lower.read(key);
     const hit = r.hit;
     if (hit === undefined) return { value: undefined, seen, marks: r.marks };
-    const value = this.decodeStored(key, hit.payload, () => void lower.deleteKeys([key]));
+    const value = this.decodeStored(key, hit.payload, (k) => void lower.deleteKeys([k]), `tier ${lower.levels[hit.level].tier.name}`);
     if (value === undefined) return { value: undefined, seen, marks: r.marks };
     if (hit.due && !ctx.closed) {
       void lower.promote(key, hit, r.marks);
@@ -186,13 +186,7 @@ export class CacheStack {
         const pkey = ctx.prefix + key;
         void (ctx.l2 as RedisTier).storeFill({ pkey, payload: hit.payload, ttl: l2Ttl }, fenceKeyOf(ctx.reserved.fencePrefix, pkey), ctx.reserved.genKey, seen);
       }
-      const l1 = ctx.l1;
-      const l1Ttl = cappedTtl(ctx.options.l1.ttl, hit.ttl);
-      if (l1 && ctx.l1Trusted && l1Ttl > 0 && !ctx.flights.isStale(key) && !ctx.readGuard.changedSince(key, since) && l1.admits(key)) {
-        const at = payloadStart(hit.payload);
-        l1.set(key, ctx.protection.toStored(value), l1Ttl, undefined, this.l1SizeOf(at > 0 ? hit.payload.slice(at) : hit.payload));
-        ctx.n.promotions++;
-      }
+      this.copyToL1(key, value, hit.ttl, since, hit.payload);
     }
     return { value };
   }
@@ -204,63 +198,48 @@ export class CacheStack {
   accept(key: string, payload: string | null, pttl: number | undefined, since = -1): unknown {
     const ctx = this.ctx;
     const n = ctx.n;
-    if (payload === null) {
-      n.l2Misses++;
-      return undefined;
-    }
-    // Where the codec's payload starts (entry-envelope.ts): 0 for an entry written before the envelope.
-    const at = payloadStart(payload);
-    if (at === ENTRY_NEWER) {
-      // Written by a newer version of this library (a rolling deploy): a miss, left in place for those that read it.
-      n.l2Misses++;
-      n.newerEntries++;
-      ctx.log('warn', 'entry-version', `entry under "${key}" is in a newer format than this version reads: treated as a miss and left in Redis`);
-      return undefined;
-    }
-    let body = payload;
-    let value: unknown;
-    try {
-      if (at < 0) throw new CacheDecodeError('malformed entry header');
-      if (at > 0) body = payload.slice(at);
-      value = ctx.options.codec.decode(body);
-    } catch (err) {
-      // Another writer's garbage is a miss: remove it so the next read refills it.
-      n.l2Misses++;
-      this.corrupt(key, err);
-      void ctx.l2?.del([ctx.prefix + key]);
-      return undefined;
-    }
-    if (value === undefined || (value === null && !ctx.options.cacheNullValues)) {
+    const value = payload === null ? undefined : this.decodeStored(key, payload, this.#dropL2, 'Redis');
+    if (value === undefined) {
       n.l2Misses++;
       return undefined;
     }
     n.l2Hits++;
-    const l1 = ctx.l1;
-    if (l1 && !ctx.closed && ctx.l1Trusted) {
-      if (pttl === undefined) {
-        this.#promoteCounts?.set(key, (this.#promoteCounts.get(key) ?? 0) + 1);
-      } else {
-        // -1: Redis keeps it without a TTL; 0: it expires within this millisecond; -2: it is gone.
-        const ttl = cappedTtl(ctx.options.l1.ttl, pttl);
-        if (ttl > 0 && !ctx.flights.isStale(key) && !(since >= 0 && ctx.readGuard.changedSince(key, since)) && l1.admits(key)) {
-          l1.set(key, ctx.protection.toStored(value), ttl, undefined, this.l1SizeOf(body));
-          this.#promoteCounts?.delete(key);
-          n.promotions++;
-        }
-      }
-    }
+    if (pttl !== undefined) this.copyToL1(key, value, pttl, since, payload as string);
+    else if (ctx.l1 && !ctx.closed && ctx.l1Trusted) this.#promoteCounts?.set(key, (this.#promoteCounts.get(key) ?? 0) + 1);
     return value;
   }
 
+  /** An L2 hit's garbage is removed so the next read refills it. */
+  readonly #dropL2 = (key: string): void => void this.ctx.l2?.del([this.ctx.prefix + key]);
+
   /**
-   * A payload from a tier below L2: the value, or undefined for a miss (a newer format, left in place; garbage,
-   * removed through `drop`; null without cacheNullValues).
+   * Copies a value read below L1 into it, for at most what the tier it came from has left (`remaining`; -1: no
+   * expiry there; 0: it expires within this millisecond), unless an invalidation of the key came after the read.
    */
-  private decodeStored(key: string, payload: string, drop: () => void): unknown {
+  private copyToL1(key: string, value: unknown, remaining: number, since: number, payload: string): void {
     const ctx = this.ctx;
+    const l1 = ctx.l1;
+    if (!l1 || ctx.closed || !ctx.l1Trusted) return;
+    const ttl = cappedTtl(ctx.options.l1.ttl, remaining);
+    if (ttl > 0 && !ctx.flights.isStale(key) && !(since >= 0 && ctx.readGuard.changedSince(key, since)) && l1.admits(key)) {
+      l1.set(key, ctx.protection.toStored(value), ttl, undefined, this.l1SizeOf(payload));
+      this.#promoteCounts?.delete(key);
+      ctx.n.promotions++;
+    }
+  }
+
+  /**
+   * A stored payload (the entry envelope around the codec's output): the value, or undefined for a miss — an
+   * entry in a newer format (a rolling deploy: left in place for the instances that read it), garbage (removed
+   * through `drop`), or null without cacheNullValues. `where` names the store in the log.
+   */
+  private decodeStored(key: string, payload: string, drop: (key: string) => void, where: string): unknown {
+    const ctx = this.ctx;
+    // Where the codec's payload starts (entry-envelope.ts): 0 for an entry written before the envelope.
     const at = payloadStart(payload);
     if (at === ENTRY_NEWER) {
       ctx.n.newerEntries++;
+      ctx.log('warn', 'entry-version', `entry under "${key}" is in a newer format than this version reads: treated as a miss and left in ${where}`);
       return undefined;
     }
     let value: unknown;
@@ -269,7 +248,7 @@ export class CacheStack {
       value = ctx.options.codec.decode(at > 0 ? payload.slice(at) : payload);
     } catch (err) {
       this.corrupt(key, err);
-      drop();
+      drop(key);
       return undefined;
     }
     return value === undefined || (value === null && !ctx.options.cacheNullValues) ? undefined : value;
@@ -359,8 +338,10 @@ export class CacheStack {
     return out;
   }
 
-  /** What an L1 entry weighs against l1.maxBytes: its payload's UTF-8 size (only computed when that limit is set). */
+  /** What an L1 entry weighs against l1.maxBytes: its payload's UTF-8 size (only computed when that limit is set), from a stored payload. */
   private l1SizeOf(payload: string): number {
-    return this.ctx.options.l1.maxBytes === undefined ? payload.length : Buffer.byteLength(payload, 'utf8');
+    // The codec's part only: sizes never count the envelope's header (write-path.ts sizes a write the same way).
+    const at = Math.max(payloadStart(payload), 0);
+    return this.ctx.options.l1.maxBytes === undefined ? payload.length - at : Buffer.byteLength(at > 0 ? payload.slice(at) : payload, 'utf8');
   }
 }
