@@ -1,10 +1,11 @@
 import { LRUCache } from 'lru-cache';
 import { CacheDecodeError } from './codec';
 import type { EngineContext, PreparedWrite } from './engine-context';
-import { ENTRY_NEWER, payloadStart } from './entry-envelope';
+import { inflatePayload } from './compression';
+import { ENTRY_COMPRESSED, ENTRY_NEWER, readHeader, type EntryHeader } from './entry-envelope';
 import { fenceKeyOf, type FillSeen } from './fill-fence';
 import type { DeferredInvalidations } from './deferred-invalidations';
-import { ratio, type TierStats } from './tier-stats';
+import { compressionStats, ratio, type TierStats } from './tier-stats';
 import type { LowerTiers } from './lower-tiers';
 import { L2_FAILED, type RedisTier } from './tiers/redis.tier';
 import type { FillMark } from './tiers/tier';
@@ -31,6 +32,12 @@ export class CacheStack {
   readonly tiers: ReadonlyArray<Tier<object> | Tier<string>>;
   /** L2 hits per key short of l2.promoteAfter (only when promoteAfter > 1). */
   readonly #promoteCounts: LRUCache<string, number> | undefined;
+  readonly #header: EntryHeader = { createdAt: 0, staleAt: -1, flags: 0 };
+  /**
+   * The codec payload decodeStored() last decoded (decompressed if it was): what an L1 copy of that value
+   * weighs. copyToL1 runs right after decodeStored, in the same synchronous stretch.
+   */
+  #decoded = '';
 
   constructor(private readonly ctx: EngineContext) {
     const o = ctx.options;
@@ -186,7 +193,7 @@ export class CacheStack {
         const pkey = ctx.prefix + key;
         void (ctx.l2 as RedisTier).storeFill({ pkey, payload: hit.payload, ttl: l2Ttl }, fenceKeyOf(ctx.reserved.fencePrefix, pkey), ctx.reserved.genKey, seen);
       }
-      this.copyToL1(key, value, hit.ttl, since, hit.payload);
+      this.copyToL1(key, value, hit.ttl, since);
     }
     return { value };
   }
@@ -204,7 +211,7 @@ export class CacheStack {
       return undefined;
     }
     n.l2Hits++;
-    if (pttl !== undefined) this.copyToL1(key, value, pttl, since, payload as string);
+    if (pttl !== undefined) this.copyToL1(key, value, pttl, since);
     else if (ctx.l1 && !ctx.closed && ctx.l1Trusted) this.#promoteCounts?.set(key, (this.#promoteCounts.get(key) ?? 0) + 1);
     return value;
   }
@@ -216,13 +223,13 @@ export class CacheStack {
    * Copies a value read below L1 into it, for at most what the tier it came from has left (`remaining`; -1: no
    * expiry there; 0: it expires within this millisecond), unless an invalidation of the key came after the read.
    */
-  private copyToL1(key: string, value: unknown, remaining: number, since: number, payload: string): void {
+  private copyToL1(key: string, value: unknown, remaining: number, since: number): void {
     const ctx = this.ctx;
     const l1 = ctx.l1;
     if (!l1 || ctx.closed || !ctx.l1Trusted) return;
     const ttl = cappedTtl(ctx.options.l1.ttl, remaining);
     if (ttl > 0 && !ctx.flights.isStale(key) && !(since >= 0 && ctx.readGuard.changedSince(key, since)) && l1.admits(key)) {
-      l1.set(key, ctx.protection.toStored(value), ttl, undefined, this.l1SizeOf(payload));
+      l1.set(key, ctx.protection.toStored(value), ttl, undefined, this.l1SizeOf(this.#decoded));
       this.#promoteCounts?.delete(key);
       ctx.n.promotions++;
     }
@@ -235,8 +242,9 @@ export class CacheStack {
    */
   private decodeStored(key: string, payload: string, drop: (key: string) => void, where: string): unknown {
     const ctx = this.ctx;
+    const h = this.#header;
     // Where the codec's payload starts (entry-envelope.ts): 0 for an entry written before the envelope.
-    const at = payloadStart(payload);
+    const at = readHeader(payload, h);
     if (at === ENTRY_NEWER) {
       ctx.n.newerEntries++;
       ctx.log('warn', 'entry-version', `entry under "${key}" is in a newer format than this version reads: treated as a miss and left in ${where}`);
@@ -245,7 +253,11 @@ export class CacheStack {
     let value: unknown;
     try {
       if (at < 0) throw new CacheDecodeError('malformed entry header');
-      value = ctx.options.codec.decode(at > 0 ? payload.slice(at) : payload);
+      let body = at > 0 ? payload.slice(at) : payload;
+      // The uncompressed size limit bounds what a compressed entry may expand to.
+      if (at > 0 && (h.flags & ENTRY_COMPRESSED) !== 0) body = inflatePayload(body, h.flags, ctx.options.maxValueBytes);
+      this.#decoded = body;
+      value = ctx.options.codec.decode(body);
     } catch (err) {
       this.corrupt(key, err);
       drop(key);
@@ -333,15 +345,16 @@ export class CacheStack {
     }
     if (l2) {
       out[l2.name] = { kind: 'redis', level: l1 ? 1 : 0, hits: n.l2Hits, misses: n.l2Misses, hitRatio: ratio(n.l2Hits, n.l2Misses), promotions: 0, errors: n.l2Errors, ready: l2.ready };
+      const c = compressionStats(l2.compressor);
+      if (c) out[l2.name].compression = c;
     }
     if (this.ctx.lower) Object.assign(out, this.ctx.lower.stats(l1 ? 2 : 1));
     return out;
   }
 
-  /** What an L1 entry weighs against l1.maxBytes: its payload's UTF-8 size (only computed when that limit is set), from a stored payload. */
-  private l1SizeOf(payload: string): number {
+  /** What an L1 entry weighs against l1.maxBytes: its codec payload's UTF-8 size (only computed when that limit is set). */
+  private l1SizeOf(body: string): number {
     // The codec's part only: sizes never count the envelope's header (write-path.ts sizes a write the same way).
-    const at = Math.max(payloadStart(payload), 0);
-    return this.ctx.options.l1.maxBytes === undefined ? payload.length - at : Buffer.byteLength(at > 0 ? payload.slice(at) : payload, 'utf8');
+    return this.ctx.options.l1.maxBytes === undefined ? body.length : Buffer.byteLength(body, 'utf8');
   }
 }

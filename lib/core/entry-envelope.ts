@@ -43,8 +43,25 @@ export interface EntryMeta {
   createdAt: number;
   /** Logical expiry, epoch ms. Absent: the physical (Redis) TTL is the only expiry. */
   staleAt?: number;
-  /** Reserved for later features (a bit set). No flag is defined yet: absent or 0. */
+  /** A bit set (absent or 0: none): ENTRY_GZIP, ENTRY_DEFLATE, ENTRY_BROTLI say how the payload is compressed. */
   flags?: number;
+}
+
+/**
+ * The payload is the base64 of the codec's output (UTF-8) compressed with gzip / raw deflate / brotli
+ * (compression.ts). Base64 because every tier stores text: a Redis string read back as UTF-8, a PostgreSQL text
+ * column. At most one of them is set; two make the header corrupt.
+ */
+export const ENTRY_GZIP = 1;
+export const ENTRY_DEFLATE = 2;
+export const ENTRY_BROTLI = 4;
+export const ENTRY_COMPRESSED = ENTRY_GZIP | ENTRY_DEFLATE | ENTRY_BROTLI;
+
+/** What readHeader() leaves in its `into` argument: staleAt -1 and flags 0 when absent. */
+export interface EntryHeader {
+  createdAt: number;
+  staleAt: number;
+  flags: number;
 }
 
 export type DecodedEntry =
@@ -75,8 +92,8 @@ const MAX_DIGITS = 10;
 const MAX_FIELDS = 16;
 /** 36^10: every value below it has at most MAX_DIGITS base36 digits (and is below 2^53). */
 const MAX_NUMBER = 3_656_158_440_062_976;
-/** The flags this version knows: none yet. */
-const KNOWN_FLAGS = 0;
+/** The flags this version knows. */
+const KNOWN_FLAGS = ENTRY_COMPRESSED;
 
 let lastCreatedAt = -1;
 let lastCreatedHeader = '';
@@ -93,6 +110,8 @@ export function encodeEntry(payload: string, meta: EntryMeta): string {
   let header = lastCreatedHeader;
   if (flags !== undefined && flags !== 0) {
     if (!Number.isInteger(flags) || flags < 0 || (flags & KNOWN_FLAGS) !== flags) throw new RangeError(`entry flags ${flags}: no such flag is defined`);
+    const c = flags & ENTRY_COMPRESSED;
+    if ((c & (c - 1)) !== 0) throw new RangeError(`entry flags ${flags}: at most one compression`);
     header += ',' + (staleAt === undefined ? '' : checkTime('staleAt', staleAt).toString(36)) + ',' + flags.toString(36);
   } else if (staleAt !== undefined) {
     header += ',' + checkTime('staleAt', staleAt).toString(36);
@@ -106,12 +125,15 @@ export function encodeEntry(payload: string, meta: EntryMeta): string {
  * envelope (corrupt); returns `status: 'newer'` for one this reader cannot read (a miss, not corrupt).
  */
 export function decodeEntry(raw: string): DecodedEntry {
-  const out: EntryMeta = { createdAt: 0 };
-  const at = scan(raw, out);
+  const h: EntryHeader = { createdAt: 0, staleAt: -1, flags: 0 };
+  const at = scan(raw, h);
   if (at === 0) return { status: 'legacy', payload: raw, meta: undefined };
   if (at === ENTRY_NEWER) return { status: 'newer', version: versionOf(raw), payload: undefined, meta: undefined };
   if (at === ENTRY_CORRUPT) throw new CacheDecodeError('malformed entry header');
-  return { status: 'current', payload: raw.slice(at), meta: out };
+  const meta: EntryMeta = { createdAt: h.createdAt };
+  if (h.staleAt >= 0) meta.staleAt = h.staleAt;
+  if (h.flags !== 0) meta.flags = h.flags;
+  return { status: 'current', payload: raw.slice(at), meta };
 }
 
 /**
@@ -123,8 +145,17 @@ export function payloadStart(raw: string): number {
   return scan(raw, undefined);
 }
 
+/**
+ * payloadStart() that also reports the header's fields into `into` (a caller's reusable object, so a read
+ * allocates nothing). `into` is written for every enveloped entry this reader accepts, and left as it was for
+ * anything else (a legacy value: 0; ENTRY_NEWER; ENTRY_CORRUPT).
+ */
+export function readHeader(raw: string, into: EntryHeader): number {
+  return scan(raw, into);
+}
+
 /** The one parser. Fills `out` only for an entry it accepts. */
-function scan(raw: string, out: EntryMeta | undefined): number {
+function scan(raw: string, out: EntryHeader | undefined): number {
   if (raw.charCodeAt(0) !== MARK) return 0;
   const len = raw.length;
   let i = 1;
@@ -168,10 +199,13 @@ function scan(raw: string, out: EntryMeta | undefined): number {
   }
   // flags & KNOWN_FLAGS truncates to 32 bits: any value that is not made only of known bits differs from it.
   if ((flags & KNOWN_FLAGS) !== flags) return ENTRY_NEWER;
+  // Two compressions at once: no writer sets that.
+  const c = flags & ENTRY_COMPRESSED;
+  if ((c & (c - 1)) !== 0) return ENTRY_CORRUPT;
   if (out !== undefined) {
     out.createdAt = createdAt;
-    if (staleAt >= 0) out.staleAt = staleAt;
-    if (flags !== 0) out.flags = flags;
+    out.staleAt = staleAt;
+    out.flags = flags;
   }
   return i + 1;
 }

@@ -1,6 +1,6 @@
 import { parseDuration } from './duration';
 import { TieredCacheOptionsError } from './errors';
-import type { PostgresConnectionOptions, RedisConnectionOptions, TierConfig, TieredCacheOptions } from './tiered-cache-options.interface';
+import type { CompressionOptions, PostgresConnectionOptions, RedisConnectionOptions, TierConfig, TieredCacheOptions } from './tiered-cache-options.interface';
 
 type Env = Record<string, string | undefined>;
 
@@ -45,7 +45,27 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
     ttl: dur('CACHE_L1_TTL'),
     cleanupInterval: dur('CACHE_L1_CLEANUP_INTERVAL'),
   });
-  opts.l2 = prune({ enabled: bool('CACHE_L2_ENABLED'), ttl: dur('CACHE_L2_TTL'), promoteAfter: int('CACHE_PROMOTE_AFTER') });
+  // CACHE_Lx_COMPRESSION: off | on (the defaults) | gzip | deflate | brotli; CACHE_Lx_COMPRESSION_THRESHOLD: bytes or '1kb'.
+  const compression = (tier: string): CompressionOptions | boolean | undefined => {
+    const name = `CACHE_${tier}_COMPRESSION`;
+    const v = str(name)?.toLowerCase();
+    const threshold = str(`${name}_THRESHOLD`);
+    if (v === undefined) {
+      if (threshold !== undefined) throw new TieredCacheOptionsError(`${name}_THRESHOLD`, threshold, `needs ${name}`);
+      return undefined;
+    }
+    let on: CompressionOptions | boolean;
+    if (['false', '0', 'no', 'off'].includes(v)) on = false;
+    else if (['true', '1', 'yes', 'on'].includes(v)) on = {};
+    else if (v === 'gzip' || v === 'deflate' || v === 'brotli') on = { algorithm: v };
+    else throw new TieredCacheOptionsError(name, env[name], 'expected off, on, gzip, deflate or brotli');
+    if (threshold !== undefined) {
+      if (on === false) throw new TieredCacheOptionsError(`${name}_THRESHOLD`, threshold, `${name} is off`);
+      on.threshold = /^\d+$/.test(threshold) ? Number(threshold) : threshold;
+    }
+    return on;
+  };
+  opts.l2 = prune({ enabled: bool('CACHE_L2_ENABLED'), ttl: dur('CACHE_L2_TTL'), promoteAfter: int('CACHE_PROMOTE_AFTER'), compression: compression('L2') });
 
   const url = str('REDIS_URL');
   if (url !== undefined && opts.l2.enabled !== false) {
@@ -82,7 +102,7 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
     const common = prune({ commandTimeout: dur('CACHE_L3_COMMAND_TIMEOUT'), connectTimeout: dur('REDIS_CONNECT_TIMEOUT') });
     const redis: RedisConnectionOptions =
       l3Nodes !== undefined ? { mode: 'cluster', nodes: l3Nodes.split(',').map((n) => n.trim()).filter((n) => n !== ''), ...common } : { url: l3Url as string, ...common };
-    lower.push(prune({ name: 'l3', type: 'redis' as const, redis, ttl: dur('CACHE_L3_TTL'), promoteAfter: int('CACHE_L3_PROMOTE_AFTER') }));
+    lower.push(prune({ name: 'l3', type: 'redis' as const, redis, ttl: dur('CACHE_L3_TTL'), promoteAfter: int('CACHE_L3_PROMOTE_AFTER'), compression: compression('L3') }));
   }
   const l4Url = str('CACHE_L4_POSTGRES_URL');
   if (l4Url !== undefined) {
@@ -105,6 +125,7 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
         maxEntries: int('CACHE_L4_MAX_ENTRIES'),
         maxBytes: int('CACHE_L4_MAX_BYTES'),
         promoteAfter: int('CACHE_L4_PROMOTE_AFTER'),
+        compression: compression('L4'),
         write: behind === undefined ? undefined : behind ? ('behind' as const) : ('through' as const),
       }),
     );

@@ -1,8 +1,9 @@
 import { LRUCache } from 'lru-cache';
+import { EntryCompressor } from './compression';
 import { DeferredInvalidations, type InvalidationTarget, type LandedInvalidation } from './deferred-invalidations';
 import { compileGlob } from './glob';
 import { resolveRedis } from './options';
-import { ratio, type TierStats } from './tier-stats';
+import { compressionStats, ratio, type TierStats } from './tier-stats';
 import type { ResolvedLowerTier } from './tier-options';
 import { PostgresTier } from './tiers/postgres.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
@@ -330,6 +331,8 @@ export class LowerTiers {
         ready: l.tier.ready,
         meanLatencyMs: n.latencySamples === 0 ? 0 : n.latencyTotal / n.latencySamples,
       };
+      const c = compressionStats(l.tier.compressor);
+      if (c) out[l.tier.name].compression = c;
     }
     return out;
   }
@@ -389,13 +392,14 @@ export class LowerTiers {
 }
 
 function buildTier(spec: ResolvedLowerTier, namespace: string, fillWindow: number, onError: (op: string, err: unknown) => void): SharedTier {
+  const compressor = spec.compression ? new EntryCompressor(spec.compression) : undefined;
   if (spec.type === 'postgres') {
     const p = spec.postgres;
-    return new PostgresTier({ ...p, namespace, fillWindow, name: spec.name }, onError);
+    return new PostgresTier({ ...p, namespace, fillWindow, name: spec.name, compressor }, onError);
   }
   const r = resolveRedis(spec.redis, `tiers.${spec.name}.redis`);
   if (!r) throw new TypeError(`tier ${spec.name}: no redis connection`);
-  return new RedisTier(new RedisConnectionFactory(r), r.maxConnections, r.commandTimeout, r.connectTimeout, onError, r.socketTimeout, namespace, spec.name, fillWindow);
+  return new RedisTier(new RedisConnectionFactory(r), r.maxConnections, r.commandTimeout, r.connectTimeout, onError, r.socketTimeout, namespace, spec.name, fillWindow, compressor);
 }
 
 function connectTier(tier: SharedTier): Promise<boolean> {

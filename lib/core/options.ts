@@ -1,7 +1,8 @@
 import { resolveCodec, type CacheCodec } from './codec';
 import { parseDuration, parseTimerDuration } from './duration';
 import { TieredCacheOptionsError } from './errors';
-import { expandTiers, type ResolvedLowerTier } from './tier-options';
+import type { ResolvedCompression } from './compression';
+import { expandTiers, resolveCompression, type ResolvedLowerTier } from './tier-options';
 import type {
   CacheLogger,
   L1Protection,
@@ -16,7 +17,7 @@ export interface ResolvedOptions {
   /** TTL of an entry when a call gives none: l2.ttl with L2; L1-only, l1.ttl if set, else defaultTtl. */
   entryTtl: number;
   l1: { enabled: boolean; maxEntries: number; maxBytes: number | undefined; ttl: number; cleanupInterval: number; protection: L1Protection };
-  l2: { enabled: boolean; ttl: number; promoteAfter: number; fillWindow: number };
+  l2: { enabled: boolean; ttl: number; promoteAfter: number; fillWindow: number; compression: ResolvedCompression | undefined };
   redis: (RedisConnectionOptions & { commandTimeout: number; connectTimeout: number; socketTimeout: number; maxConnections: number; protocol: 2 | 3 }) | undefined;
   writeBehind: { flushInterval: number; batchSize: number; maxQueue: number } | undefined;
   readThrough: boolean;
@@ -65,6 +66,8 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
     ttl: l2In.ttl === undefined ? defaultTtl : parseDuration('l2.ttl', l2In.ttl),
     promoteAfter: positiveInt('l2.promoteAfter', l2In.promoteAfter, 1),
     fillWindow: parseDuration('l2.fillWindow', l2In.fillWindow ?? '1m'),
+    // The `tiers` form checked its own (under its own name) before it became l2.compression.
+    compression: resolveCompression('l2.compression', l2In.compression),
   };
   if (l2.enabled && !redis) throw new TieredCacheOptionsError('l2.enabled', true, 'L2 needs `redis` (a URL or connection options)');
   if (!l1.enabled && !l2.enabled) throw new TieredCacheOptionsError('l1.enabled', false, 'with L2 disabled too, nothing would be cached');

@@ -1,8 +1,10 @@
+import { COMPRESSION_ALGORITHMS, DEFAULT_COMPRESSION, LEVELS, type CompressionAlgorithm, type ResolvedCompression } from './compression';
 import { parseDuration, parseTimerDuration } from './duration';
 import { TieredCacheOptionsError } from './errors';
 import type { PostgresTierOptions } from './tiers/postgres.tier';
 import type {
   ByteSize,
+  CompressionOptions,
   L1Options,
   L2Options,
   PostgresConnectionOptions,
@@ -21,13 +23,22 @@ export interface LowerWriteBehind {
 
 /** A tier below the first Redis tier, validated (durations in ms; connections resolved by options.ts). */
 export type ResolvedLowerTier =
-  | { type: 'redis'; name: string; ttl: number; promoteAfter: number; behind: LowerWriteBehind | undefined; redis: string | RedisConnectionOptions }
+  | {
+      type: 'redis';
+      name: string;
+      ttl: number;
+      promoteAfter: number;
+      behind: LowerWriteBehind | undefined;
+      compression: ResolvedCompression | undefined;
+      redis: string | RedisConnectionOptions;
+    }
   | {
       type: 'postgres';
       name: string;
       ttl: number;
       promoteAfter: number;
       behind: LowerWriteBehind | undefined;
+      compression: ResolvedCompression | undefined;
       postgres: Omit<PostgresTierOptions, 'namespace' | 'name' | 'fillWindow'>;
     };
 
@@ -80,12 +91,11 @@ export function expandTiers(input: TieredCacheOptions, defaultTtl: number): Expa
     if (seen.has(t.name)) throw new TieredCacheOptionsError(`${at}.name`, t.name, `two tiers are named "${t.name}"`);
     seen.add(t.name);
     if (!TYPES.includes(t.type)) throw new TieredCacheOptionsError(`${at}.type`, t.type, `expected one of ${TYPES.join(', ')}`);
-    if ((raw as { compression?: unknown }).compression !== undefined) {
-      throw new TieredCacheOptionsError(`${at}.compression`, (raw as { compression?: unknown }).compression, 'compression is not available in this version');
-    }
     const promoteAfter = t.promoteAfter === undefined ? 1 : positiveInt(`${at}.promoteAfter`, t.promoteAfter);
     if (t.type === 'memory') {
       if (i !== 0) throw new TieredCacheOptionsError(`${at}.type`, t.type, 'a memory tier can only be the first tier (it is this process\'s own copy)');
+      const c = (raw as { compression?: unknown }).compression;
+      if (c !== undefined) throw new TieredCacheOptionsError(`${at}.compression`, c, 'the memory tier holds live values, not serialized ones: compress a redis or postgres tier');
       const { name: _n, type: _t, ttl, promoteAfter: _p, maxBytes, ...rest } = t;
       const l1: L1Options = { ...rest, enabled: true };
       if (maxBytes !== undefined) l1.maxBytes = parseByteSize(`${at}.maxBytes`, maxBytes);
@@ -102,11 +112,13 @@ export function expandTiers(input: TieredCacheOptions, defaultTtl: number): Expa
     if (behind !== undefined && (typeof behind !== 'object' || behind === null)) throw new TieredCacheOptionsError(`${at}.writeBehind`, behind, 'expected { flushInterval?, batchSize?, maxQueue? }');
     const ttl = t.ttl === undefined ? defaultTtl : parseDuration(`${at}.ttl`, t.ttl);
     ttls.push({ name: t.name, ttl });
+    const compression = resolveCompression(`${at}.compression`, t.compression);
     if (out.names.l2 === undefined) {
       if (t.type !== 'redis') throw new TieredCacheOptionsError(`${at}.type`, t.type, 'the first shared tier must be a redis tier: it carries the invalidation bus and the fill fences of every instance');
       if (t.redis === undefined) throw new TieredCacheOptionsError(`${at}.redis`, t.redis, 'expected a redis URL or connection options');
       const l2: L2Options = { enabled: true, ttl, promoteAfter };
       if (t.fillWindow !== undefined) l2.fillWindow = t.fillWindow;
+      if (t.compression !== undefined) l2.compression = t.compression;
       out.short.l2 = l2;
       out.short.redis = t.redis;
       if (behind) out.short.writeBehind = behind;
@@ -117,10 +129,10 @@ export function expandTiers(input: TieredCacheOptions, defaultTtl: number): Expa
     if (t.type === 'redis') {
       if ((t as { fillWindow?: unknown }).fillWindow !== undefined) throw new TieredCacheOptionsError(`${at}.fillWindow`, t.fillWindow, 'set on the first redis tier only: one fill window covers every tier');
       if (t.redis === undefined) throw new TieredCacheOptionsError(`${at}.redis`, t.redis, 'expected a redis URL or connection options');
-      out.lower.push({ type: 'redis', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), redis: t.redis });
+      out.lower.push({ type: 'redis', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), compression, redis: t.redis });
       return;
     }
-    out.lower.push({ type: 'postgres', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), postgres: resolvePostgres(at, t.postgres, t.maxEntries, t.maxBytes) });
+    out.lower.push({ type: 'postgres', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), compression, postgres: resolvePostgres(at, t.postgres, t.maxEntries, t.maxBytes) });
   });
   if (out.names.l1 === undefined) out.short.l1 = { enabled: false };
   for (let i = 1; i < ttls.length; i++) {
@@ -171,6 +183,25 @@ function resolvePostgres(at: string, input: string | PostgresConnectionOptions |
     maxEntries: maxEntries === undefined ? undefined : positiveInt(`${at}.maxEntries`, maxEntries),
     maxBytes: maxBytes === undefined ? undefined : parseByteSize(`${at}.maxBytes`, maxBytes),
   };
+}
+
+/** `compression` of a shared tier (or `l2.compression`): undefined when off. */
+export function resolveCompression(option: string, input: CompressionOptions | boolean | undefined): ResolvedCompression | undefined {
+  if (input === undefined || input === false) return undefined;
+  if (input === true) return { ...DEFAULT_COMPRESSION };
+  if (input === null || typeof input !== 'object') throw new TieredCacheOptionsError(option, input, 'expected true, false or { algorithm?, level?, threshold? }');
+  const algorithm: unknown = input.algorithm ?? DEFAULT_COMPRESSION.algorithm;
+  if (!COMPRESSION_ALGORITHMS.includes(algorithm as CompressionAlgorithm)) {
+    throw new TieredCacheOptionsError(`${option}.algorithm`, algorithm, `expected one of ${COMPRESSION_ALGORITHMS.join(', ')}`);
+  }
+  const a = algorithm as CompressionAlgorithm;
+  const { min, max } = LEVELS[a];
+  const level: unknown = input.level ?? (a === DEFAULT_COMPRESSION.algorithm ? DEFAULT_COMPRESSION.level : 6);
+  if (typeof level !== 'number' || !Number.isInteger(level) || level < min || level > max) {
+    throw new TieredCacheOptionsError(`${option}.level`, level, `expected a whole number from ${min} to ${max} for ${a}`);
+  }
+  const threshold = input.threshold === undefined ? DEFAULT_COMPRESSION.threshold : parseByteSize(`${option}.threshold`, input.threshold);
+  return { algorithm: a, level, threshold };
 }
 
 function lowerBehind(at: string, wb: WriteBehindOptions | undefined): LowerWriteBehind | undefined {

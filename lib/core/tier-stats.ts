@@ -13,6 +13,13 @@ export interface TierStats {
   ready: boolean;
   /** Mean latency of this tier's lookups in ms (tiers below the first Redis tier). */
   meanLatencyMs?: number;
+  /** A tier that compresses: entries this instance compressed, their serialized bytes before and after. */
+  compression?: { entries: number; bytesBefore: number; bytesAfter: number };
+}
+
+/** TierStats.compression of a tier's compressor, if it has one. */
+export function compressionStats(c: { compressed: number; bytesIn: number; bytesOut: number } | undefined): TierStats['compression'] {
+  return c === undefined ? undefined : { entries: c.compressed, bytesBefore: c.bytesIn, bytesAfter: c.bytesOut };
 }
 
 /** hits / (hits + misses), 0 before the first lookup. */

@@ -35,6 +35,22 @@ export interface L2Options {
    * A delete leaves a fence in Redis this long, so a fill it overtook, on any instance, is never stored.
    */
   fillWindow?: Duration;
+  /** Compress L2's large entries (see CompressionOptions; default off). */
+  compression?: CompressionOptions | boolean;
+}
+
+/**
+ * Compression of a shared tier's entries (node:zlib). `true` = the defaults. Entries are compressed when their
+ * serialized size reaches `threshold`, and flagged in the entry envelope so any instance reads either form.
+ * `maxValueBytes` still applies to the uncompressed size.
+ */
+export interface CompressionOptions {
+  /** Default 'brotli'. */
+  algorithm?: 'gzip' | 'deflate' | 'brotli';
+  /** gzip/deflate level 1–9, brotli quality 0–11 (default 6 for gzip/deflate, 1 for brotli). */
+  level?: number;
+  /** Smallest serialized size compressed (default '1kb'). */
+  threshold?: ByteSize;
 }
 
 interface RedisCommonOptions {
@@ -100,6 +116,11 @@ interface TierConfigBase {
   promoteAfter?: number;
 }
 
+interface SharedTierConfig extends TierConfigBase {
+  /** Compress this tier's large entries (default off); not for the memory tier, which holds live values. */
+  compression?: CompressionOptions | boolean;
+}
+
 /** The in-process tier (lru-cache); only as the first tier. */
 export interface MemoryTierConfig extends TierConfigBase, Omit<L1Options, 'enabled' | 'maxBytes' | 'ttl'> {
   type: 'memory';
@@ -110,7 +131,7 @@ export interface MemoryTierConfig extends TierConfigBase, Omit<L1Options, 'enabl
  * A Redis tier. The first one carries the invalidation bus and the fill fences of every instance (what `redis`
  * and `l2` configure in the short form); a later one is a further tier with its own connection.
  */
-export interface RedisTierConfig extends TierConfigBase {
+export interface RedisTierConfig extends SharedTierConfig {
   type: 'redis';
   redis: string | RedisConnectionOptions;
   /** 'through' (default): `set` resolves once this tier has the value; 'behind': queued, written in batches. */
@@ -146,7 +167,7 @@ export interface PostgresConnectionOptions {
 }
 
 /** A persistent tier in PostgreSQL (the `pg` driver, an optional peer). */
-export interface PostgresTierConfig extends TierConfigBase {
+export interface PostgresTierConfig extends SharedTierConfig {
   type: 'postgres';
   postgres: string | PostgresConnectionOptions;
   /** Rows kept in this namespace; the oldest writes go first. */

@@ -1,3 +1,4 @@
+import { EntryCompressor } from './compression';
 import type { SetOptions, TieredCacheOptions } from './tiered-cache-options.interface';
 import type { BusHost } from './bus/bus-host';
 import { DISABLED_BUS_STATS } from './bus/bus-stats';
@@ -85,6 +86,7 @@ export class TieredCache {
         prefix,
         o.tierNames.l2,
         o.l2.fillWindow,
+        o.l2.compression ? new EntryCompressor(o.l2.compression) : undefined,
       );
     }
     for (const w of o.warnings) log('warn', 'options', w);

@@ -393,7 +393,7 @@ describe('engine against a real Redis', () => {
       const c = await cache({ keyPrefix: 'envv2:', logger: { warn: (m) => warnings.push(m), error() {} } });
       const created = Date.now().toString(36);
       const v2 = `\u00022:${created},whatever-v2-means|\u0001tc1:"from the future"`;
-      const flagged = `\u00021:${created},,1|\u0001tc1:"compressed, say"`;
+      const flagged = `\u00021:${created},,8|\u0001tc1:"a flag from the future"`;
       await raw.set('envv2:k', v2, 'PX', 60_000);
       await raw.set('envv2:f', flagged, 'PX', 60_000);
       await raw.set('envv2:m', v2, 'PX', 60_000);

@@ -1,5 +1,5 @@
 import { CacheDecodeError, defaultCodec, jsonCodec } from '../../lib/core/codec';
-import { ENTRY_CORRUPT, ENTRY_NEWER, ENTRY_VERSION, decodeEntry, encodeEntry, payloadStart, type EntryMeta } from '../../lib/core/entry-envelope';
+import { ENTRY_BROTLI, ENTRY_CORRUPT, ENTRY_DEFLATE, ENTRY_GZIP, ENTRY_NEWER, ENTRY_VERSION, decodeEntry, encodeEntry, payloadStart, readHeader, type EntryMeta } from '../../lib/core/entry-envelope';
 
 const T = 1_742_896_553_953; // m8oblvxd in base36
 
@@ -51,10 +51,22 @@ describe('entry envelope', () => {
       }
     });
 
-    it('flags are reserved: 0 is none, any other flag is refused until defined', () => {
+    it('flags: 0 is none; the compression flags are known, one at a time; any other flag is refused until defined', () => {
       expect(encodeEntry('p', { createdAt: T, flags: 0 })).toBe(encodeEntry('p', { createdAt: T }));
-      expect(() => encodeEntry('p', { createdAt: T, flags: 1 })).toThrow(RangeError);
       expect(decodeEntry(`\u00021:${T.toString(36)},,0|p`)).toEqual({ status: 'current', payload: 'p', meta: { createdAt: T } });
+      for (const flags of [ENTRY_GZIP, ENTRY_DEFLATE, ENTRY_BROTLI]) {
+        const raw = encodeEntry('p', { createdAt: T, staleAt: T + 1, flags });
+        expect(decodeEntry(raw)).toEqual({ status: 'current', payload: 'p', meta: { createdAt: T, staleAt: T + 1, flags } });
+        const h = { createdAt: 0, staleAt: -1, flags: 0 };
+        expect(readHeader(raw, h)).toBe(raw.length - 1);
+        expect(h).toEqual({ createdAt: T, staleAt: T + 1, flags });
+      }
+      expect(() => encodeEntry('p', { createdAt: T, flags: 8 })).toThrow(RangeError);
+      expect(() => encodeEntry('p', { createdAt: T, flags: ENTRY_GZIP | ENTRY_BROTLI })).toThrow(RangeError);
+    });
+
+    it('two compression flags at once are corrupt, not newer', () => {
+      for (const flags of ['3', '5', '6', '7']) expect(() => decodeEntry(`\u00021:${T.toString(36)},,${flags}|p`)).toThrow(CacheDecodeError);
     });
 
     it('fields after flags are skipped, so a later version can append some without a version bump', () => {
@@ -131,7 +143,7 @@ describe('entry envelope', () => {
     });
 
     it('a flag this reader does not know', () => {
-      for (const flags of ['1', '2', 'z', 'zzzzzzzzzz']) {
+      for (const flags of ['8', 'g', '9', 'z', 'zzzzzzzzzz']) {
         const raw = `\u00021:${T.toString(36)},,${flags}|p`;
         expect(payloadStart(raw)).toBe(ENTRY_NEWER);
         expect(decodeEntry(raw)).toEqual({ status: 'newer', version: 1, payload: undefined, meta: undefined });

@@ -47,11 +47,28 @@ describe('tiers option', () => {
     ['a bad lower redis URL', [{ name: 'r', type: 'redis', redis }, { name: 'r2', type: 'redis', redis: 'http://x' }], 'tiers.r2.redis.url'],
     ['a bad size', [{ name: 'm', type: 'memory', maxBytes: '5 parsecs' }], 'tiers[0].maxBytes'],
     ['a bad write mode', [{ name: 'r', type: 'redis', redis, write: 'around' }], 'tiers[0].write'],
-    ['compression (not in this version)', [{ name: 'r', type: 'redis', redis, compression: { threshold: '1kb' } }], 'tiers[0].compression'],
+    ['compression on the memory tier', [{ name: 'm', type: 'memory', compression: true }, { name: 'r', type: 'redis', redis }], 'tiers[0].compression'],
+    ['an unknown compression algorithm', [{ name: 'r', type: 'redis', redis, compression: { algorithm: 'lz4' } }], 'tiers[0].compression.algorithm'],
+    ['a compression level out of range', [{ name: 'r', type: 'redis', redis }, { name: 'p', type: 'postgres', postgres: pg, compression: { algorithm: 'gzip', level: 0 } }], 'tiers[1].compression.level'],
+    ['a bad compression threshold', [{ name: 'r', type: 'redis', redis }, { name: 'r3', type: 'redis', redis, compression: { threshold: '-1kb' } }], 'tiers[1].compression.threshold'],
     ['a lower tier named l2', [{ name: 'm', type: 'memory' }, { name: 'r', type: 'redis', redis }, { name: 'l2', type: 'postgres', postgres: pg }], 'tiers[2].name'],
     ['fillWindow below the first redis tier', [{ name: 'r', type: 'redis', redis }, { name: 'r2', type: 'redis', redis, fillWindow: '1m' }], 'tiers[1].fillWindow'],
   ])('%s fails at boot naming the option', (_what, tiers, option) => {
     expect(() => resolve(tiers)).toThrow(expect.objectContaining({ name: 'TieredCacheOptionsError', option }));
+  });
+
+  it('compression per tier: the first redis tier becomes l2.compression, the tiers below keep their own', () => {
+    const o = resolve([
+      { name: 'm', type: 'memory' },
+      { name: 'r', type: 'redis', redis, compression: true },
+      { name: 'r3', type: 'redis', redis, compression: { algorithm: 'gzip', threshold: '4kb' } },
+      { name: 'p', type: 'postgres', postgres: pg },
+    ]);
+    expect(o.l2.compression).toEqual({ algorithm: 'brotli', level: 1, threshold: 1024 });
+    expect(o.lower.map((t) => t.compression)).toEqual([{ algorithm: 'gzip', level: 6, threshold: 4096 }, undefined]);
+    expect(resolveOptions({ redis, l2: { compression: { algorithm: 'deflate' } } }).l2.compression).toEqual({ algorithm: 'deflate', level: 6, threshold: 1024 });
+    expect(resolveOptions({ redis }).l2.compression).toBeUndefined();
+    expect(() => resolveOptions({ redis, l2: { compression: { level: 99 } } })).toThrow(expect.objectContaining({ option: 'l2.compression.level' }));
   });
 
   it('the short form and tiers together are refused', () => {
@@ -97,6 +114,32 @@ describe('tiers from environment variables', () => {
     ]);
     expect(o.lower[0]).toMatchObject({ redis: { mode: 'cluster', nodes: ['127.0.0.1:7000', '127.0.0.1:7001'] } });
     expect(o.lower[1]).toMatchObject({ postgres: { url: pg, table: 'cache_rows', maxEntries: 1_000_000 }, behind: { maxQueue: 10_000 } });
+  });
+
+  it('CACHE_Lx_COMPRESSION and CACHE_Lx_COMPRESSION_THRESHOLD', () => {
+    const o = resolveOptions(
+      tieredCacheOptionsFromEnv({
+        REDIS_URL: redis,
+        CACHE_L2_COMPRESSION: 'off',
+        CACHE_L3_REDIS_URL: redis,
+        CACHE_L3_COMPRESSION: 'on',
+        CACHE_L3_COMPRESSION_THRESHOLD: '2kb',
+        CACHE_L4_POSTGRES_URL: pg,
+        CACHE_L4_COMPRESSION: 'gzip',
+        CACHE_L4_COMPRESSION_THRESHOLD: '512',
+      }),
+    );
+    expect(o.l2.compression).toBeUndefined();
+    expect(o.lower.map((t) => t.compression)).toEqual([
+      { algorithm: 'brotli', level: 1, threshold: 2048 },
+      { algorithm: 'gzip', level: 6, threshold: 512 },
+    ]);
+    expect(resolveOptions(tieredCacheOptionsFromEnv({ REDIS_URL: redis, CACHE_L2_COMPRESSION: 'deflate' })).l2.compression).toMatchObject({ algorithm: 'deflate' });
+    expect(() => tieredCacheOptionsFromEnv({ REDIS_URL: redis, CACHE_L2_COMPRESSION: 'zip' })).toThrow(expect.objectContaining({ option: 'CACHE_L2_COMPRESSION' }));
+    expect(() => tieredCacheOptionsFromEnv({ REDIS_URL: redis, CACHE_L2_COMPRESSION_THRESHOLD: '1kb' })).toThrow(expect.objectContaining({ option: 'CACHE_L2_COMPRESSION_THRESHOLD' }));
+    expect(() => resolveOptions(tieredCacheOptionsFromEnv({ REDIS_URL: redis, CACHE_L2_COMPRESSION: 'on', CACHE_L2_COMPRESSION_THRESHOLD: 'lots' }))).toThrow(
+      expect.objectContaining({ option: 'l2.compression.threshold' }),
+    );
   });
 
   it('without the lower-tier variables the short form stays', () => {

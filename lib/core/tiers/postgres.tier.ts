@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type * as PG from 'pg';
+import type { EntryCompressor } from '../compression';
 import { compileGlob } from '../glob';
 import { RESERVED } from '../keys/cache-key';
 import { Deadlines, L2_FAILED, type L2Failed } from './deadline';
@@ -44,6 +45,8 @@ export interface PostgresTierOptions {
    */
   fillWindow?: number;
   name?: string;
+  /** Rewrites what this tier stores (compression.ts); `bytes` then counts the stored, compressed form. */
+  compressor?: EntryCompressor;
 }
 
 export interface PostgresTierHealth extends TierHealth {
@@ -196,6 +199,7 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
   private readonly maxBatches: number;
   private readonly connectTimeout: number;
   private readonly fillWindow: number;
+  readonly compressor: EntryCompressor | undefined;
   /** Fence and generation tokens are this plus a counter: unique across instances without asking the database. */
   private readonly instanceId = randomBytes(9).toString('base64url');
   private tokens = 0;
@@ -231,6 +235,7 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
     const commandTimeout = options.commandTimeout ?? 500;
     this.connectTimeout = options.connectTimeout ?? 2_000;
     this.fillWindow = options.fillWindow ?? 60_000;
+    this.compressor = options.compressor;
     const q = this.q;
     const gen = `'${GEN_KEY}'`;
     const live = 'expires_at > now() AND value IS NOT NULL';
@@ -453,7 +458,9 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
     const refused: string[] = [];
     let reserved = false;
     for (const w of latest.values()) {
-      const size = w.bytes ?? Buffer.byteLength(w.value, 'utf8');
+      const value = this.compressor ? this.compressor.pack(w.value) : w.value;
+      // A compressed value is base64: its length is its size.
+      const size = value !== w.value ? value.length : (w.bytes ?? Buffer.byteLength(w.value, 'utf8'));
       if (w.key === GEN_KEY) {
         // Not a cache key (the engine refuses it): the generation row must stay what it is.
         reserved = true;
@@ -464,7 +471,7 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
         continue;
       }
       keys.push(w.key);
-      values.push(w.value);
+      values.push(value);
       ttls.push(w.ttl);
       tags.push(w.tags && w.tags.length > 0 ? JSON.stringify(w.tags) : null);
       bytes.push(size);
@@ -493,10 +500,11 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
 
   storeFenced(w: TierWrite<string>, mark: FillMark): Promise<boolean | L2Failed> {
     if (this.closed) return FAILED;
-    const size = w.bytes ?? Buffer.byteLength(w.value, 'utf8');
+    const value = this.compressor ? this.compressor.pack(w.value) : w.value;
+    const size = value !== w.value ? value.length : (w.bytes ?? Buffer.byteLength(w.value, 'utf8'));
     // No generation row to lock: nothing would order this write against an invalidation.
     if (mark.generation === '' || w.key === GEN_KEY || (this.maxBytes !== undefined && size > this.maxBytes)) return Promise.resolve(false);
-    const values = [this.namespace, w.key, w.value, w.ttl, w.tags ? Array.from(w.tags) : [], size, mark.generation, mark.fence];
+    const values = [this.namespace, w.key, value, w.ttl, w.tags ? Array.from(w.tags) : [], size, mark.generation, mark.fence];
     return this.query<{ ok: number }>('set', 'tc_store_fenced', this.sql.storeFenced, values).then((rows) => (rows === L2_FAILED ? rows : rows.length > 0));
   }
 

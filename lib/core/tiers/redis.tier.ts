@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Command, type Cluster, type Redis } from 'ioredis';
 import { DEADLINE_MISSED, Deadlines, L2_FAILED, type CommandQueue, type L2Failed, type StampedCommand } from './deadline';
+import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
@@ -190,6 +191,8 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
     readonly name = 'l2',
     /** How long a delete's fence outlives it (fill-fence.ts): a fill older than this is not stored. */
     readonly fillWindow = 60_000,
+    /** Rewrites what this tier stores (compression.ts); absent: entries are stored as they come. */
+    readonly compressor?: EntryCompressor,
   ) {
     ({ tagPrefix: this.tagPrefix, legacyTagPrefix: this.legacyTagPrefix, fencePrefix: this.fencePrefix, genKey: this.genKey } = reservedNames(keyPrefix));
     this.stagingKey = keyPrefix + RESERVED + 'fill';
@@ -437,18 +440,20 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
    * everywhere): the caller has already stored the value in L1 and answers true either way.
    */
   set(w: L2Write): Promise<true> {
-    if (w.tagKeys && w.tagKeys.length > 0) return this.run('set', (c) => writeOne(c, w), true, true).then(returnTrue);
-    if (!this.coalesce) return this.run('set', (c) => c.set(w.pkey, w.payload, 'PX', w.ttl), false, true).then(returnTrue);
+    const payload = this.compressor ? this.compressor.pack(w.payload) : w.payload;
+    if (w.tagKeys && w.tagKeys.length > 0) return this.run('set', (c) => writeOne(c, w, payload), true, true).then(returnTrue);
+    if (!this.coalesce) return this.run('set', (c) => c.set(w.pkey, payload, 'PX', w.ttl), false, true).then(returnTrue);
     const conn = this.closed ? undefined : this.pick(true);
     if (!conn) return TRUE;
     // The command's own promise, already true either way. On a VM, a fraction of a µs more between Redis'
     // reply and our next request (one more promise hop) measurably costs a vCPU wake-up on the next write.
-    return this.dispatch(conn, new WriteCommand([w.pkey, w.payload, 'PX', w.ttl], commandOptions(conn), this.setFailed)) as Promise<true>;
+    return this.dispatch(conn, new WriteCommand([w.pkey, payload, 'PX', w.ttl], commandOptions(conn), this.setFailed)) as Promise<true>;
   }
 
   /** Many writes in one round trip (auto-pipelined; per node on a Cluster). */
   setMany(writes: readonly L2Write[]): Promise<boolean | L2Failed> {
-    return this.run('mset', (c) => Promise.all(writes.map((w) => writeOne(c, w))).then(() => true), true, true);
+    const c = this.compressor;
+    return this.run('mset', (client) => Promise.all(writes.map((w) => writeOne(client, w, c ? c.pack(w.payload) : w.payload))).then(() => true), true, true);
   }
 
   /**
@@ -529,8 +534,10 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
    * refused. Tags are indexed after the value is in. Without a fence key (a key whose braces defeat the slot
    * rule) the fill is refused: it cannot be checked.
    */
-  async storeFill(w: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }): Promise<boolean | L2Failed> {
+  async storeFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }): Promise<boolean | L2Failed> {
     if (fenceKey === undefined) return false;
+    const payload = this.compressor ? this.compressor.pack(write.payload) : write.payload;
+    const w = payload === write.payload ? write : { ...write, payload };
     if (this.mode !== 'cluster') return this.storeFillStaged(w, fenceKey, genKey, seen, false);
     // The generation is in another slot: checked just before (see fill-fence.ts for the window this leaves).
     const g = await this.run('get', (c) => c.get(genKey));
@@ -851,8 +858,8 @@ function tagAdd(c: RedisClient, tagKey: string, w: L2Write): Promise<unknown> {
   return (c as unknown as FillCommands).tcTagAdd(tagKey, w.pkey, w.ttl, TAG_PRUNE);
 }
 
-function writeOne(c: RedisClient, w: L2Write): Promise<unknown> {
-  const ops: Promise<unknown>[] = [c.set(w.pkey, w.payload, 'PX', w.ttl)];
+function writeOne(c: RedisClient, w: L2Write, payload: string): Promise<unknown> {
+  const ops: Promise<unknown>[] = [c.set(w.pkey, payload, 'PX', w.ttl)];
   if (w.tagKeys) for (const tk of w.tagKeys) ops.push(tagAdd(c, tk, w));
   return Promise.all(ops);
 }
