@@ -341,10 +341,10 @@ export class CacheStack {
     const { n, l1, l2 } = this.ctx;
     const out: Record<string, TierStats> = {};
     if (l1) {
-      out[l1.name] = { kind: 'memory', level: 0, hits: n.l1Hits, misses: n.l1Misses, hitRatio: ratio(n.l1Hits, n.l1Misses), promotions: n.promotions, errors: 0, ready: true };
+      out[l1.name] = { kind: 'memory', level: 0, hits: n.l1Hits, misses: n.l1Misses, hitRatio: ratio(n.l1Hits, n.l1Misses), promotions: n.promotions, errors: 0, size: l1.size, ready: true };
     }
     if (l2) {
-      out[l2.name] = { kind: 'redis', level: l1 ? 1 : 0, hits: n.l2Hits, misses: n.l2Misses, hitRatio: ratio(n.l2Hits, n.l2Misses), promotions: 0, errors: n.l2Errors, ready: l2.ready };
+      out[l2.name] = { kind: 'redis', level: l1 ? 1 : 0, hits: n.l2Hits, misses: n.l2Misses, hitRatio: ratio(n.l2Hits, n.l2Misses), promotions: 0, errors: n.l2Errors, timeouts: l2.deadlines.timeouts, ready: l2.ready };
       const c = compressionStats(l2.compressor);
       if (c) out[l2.name].compression = c;
     }

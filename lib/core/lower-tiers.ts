@@ -328,11 +328,13 @@ export class LowerTiers {
         hitRatio: ratio(n.hits, n.misses),
         promotions: n.promotions,
         errors: n.errors,
+        timeouts: l.tier.deadlines.timeouts,
         ready: l.tier.ready,
         meanLatencyMs: n.latencySamples === 0 ? 0 : n.latencyTotal / n.latencySamples,
       };
       const c = compressionStats(l.tier.compressor);
       if (c) out[l.tier.name].compression = c;
+      if (l.tier.kind === 'postgres' && l.tier.lastSize !== undefined) out[l.tier.name].size = l.tier.lastSize;
     }
     return out;
   }

@@ -2,7 +2,8 @@ import { resolveCodec, type CacheCodec } from './codec';
 import { parseDuration, parseTimerDuration } from './duration';
 import { TieredCacheOptionsError } from './errors';
 import type { ResolvedCompression } from './compression';
-import { expandTiers, resolveCompression, type ResolvedLowerTier } from './tier-options';
+import type { ResolvedHitRateTarget } from './hit-rate-targets';
+import { expandTiers, resolveCompression, resolveHitRateTarget, type ResolvedLowerTier } from './tier-options';
 import type {
   CacheLogger,
   L1Protection,
@@ -30,6 +31,8 @@ export interface ResolvedOptions {
   invalidation: { batchSize: number; maxDelay: number };
   /** Names of the top tiers in stats() and `set(..., { tier })` ('l1', 'l2' unless `tiers` names them). */
   tierNames: { l1: string; l2: string };
+  /** Tiers with a hit-rate target, by name. */
+  hitRateTargets: ReadonlyMap<string, ResolvedHitRateTarget>;
   /** The tiers below the first Redis tier, top down (`tiers` only). */
   lower: ResolvedLowerTier[];
   /** Accepted but probably not meant: logged once at boot. */
@@ -92,6 +95,14 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
     };
   }
 
+  // The `tiers` form checked its own (under their names) before they became l1 / l2.hitRateTarget.
+  const hitRateTargets = new Map<string, ResolvedHitRateTarget>();
+  const tierNames = { l1: tiers?.names.l1 ?? 'l1', l2: tiers?.names.l2 ?? 'l2' };
+  const l1Target = l1.enabled ? resolveHitRateTarget('l1.hitRateTarget', l1In.hitRateTarget) : undefined;
+  if (l1Target) hitRateTargets.set(tierNames.l1, l1Target);
+  const l2Target = l2.enabled ? resolveHitRateTarget('l2.hitRateTarget', l2In.hitRateTarget) : undefined;
+  if (l2Target) hitRateTargets.set(tierNames.l2, l2Target);
+  for (const t of tiers?.lower ?? []) if (t.hitRateTarget) hitRateTargets.set(t.name, t.hitRateTarget);
   const codec = input.codec;
   if (codec !== undefined && codec !== 'default' && codec !== 'json' && (typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function')) {
     throw new TieredCacheOptionsError('codec', codec, "expected 'default', 'json' or an object with encode() and decode()");
@@ -112,7 +123,8 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
     logger: input.logger ?? consoleLogger,
     bus: resolveBus(input.bus, l2.enabled),
     invalidation: resolveInvalidation(input.invalidation),
-    tierNames: { l1: tiers?.names.l1 ?? 'l1', l2: tiers?.names.l2 ?? 'l2' },
+    tierNames,
+    hitRateTargets,
     lower: tiers?.lower ?? [],
     warnings: tiers?.warnings ?? [],
   };

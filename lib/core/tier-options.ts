@@ -1,10 +1,12 @@
 import { COMPRESSION_ALGORITHMS, DEFAULT_COMPRESSION, LEVELS, type CompressionAlgorithm, type ResolvedCompression } from './compression';
 import { parseDuration, parseTimerDuration } from './duration';
+import type { ResolvedHitRateTarget } from './hit-rate-targets';
 import { TieredCacheOptionsError } from './errors';
 import type { PostgresTierOptions } from './tiers/postgres.tier';
 import type {
   ByteSize,
   CompressionOptions,
+  HitRateTarget,
   L1Options,
   L2Options,
   PostgresConnectionOptions,
@@ -30,6 +32,7 @@ export type ResolvedLowerTier =
       promoteAfter: number;
       behind: LowerWriteBehind | undefined;
       compression: ResolvedCompression | undefined;
+      hitRateTarget: ResolvedHitRateTarget | undefined;
       redis: string | RedisConnectionOptions;
     }
   | {
@@ -39,6 +42,7 @@ export type ResolvedLowerTier =
       promoteAfter: number;
       behind: LowerWriteBehind | undefined;
       compression: ResolvedCompression | undefined;
+      hitRateTarget: ResolvedHitRateTarget | undefined;
       postgres: Omit<PostgresTierOptions, 'namespace' | 'name' | 'fillWindow'>;
     };
 
@@ -92,6 +96,7 @@ export function expandTiers(input: TieredCacheOptions, defaultTtl: number): Expa
     seen.add(t.name);
     if (!TYPES.includes(t.type)) throw new TieredCacheOptionsError(`${at}.type`, t.type, `expected one of ${TYPES.join(', ')}`);
     const promoteAfter = t.promoteAfter === undefined ? 1 : positiveInt(`${at}.promoteAfter`, t.promoteAfter);
+    const hitRateTarget = resolveHitRateTarget(`${at}.hitRateTarget`, t.hitRateTarget);
     if (t.type === 'memory') {
       if (i !== 0) throw new TieredCacheOptionsError(`${at}.type`, t.type, 'a memory tier can only be the first tier (it is this process\'s own copy)');
       const c = (raw as { compression?: unknown }).compression;
@@ -119,6 +124,7 @@ export function expandTiers(input: TieredCacheOptions, defaultTtl: number): Expa
       const l2: L2Options = { enabled: true, ttl, promoteAfter };
       if (t.fillWindow !== undefined) l2.fillWindow = t.fillWindow;
       if (t.compression !== undefined) l2.compression = t.compression;
+      if (t.hitRateTarget !== undefined) l2.hitRateTarget = t.hitRateTarget;
       out.short.l2 = l2;
       out.short.redis = t.redis;
       if (behind) out.short.writeBehind = behind;
@@ -129,10 +135,10 @@ export function expandTiers(input: TieredCacheOptions, defaultTtl: number): Expa
     if (t.type === 'redis') {
       if ((t as { fillWindow?: unknown }).fillWindow !== undefined) throw new TieredCacheOptionsError(`${at}.fillWindow`, t.fillWindow, 'set on the first redis tier only: one fill window covers every tier');
       if (t.redis === undefined) throw new TieredCacheOptionsError(`${at}.redis`, t.redis, 'expected a redis URL or connection options');
-      out.lower.push({ type: 'redis', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), compression, redis: t.redis });
+      out.lower.push({ type: 'redis', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), compression, hitRateTarget, redis: t.redis });
       return;
     }
-    out.lower.push({ type: 'postgres', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), compression, postgres: resolvePostgres(at, t.postgres, t.maxEntries, t.maxBytes) });
+    out.lower.push({ type: 'postgres', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), compression, hitRateTarget, postgres: resolvePostgres(at, t.postgres, t.maxEntries, t.maxBytes) });
   });
   if (out.names.l1 === undefined) out.short.l1 = { enabled: false };
   for (let i = 1; i < ttls.length; i++) {
@@ -183,6 +189,19 @@ function resolvePostgres(at: string, input: string | PostgresConnectionOptions |
     maxEntries: maxEntries === undefined ? undefined : positiveInt(`${at}.maxEntries`, maxEntries),
     maxBytes: maxBytes === undefined ? undefined : parseByteSize(`${at}.maxBytes`, maxBytes),
   };
+}
+
+/** A tier's `hitRateTarget` (or `l1.` / `l2.hitRateTarget`): undefined when none. */
+export function resolveHitRateTarget(option: string, input: HitRateTarget | undefined): ResolvedHitRateTarget | undefined {
+  if (input === undefined) return undefined;
+  const o = typeof input === 'number' ? { ratio: input } : input;
+  if (o === null || typeof o !== 'object') throw new TieredCacheOptionsError(option, input, 'expected a ratio such as 0.85, or { ratio, window }');
+  const ratio: unknown = o.ratio;
+  if (typeof ratio !== 'number' || !(ratio > 0 && ratio <= 1)) {
+    throw new TieredCacheOptionsError(typeof input === 'number' ? option : `${option}.ratio`, ratio, 'expected a hit ratio above 0 and at most 1 (0.85 for 85 %)');
+  }
+  const window = o.window === undefined ? 1_000 : positiveInt(`${option}.window`, o.window);
+  return { ratio, window };
 }
 
 /** `compression` of a shared tier (or `l2.compression`): undefined when off. */

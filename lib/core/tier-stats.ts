@@ -10,11 +10,17 @@ export interface TierStats {
   promotions: number;
   /** Commands that failed or missed their deadline (remote tiers). */
   errors: number;
+  /** Of those, the ones that missed their deadline (remote tiers). */
+  timeouts?: number;
+  /** Entries held, where the tier knows it cheaply (memory: now; PostgreSQL: at its last trim, when it trims). */
+  size?: number;
   ready: boolean;
   /** Mean latency of this tier's lookups in ms (tiers below the first Redis tier). */
   meanLatencyMs?: number;
   /** A tier that compresses: entries this instance compressed, their serialized bytes before and after. */
   compression?: { entries: number; bytesBefore: number; bytesAfter: number };
+  /** The tier's hit-rate target (`hitRateTarget`), judged over recent lookups (hit-rate-targets.ts). */
+  target?: TierTargetStats;
 }
 
 /** TierStats.compression of a tier's compressor, if it has one. */
@@ -26,4 +32,14 @@ export function compressionStats(c: { compressed: number; bytesIn: number; bytes
 export function ratio(hits: number, misses: number): number {
   const total = hits + misses;
   return total === 0 ? 0 : hits / total;
+}
+
+/** stats().tiers[name].target: how the tier did against its target over its last judged window. */
+export interface TierTargetStats {
+  ratio: number;
+  window: number;
+  /** Hit ratio of the last judged window; null before the first one (the warm-up). */
+  windowRatio: number | null;
+  /** false when the last judged window fell short; null during the warm-up. */
+  met: boolean | null;
 }

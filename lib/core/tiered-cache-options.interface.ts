@@ -19,6 +19,8 @@ export interface L1Options {
   ttl?: Duration;
   /** How often expired entries are purged in the background (default 60s). */
   cleanupInterval?: Duration;
+  /** Hit ratio below which health reports this tier degraded (see HitRateTarget; default none). */
+  hitRateTarget?: HitRateTarget;
   /** 'none' (default, fastest: callers share one object), 'clone' (structuredClone on every read), 'freeze' (deep-freeze on write). */
   protection?: L1Protection;
 }
@@ -35,6 +37,8 @@ export interface L2Options {
    * A delete leaves a fence in Redis this long, so a fill it overtook, on any instance, is never stored.
    */
   fillWindow?: Duration;
+  /** Hit ratio below which health reports L2 degraded (see HitRateTarget; default none). */
+  hitRateTarget?: HitRateTarget;
   /** Compress L2's large entries (see CompressionOptions; default off). */
   compression?: CompressionOptions | boolean;
 }
@@ -114,7 +118,16 @@ interface TierConfigBase {
   ttl?: Duration;
   /** Hits of one key in this tier before it is copied up into the tiers above (default 1). */
   promoteAfter?: number;
+  /** Hit ratio below which health reports this tier degraded (see HitRateTarget; default none). */
+  hitRateTarget?: HitRateTarget;
 }
+
+/**
+ * A tier's hit-rate target: a ratio (0.85), or `{ ratio, window }`. It is judged over the lookups since the last
+ * judgement once there are at least `window` of them (default 1,000): the first `window` lookups are a warm-up.
+ * A miss makes the health check report the cache degraded (never down) and shows in stats().tiers[name].target.
+ */
+export type HitRateTarget = number | { ratio: number; window?: number };
 
 interface SharedTierConfig extends TierConfigBase {
   /** Compress this tier's large entries (default off); not for the memory tier, which holds live values. */

@@ -1,4 +1,5 @@
 import { EntryCompressor } from './compression';
+import { HitRateTargets } from './hit-rate-targets';
 import type { SetOptions, TieredCacheOptions } from './tiered-cache-options.interface';
 import type { BusHost } from './bus/bus-host';
 import { DISABLED_BUS_STATS } from './bus/bus-stats';
@@ -63,6 +64,7 @@ export class TieredCache {
   readonly #listeners: Array<(change: CacheChange) => void> = [];
   readonly #logs: LogThrottle;
   readonly #plain: boolean;
+  readonly #targets: HitRateTargets;
   #observers: CacheObserver[] = [];
   #closing = false;
 
@@ -90,6 +92,7 @@ export class TieredCache {
       );
     }
     for (const w of o.warnings) log('warn', 'options', w);
+    this.#targets = new HitRateTargets(o.hitRateTargets);
     const l2 = this.l2;
     const reserved = reservedNames(prefix);
     const target = l2 ? fencedTarget(l2, { prefix, ...reserved }, o.l2.fillWindow) : undefined;
@@ -406,8 +409,10 @@ export class TieredCache {
   // ---------------------------------------------------------------- stats and observation
 
   stats(): CacheStats {
+    const tiers = this.#stack.tierStats();
+    if (!this.#targets.empty) this.#targets.judge(tiers);
     return statsReport(this.#state, {
-      tiers: this.#stack.tierStats(),
+      tiers,
       bus: this.bus?.stats() ?? DISABLED_BUS_STATS,
       invalidationCounters: this.invalidationCounters,
       invalidationQueue: this.#invalidationQueue,

@@ -299,8 +299,8 @@ describe('engine against a real Redis', () => {
     expect(await b.get('absent')).toBeUndefined(); // a miss in both
     const s = b.stats();
     expect(Object.keys(s.tiers)).toEqual(['l1', 'l2']);
-    expect(s.tiers.l1).toEqual({ kind: 'memory', level: 0, hits: 1, misses: 2, hitRatio: 1 / 3, promotions: 1, errors: 0, ready: true });
-    expect(s.tiers.l2).toEqual({ kind: 'redis', level: 1, hits: 1, misses: 1, hitRatio: 0.5, promotions: 0, errors: 0, ready: true });
+    expect(s.tiers.l1).toEqual({ kind: 'memory', level: 0, hits: 1, misses: 2, hitRatio: 1 / 3, promotions: 1, errors: 0, size: 1, ready: true });
+    expect(s.tiers.l2).toEqual({ kind: 'redis', level: 1, hits: 1, misses: 1, hitRatio: 0.5, promotions: 0, errors: 0, timeouts: 0, ready: true });
     expect(s.l1.hits).toBe(s.tiers.l1.hits);
     expect(s.l2.hits).toBe(s.tiers.l2.hits);
     const l1Only = new TieredCache({ logger: quiet });

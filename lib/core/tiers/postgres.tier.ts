@@ -200,6 +200,8 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
   private readonly connectTimeout: number;
   private readonly fillWindow: number;
   readonly compressor: EntryCompressor | undefined;
+  /** Entries in this namespace at the last trim (only a tier with maxEntries or maxBytes counts them). */
+  lastSize: number | undefined;
   /** Fence and generation tokens are this plus a counter: unique across instances without asking the database. */
   private readonly instanceId = randomBytes(9).toString('base64url');
   private tokens = 0;
@@ -588,12 +590,14 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
     for (let i = 0; i < this.maxBatches; i++) {
       const size = await this.query<{ n: number; b: number }>('trim', 'tc_size', this.sql.size, [this.namespace]);
       if (size === L2_FAILED) return i === 0 ? size : n;
+      this.lastSize = size[0].n;
       const excessEntries = this.maxEntries === undefined ? 0 : Math.max(0, size[0].n - this.maxEntries);
       const excessBytes = this.maxBytes === undefined ? 0 : Math.max(0, size[0].b - this.maxBytes);
       if (excessEntries === 0 && excessBytes === 0) break;
       const d = await this.query<{ n: number; b: number }>('trim', 'tc_trim', this.sql.trim, [this.namespace, this.batchSize, excessEntries, excessBytes]);
       if (d === L2_FAILED) return n;
       n += d[0].n;
+      this.lastSize = Math.max(0, size[0].n - d[0].n);
       if (d[0].n === 0) break;
     }
     return n;

@@ -6,6 +6,7 @@ import { parseTimerDuration, type Duration } from '../../core/duration';
 import type { RedisMode } from '../../core/tiers/redis-connection';
 import type { TieredCache } from '../../core/tiered-cache';
 import type { InvalidationBus } from '../../core/bus/invalidation-bus';
+import type { TierTargetStats } from '../../core/tier-stats';
 import { probeRedis, type ClusterProbe } from './redis-probe';
 
 export interface CacheHealthCheckOptions {
@@ -55,6 +56,8 @@ export interface CacheHealthDetails {
   l2: CacheL2Health;
   /** The tiers below L2 (`tiers` option), by name: each one's own report (PostgreSQL: latency, pool, table). */
   tiers?: Record<string, CacheTierHealth>;
+  /** Tiers with a `hitRateTarget`, by name: the target and the last judged window's ratio (null: warming up). */
+  hitRateTargets?: Record<string, TierTargetStats>;
   [component: string]: unknown;
   /** Why the cache is degraded, when it is. */
   degraded?: string[];
@@ -65,6 +68,7 @@ export type CacheHealthResult<Key extends string> = Record<Key, { status: 'up' |
 type IndicatorService = Pick<HealthIndicatorService, 'check'>;
 
 const DEFAULT_TIMEOUT_MS = 1_000;
+const RESERVED_DETAILS = new Set(['l1', 'l2', 'tiers', 'hitRateTargets', 'degraded', 'status']);
 
 /**
  * Terminus health indicator: `health.check([() => cacheHealth.isHealthy('cache')])`.
@@ -89,7 +93,7 @@ export class TieredCacheHealthIndicator {
    * The callback must answer synchronously from state it already has: the check's time bound relies on it.
    */
   registerComponent(name: string, report: () => CacheComponentHealth): () => void {
-    if (name === 'l1' || name === 'l2' || name === 'tiers' || name === 'degraded' || name === 'status') throw new Error(`"${name}" is a reserved health detail name`);
+    if (RESERVED_DETAILS.has(name)) throw new Error(`"${name}" is a reserved health detail name`);
     this.components.set(name, report);
     return () => {
       if (this.components.get(name) === report) this.components.delete(name);
@@ -118,6 +122,13 @@ export class TieredCacheHealthIndicator {
     if (Object.keys(lower).length > 0) {
       details.tiers = lower;
       for (const [name, h] of Object.entries(lower)) if (!h.ok) degraded.push(`tier ${name} ${h.status}`);
+    }
+    for (const [name, t] of Object.entries(s.tiers)) {
+      if (t.target === undefined) continue;
+      (details.hitRateTargets ??= {})[name] = t.target;
+      if (t.target.met === false) {
+        degraded.push(`tier ${name} hit ratio ${pct(t.target.windowRatio ?? 0)} over its last ${t.target.window}+ lookups, below its target ${pct(t.target.ratio)}`);
+      }
     }
     if (!this.components.has('bus')) details.bus = { state: 'disabled' };
     for (const [name, report] of this.components) {
@@ -189,4 +200,8 @@ function busHealth(bus: InvalidationBus): CacheComponentHealth {
 
 function round2(n: number): number {
   return Math.round(n * 100) / 100;
+}
+
+function pct(ratio: number): string {
+  return `${Math.round(ratio * 1000) / 10} %`;
 }

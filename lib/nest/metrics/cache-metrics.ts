@@ -162,6 +162,15 @@ class CacheMetricSet {
           for (const [tier, hm] of a.lower) g.set({ cache, tier }, ratio(...hm));
         }
       }),
+      gauge(
+        'cache_hit_rate_target_met',
+        "1 when a tier with a hitRateTarget met it over its last judged window of lookups, 0 when it fell short; no series while it warms up.",
+        ['cache', 'tier'],
+        (g) =>
+          each((r, s) => {
+            for (const [tier, t] of Object.entries(s.tiers)) if (t.target && t.target.met !== null) g.set({ cache: r.name, tier }, t.target.met ? 1 : 0);
+          }),
+      ),
       ['cache_operation_duration_seconds', this.histogram],
       gauge('cache_l1_entries', 'Entries held in L1.', ['cache'], (g) => each((r, s) => g.inc({ cache: r.name }, s.l1.size))),
       gauge('cache_l1_max_entries', 'L1 capacity in entries (l1.maxEntries).', ['cache'], (g) =>
