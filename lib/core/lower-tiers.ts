@@ -327,7 +327,8 @@ export class LowerTiers {
         misses: n.misses,
         hitRatio: ratio(n.hits, n.misses),
         promotions: n.promotions,
-        errors: n.errors,
+        // Missed deadlines are failed commands too, and the only sign of a tier that hangs: nothing it does is an error.
+        errors: n.errors + l.tier.deadlines.timeouts,
         timeouts: l.tier.deadlines.timeouts,
         ready: l.tier.ready,
         meanLatencyMs: n.latencySamples === 0 ? 0 : n.latencyTotal / n.latencySamples,

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './redis-server';
@@ -14,11 +14,15 @@ import { freePort } from './redis-server';
  * (Node's spawn uid/gid, which execs the binary itself: the child we hold is the postmaster, not a runuser
  * wrapper that a SIGKILL would leave its postgres behind). The temp dir is then handed to that user.
  *
- * The postmaster leads a process group of its own: kill(), pause() and resume() signal the whole group, so
- * the backends stop or die with it (a SIGSTOPped postmaster alone leaves its backends answering).
+ * Signals go to the postmaster and every process it forked, found by parent pid, not to its process group:
+ * each postmaster child (backend, checkpointer, walwriter, ...) calls setsid() as it starts (PostgreSQL's
+ * InitPostmasterChild, so that the postmaster can signal a child's own children), so it leads a session and a
+ * group of its own, and a signal to the postmaster's group reaches the postmaster alone: a SIGSTOPped
+ * postmaster's backends go on answering on the connections they already have.
  */
 export class PostgresServer {
   private proc: ChildProcess | undefined;
+  private paused = false;
 
   private constructor(
     readonly port: number,
@@ -105,8 +109,9 @@ export class PostgresServer {
     this.proc = undefined;
     if (!p || p.exitCode !== null || p.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
-    signalGroup(p, 'SIGKILL');
-    signalGroup(p, 'SIGCONT');
+    // SIGKILL takes stopped processes too: a paused server dies here as well, no SIGCONT needed.
+    signalCluster(p, 'SIGKILL');
+    this.paused = false;
     await exited;
   }
 
@@ -116,13 +121,27 @@ export class PostgresServer {
     await this.boot();
   }
 
-  /** SIGSTOP to the whole group: connections stay open and nothing answers, like a hung host. */
+  /**
+   * SIGSTOP to the postmaster and every backend: connections stay open (the kernel keeps them and queues new
+   * ones in the listen backlog) and nothing answers, like a hung host. kill() and stop() take a paused server
+   * too; tests resume() it first all the same, so that their clients' sockets close before the server goes.
+   */
   pause(): void {
-    if (this.proc) signalGroup(this.proc, 'SIGSTOP');
+    if (!this.proc) return;
+    signalCluster(this.proc, 'SIGSTOP');
+    this.paused = true;
   }
 
+  /** SIGCONT to every process pause() stopped: the queued queries and connections are answered. */
   resume(): void {
-    if (this.proc) signalGroup(this.proc, 'SIGCONT');
+    if (!this.proc) return;
+    signalCluster(this.proc, 'SIGCONT');
+    this.paused = false;
+  }
+
+  /** Between pause() and resume(). */
+  get isPaused(): boolean {
+    return this.paused;
   }
 
   /** Runs SQL through psql over the unix socket (no driver involved); throws with psql's output when it fails. */
@@ -204,13 +223,64 @@ interface RunAs {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function signalGroup(p: ChildProcess, signal: NodeJS.Signals): void {
-  if (p.pid === undefined) return;
+/**
+ * `signal` to the postmaster `p` and all its descendants. The postmaster is stopped first and continued last,
+ * so that it forks no new backend while the list is taken (a child forked just before the stop is listed:
+ * its parent pid is the postmaster's from the fork on).
+ */
+function signalCluster(p: ChildProcess, signal: NodeJS.Signals): void {
+  const pid = p.pid;
+  if (pid === undefined || p.exitCode !== null || p.signalCode !== null) return;
+  if (signal !== 'SIGCONT') send(pid, 'SIGSTOP');
+  for (const child of descendants(pid)) send(child, signal);
+  send(pid, signal);
+}
+
+function send(pid: number, signal: NodeJS.Signals): void {
   try {
-    process.kill(-p.pid, signal);
+    process.kill(pid, signal);
   } catch {
-    // The group is gone already.
+    // Gone already (a backend whose client left).
   }
+}
+
+/** Every process below `root`, by parent pid: from /proc on Linux, from ps elsewhere (macOS). */
+function descendants(root: number): number[] {
+  const parentOf = new Map<number, number>();
+  if (existsSync('/proc/self/stat')) {
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      } catch {
+        continue; // exited while listed
+      }
+      // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after its last ')'.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parentOf.set(Number(name), ppid);
+    }
+  } else {
+    const r = spawnSync('ps', ['-A', '-o', 'pid=', '-o', 'ppid='], { encoding: 'utf8' });
+    for (const line of (r.stdout ?? '').split('\n')) {
+      const [pid, ppid] = line.trim().split(/\s+/).map(Number);
+      if (Number.isInteger(pid) && Number.isInteger(ppid)) parentOf.set(pid, ppid);
+    }
+  }
+  const out: number[] = [];
+  const below = new Set([root]);
+  // Parents before children is not guaranteed by pid order (pids wrap): repeat until nothing new is found.
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of parentOf) {
+      if (below.has(ppid) && !below.has(pid)) {
+        below.add(pid);
+        out.push(pid);
+        grew = true;
+      }
+    }
+  }
+  return out;
 }
 
 let found: PostgresBinaries | undefined;

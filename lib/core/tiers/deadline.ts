@@ -6,8 +6,11 @@ export type L2Failed = typeof L2_FAILED;
 export const DEADLINE_MISSED = new Error('tiered-cache: L2 deadline missed');
 
 export interface DeadlineHooks<C> {
-  /** A call's promise rejected (`op` is what run() was given). */
-  onError(op: string, err: unknown): void;
+  /**
+   * A call's promise rejected (`op` is what run() was given). `late`: after the call had already missed its
+   * deadline (its caller got L2_FAILED then, and the miss was counted in `timeouts`).
+   */
+  onError(op: string, err: unknown, late: boolean): void;
   /** A call missed its deadline; `sentAt` is when it started (performance.now()). */
   onTimeout?(context: C, sentAt: number): void;
 }
@@ -81,12 +84,17 @@ export class Deadlines<C = undefined> {
           resolve(v);
         },
         (err: unknown) => {
-          this.pending.delete(entry);
-          this.hooks.onError(op, err);
+          const late = !this.pending.delete(entry);
+          this.hooks.onError(op, err, late);
           resolve(L2_FAILED);
         },
       );
     });
+  }
+
+  /** A call this sweep did not end missed its deadline all the same (a client's or server's own timeout, set to the same bound, came first). */
+  countTimeout(): void {
+    this.timeouts++;
   }
 
   close(): void {

@@ -3,7 +3,7 @@ import type * as PG from 'pg';
 import type { EntryCompressor } from '../compression';
 import { compileGlob } from '../glob';
 import { RESERVED } from '../keys/cache-key';
-import { Deadlines, L2_FAILED, type L2Failed } from './deadline';
+import { DEADLINE_MISSED, Deadlines, L2_FAILED, type L2Failed } from './deadline';
 import type { FencedTier, FillMark, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
 const POSTGRES_CAPABILITIES: TierCapabilities = Object.freeze({ shared: true, persistent: true, tags: true, patterns: true, byteBound: true, fences: true });
@@ -152,9 +152,15 @@ function isConnectionError(err: unknown): boolean {
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(message);
 }
 
-/** pg's own client-side query timeout: a missed deadline, like ours, not an error to report. */
+/**
+ * pg's client-side query_timeout, or the server's statement_timeout: both are set to the command deadline, so
+ * either is the same missed deadline as ours (whichever fires first ends the call), not an error to report.
+ * 57014 alone is any cancellation (pg_cancel_backend too): the message tells the statement timeout apart.
+ */
 function isQueryTimeout(err: unknown): boolean {
-  return err instanceof Error && /Query read timeout/.test(err.message);
+  if (!(err instanceof Error)) return false;
+  if (/Query read timeout/.test(err.message)) return true;
+  return (err as { code?: unknown }).code === '57014' && /statement timeout/.test(err.message);
 }
 
 interface EntryRow {
@@ -321,7 +327,7 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
       idleTimeoutMillis: 30_000,
     });
     this.pool.on('error', (err) => this.report('connection', err));
-    this.deadlines = new Deadlines(commandTimeout, { onError: (op, err) => this.report(op, err) });
+    this.deadlines = new Deadlines(commandTimeout, { onError: (op, err, late) => this.report(op, err, late) });
     this.maintenance = setInterval(() => void this.maintain(), options.maintenanceInterval ?? 30_000);
     this.maintenance.unref();
     void this.connect();
@@ -394,12 +400,24 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
     this.probe.unref();
   }
 
-  private report(op: string, err: unknown): void {
-    if (this.closed || isQueryTimeout(err)) return;
-    if (isConnectionError(err) || (err as { code?: unknown } | null)?.code === '42P01') {
+  /**
+   * Every call that missed its deadline is counted once in deadlines.timeouts (the engine counts those as this
+   * tier's errors), whichever of the three bounds ended it: a hung database answers nothing, so without this it
+   * would show in no count at all, pg's query_timeout usually beating our sweep by a few ms. What the call's
+   * promise says after its deadline (`late`) was counted then; only a lost connection or table is still news.
+   */
+  private report(op: string, err: unknown, late = false): void {
+    if (this.closed) return;
+    const broken = isConnectionError(err) || (err as { code?: unknown } | null)?.code === '42P01';
+    if (broken) {
       // Gone, or the table was dropped: stop asking, and let the probe reconnect (and create the table again).
       this.up = false;
       this.scheduleProbe();
+    }
+    if (late && !broken) return;
+    if (err === DEADLINE_MISSED || isQueryTimeout(err)) {
+      this.deadlines.countTimeout();
+      return;
     }
     this.onError(op, err);
   }
@@ -408,11 +426,48 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
   private query<R>(op: string, name: string | undefined, text: string, values: unknown[]): Promise<R[] | L2Failed> {
     if (!this.ready || this.pool.waitingCount >= this.maxWaiting) return FAILED;
     const config: PG.QueryConfig = name ? { name, text, values } : { text, values };
-    return this.deadlines.run(
-      this.pool.query(config).then((r) => r.rows as R[]),
-      op,
-      undefined,
-    );
+    return this.deadlines.run(this.send<R>(config, performance.now() + this.deadlines.timeoutMs), op, undefined);
+  }
+
+  /**
+   * pool.query, except that a query whose deadline passed while it waited for a connection is not sent. pg-pool
+   * keeps a waiting call queued until connectTimeout, long after its caller had TIER_FAILED: once a hung database
+   * answers again, the pool would first run that whole backlog (up to maxWaiting stale reads and writes nobody
+   * waits for) on its few connections, and the fresh calls queued behind it would miss their deadlines too.
+   */
+  private async send<R>(config: PG.QueryConfig, deadline: number): Promise<R[]> {
+    const client = await this.pool.connect();
+    if (performance.now() >= deadline) {
+      client.release();
+      throw DEADLINE_MISSED;
+    }
+    return new Promise<R[]>((resolve, reject) => {
+      let released = false;
+      // A failed query leaves the connection in doubt (a client-side timeout leaves it mid-query): pg-pool discards
+      // a connection released with an error, as pool.query does.
+      const release = (err?: Error): void => {
+        if (released) return;
+        released = true;
+        client.removeListener('error', onError);
+        client.release(err);
+      };
+      // A checked-out client has no pool listener: an 'error' event with none would throw.
+      const onError = (err: Error): void => {
+        release(err);
+        reject(err);
+      };
+      client.once('error', onError);
+      client.query(config).then(
+        (r) => {
+          release();
+          resolve(r.rows as R[]);
+        },
+        (err: Error) => {
+          release(err);
+          reject(err);
+        },
+      );
+    });
   }
 
   private token(): string {
