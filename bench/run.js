@@ -5,7 +5,8 @@
  * bench/*.bench.js suite as a child process with REDIS_URL set. The redis-server is stopped on every exit path.
  *
  *   node --expose-gc bench/run.js [--write]     --write also rewrites bench/RESULTS.md
- *   BENCH_ROUNDS=25 BENCH_SLICE_MS=120 BENCH_HEAP_ROUNDS=3 BENCH_ONLY=core|suites BENCH_GROUPS=<regex on case group> BENCH_CASES=<regex on contender name>  (optional)
+ *   BENCH_ROUNDS=25 BENCH_SLICE_MS=120 BENCH_HEAP_ROUNDS=3 BENCH_ONLY=core|suites BENCH_GROUPS=<regex on case group> BENCH_CASES=<regex on contender name>
+ *   BENCH_SUITES=<regex on a bench/*.bench.js file name>  (optional)
  */
 const fs = require('node:fs');
 const os = require('node:os');
@@ -13,7 +14,7 @@ const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { startRedis } = require('./core/redis-server');
 const { runRounds } = require('./core/harness');
-const { formatCoreTable, formatHeapTable, machineSection } = require('./core/report');
+const { formatCoreTable, formatHeapTable, machineSection, serializeResult, deserializeResult } = require('./core/report');
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 25);
 const SLICE_MS = Number(process.env.BENCH_SLICE_MS ?? 120);
@@ -26,29 +27,42 @@ const log = (m) => process.stderr.write(`[bench] ${m}\n`);
 
 let redis;
 let exiting = false;
-function hardStop() {
-  // Last resort on an abrupt exit: a signal is synchronous, so the server never outlives us.
-  if (redis?.running && redis.pid) {
-    try {
-      process.kill(redis.pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
+/** Child processes running now: a suite among them may have started servers of its own, which it stops on SIGTERM. */
+const children = new Set();
+
+/** SIGTERM, so a suite can stop the servers it started (a SIGKILL would leave them behind); SIGKILL if it hangs. */
+function stopChild(child, graceMs = 10_000) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
 }
-process.on('exit', hardStop);
+
+process.on('exit', () => {
+  // Last resort on an abrupt exit: signals are synchronous, so neither the server nor a suite outlives us.
+  for (const child of children) child.kill('SIGTERM');
+  redis?.killSync();
+});
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
     if (exiting) return;
     exiting = true;
-    log(`${sig}: stopping redis-server`);
-    Promise.resolve(redis?.stop()).finally(() => process.exit(130));
+    log(`${sig}: stopping the running suite and redis-server`);
+    Promise.all([...children].map((c) => stopChild(c)))
+      .then(() => redis?.stop())
+      .finally(() => process.exit(130));
   });
 }
 
 function runChild(args, env, { timeoutMs, onStdout }) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => {
@@ -56,9 +70,10 @@ function runChild(args, env, { timeoutMs, onStdout }) {
       onStdout?.(d);
     });
     child.stderr.on('data', (d) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => stopChild(child), timeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      children.delete(child);
       resolve({ code, signal, out, err });
     });
   });
@@ -128,18 +143,6 @@ async function coreSuite(url, part) {
   }
 }
 
-/** What the report needs of a result, as JSON (a case's op and hooks stay behind). */
-function serializeResult(r) {
-  const { group, name, floor, inflight, unit, target } = r.c;
-  return { c: { group, name, floor, inflight, unit, target, runs: r.c.factoryRuns?.() }, samples: r.samples, ops: r.ops };
-}
-
-function deserializeResult(r) {
-  const c = { ...r.c };
-  if (c.runs !== undefined) c.factoryRuns = () => c.runs;
-  return { ...r, c };
-}
-
 /** Both parts of the core suite; results in the groups' usual order. */
 async function fullCoreSuite(url) {
   const child = await runChild(['--expose-gc', __filename], { BENCH_CORE_CHILD: 'in-memory', BENCH_REDIS_URL: url }, {
@@ -156,10 +159,12 @@ async function fullCoreSuite(url) {
 }
 
 async function otherSuites(url) {
+  const only = process.env.BENCH_SUITES ? new RegExp(process.env.BENCH_SUITES, 'i') : undefined;
   const files = fs
     .readdirSync(__dirname)
-    .filter((f) => f.endsWith('.bench.js'))
+    .filter((f) => f.endsWith('.bench.js') && (!only || only.test(f)))
     .sort();
+  if (only && files.length === 0) throw new Error(`BENCH_SUITES=${process.env.BENCH_SUITES} matches no bench/*.bench.js`);
   const { Redis } = require('ioredis');
   const outputs = [];
   let failed = 0;

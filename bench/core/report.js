@@ -100,4 +100,16 @@ function formatHeapTable(heap) {
   return lines.join('\n') + '\n';
 }
 
-module.exports = { formatCoreTable, formatHeapTable, machineSection };
+/** What the report needs of a result, as JSON (a case's op and hooks stay behind). */
+function serializeResult(r) {
+  const { group, name, floor, inflight, unit, target } = r.c;
+  return { c: { group, name, floor, inflight, unit, target, runs: r.c.factoryRuns?.() }, samples: r.samples, ops: r.ops };
+}
+
+function deserializeResult(r) {
+  const c = { ...r.c };
+  if (c.runs !== undefined) c.factoryRuns = () => c.runs;
+  return { ...r, c };
+}
+
+module.exports = { formatCoreTable, formatHeapTable, machineSection, serializeResult, deserializeResult };

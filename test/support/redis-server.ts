@@ -1,15 +1,18 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort, redisCli as cli, startRedis, startRedisCluster, type RedisClusterProcess, type RedisProcess } from '../../bench/core/redis-server';
+
+export { freePort };
 
 /**
  * A real redis-server on a free loopback port, owned by one test file: started, killed and restarted at will.
- * No mocks: the cache is tested against the same server it meets in production.
+ * No mocks: the cache is tested against the same server it meets in production. The process itself is started
+ * by bench/core/redis-server.js, which the benchmarks use too (plain JS: they run without ts-jest).
  */
 export class RedisServer {
-  private proc: ChildProcess | undefined;
+  private proc: RedisProcess | undefined;
 
   private constructor(
     readonly port: number,
@@ -35,7 +38,7 @@ export class RedisServer {
   async kill(): Promise<void> {
     const p = this.proc;
     this.proc = undefined;
-    await killProcess(p);
+    await p?.kill();
   }
 
   /** Starts it again on the same port, empty. */
@@ -46,11 +49,11 @@ export class RedisServer {
 
   /** SIGSTOP: the port stays open but nothing answers, like a hung or black-holed host. */
   pause(): void {
-    this.proc?.kill('SIGSTOP');
+    this.proc?.signal('SIGSTOP');
   }
 
   resume(): void {
-    this.proc?.kill('SIGCONT');
+    this.proc?.signal('SIGCONT');
   }
 
   stop(): Promise<void> {
@@ -58,16 +61,7 @@ export class RedisServer {
   }
 
   private async launch(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...this.extraArgs];
-    const proc = spawn('redis-server', args, { stdio: 'ignore' });
-    this.proc = proc;
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline) {
-      if (proc.exitCode !== null) throw new Error(`redis-server exited with code ${proc.exitCode} on port ${this.port}`);
-      if (await canConnect(this.port)) return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    throw new Error(`redis-server did not start on port ${this.port} within 10s`);
+    this.proc = await startRedis({ args: this.extraArgs, port: this.port });
   }
 }
 
@@ -96,32 +90,6 @@ function assertRedisCliInstalled(): void {
   );
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = new Socket();
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(200, () => done(false));
-    s.once('error', () => done(false));
-    s.connect(port, '127.0.0.1', () => done(true));
-  });
-}
-
 /**
  * A real 3-master Redis Cluster (no replicas) on free loopback ports, created with `redis-cli --cluster create`.
  * Each node has its own config file in a fresh temp dir (removed on stop). `kill(i)` SIGKILLs one master, as
@@ -129,103 +97,39 @@ function canConnect(port: number): Promise<boolean> {
  * (cluster-node-timeout 2000 ms).
  */
 export class RedisCluster {
-  private constructor(
-    private readonly servers: RedisServer[],
-    private readonly dir: string,
-  ) {}
+  private constructor(private readonly cluster: RedisClusterProcess<RedisServer>) {}
 
   static async start(masters = 3): Promise<RedisCluster> {
     assertRedisInstalled();
     assertRedisCliInstalled();
-    const dir = mkdtempSync(join(tmpdir(), 'tiered-cache-cluster-'));
-    const servers: RedisServer[] = [];
-    const cluster = new RedisCluster(servers, dir);
-    try {
-      // Every port distinct: the OS may hand the same free port out twice in a row.
-      const taken = new Set<number>();
-      const distinctPort = async (): Promise<number> => {
-        for (;;) {
-          const p = await freePort();
-          if (!taken.has(p)) {
-            taken.add(p);
-            return p;
-          }
-        }
-      };
-      for (let i = 0; i < masters; i++) {
-        const port = await distinctPort();
-        // The cluster bus gets its own free port (port + 10000 may be taken, or beyond 65535).
-        const busPort = await distinctPort();
-        servers.push(
-          await RedisServer.start(
-            [
-              '--cluster-enabled', 'yes',
-              '--cluster-config-file', join(dir, `nodes-${port}.conf`),
-              '--cluster-node-timeout', '2000',
-              '--cluster-port', String(busPort),
-              '--dir', dir,
-            ],
-            port,
-          ),
-        );
-      }
-      const r = spawnSync(
-        'redis-cli',
-        ['--cluster', 'create', ...servers.map((s) => `127.0.0.1:${s.port}`), '--cluster-replicas', '0', '--cluster-yes'],
-        { encoding: 'utf8', timeout: 30_000 },
-      );
-      if (r.error || r.status !== 0) {
-        throw new Error(`redis-cli --cluster create failed (exit ${r.status ?? r.error?.message}):\n${r.stdout ?? ''}${r.stderr ?? ''}`);
-      }
-      await cluster.waitUntilOk();
-      return cluster;
-    } catch (err) {
-      await cluster.stop();
-      throw err;
-    }
+    return new RedisCluster(await startRedisCluster({ masters, startNode: (args, port) => RedisServer.start(args, port) }));
   }
 
   get nodes(): Array<{ host: string; port: number }> {
-    return this.servers.map((s) => ({ host: '127.0.0.1', port: s.port }));
+    return this.cluster.nodes;
   }
 
   /** CLUSTER INFO of one node, as text ('' when it does not answer). */
   info(i: number): string {
-    return cli(this.servers[i].port, ['CLUSTER', 'INFO']);
+    return this.cluster.info(i);
   }
 
   /** SIGSTOPs master `i`: its port stays open and nothing answers (a hung host). Resume it within the node timeout (2 s). */
   pause(i: number): void {
-    this.servers[i].pause();
+    this.cluster.servers[i].pause();
   }
 
   resume(i: number): void {
-    this.servers[i].resume();
+    this.cluster.servers[i].resume();
   }
 
   /** SIGKILLs master `i` (it stays dead until stop()). */
   kill(i: number): Promise<void> {
-    return this.servers[i].kill();
+    return this.cluster.servers[i].kill();
   }
 
-  async stop(): Promise<void> {
-    await Promise.all(this.servers.map((s) => s.stop()));
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  /** Every node says cluster_state:ok, knows every node and sees all 16384 slots served. */
-  private async waitUntilOk(): Promise<void> {
-    const deadline = Date.now() + 20_000;
-    const n = this.servers.length;
-    for (;;) {
-      const infos = this.servers.map((_, i) => this.info(i));
-      const ok = infos.every(
-        (t) => /^cluster_state:ok\r?$/m.test(t) && new RegExp(`^cluster_known_nodes:${n}\\r?$`, 'm').test(t) && /^cluster_slots_ok:16384\r?$/m.test(t),
-      );
-      if (ok) return;
-      if (Date.now() > deadline) throw new Error(`Redis Cluster did not reach cluster_state:ok within 20s:\n${infos.join('\n---\n')}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  stop(): Promise<void> {
+    return this.cluster.stop();
   }
 }
 
@@ -318,12 +222,6 @@ export class RedisSentinelGroup {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-}
-
-/** One redis-cli call; '' when it fails. */
-function cli(port: number, args: string[]): string {
-  const r = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { encoding: 'utf8', timeout: 2_000 });
-  return r.status === 0 ? r.stdout : '';
 }
 
 /** SIGKILL (plus SIGCONT, in case it was paused) and wait for the exit; nothing when it is gone already. */
