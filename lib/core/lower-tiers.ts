@@ -189,6 +189,20 @@ export class LowerTiers {
     return out;
   }
 
+  /**
+   * Remaining lifetime of `key` in the first tier below L2 that holds it (-1: kept without expiry); undefined
+   * when none does, or none could be asked. A tier whose invalidation of the key is still pending is skipped:
+   * what it holds was invalidated (the tiers below it already took that invalidation: they run bottom-up).
+   */
+  async ttlOf(key: string): Promise<number | undefined> {
+    for (const level of this.levels) {
+      if (!level.deferred.idle && level.deferred.blocks(key)) continue;
+      const r = await level.tier.ttlOf(key);
+      if (r !== TIER_FAILED && r !== undefined) return r;
+    }
+    return undefined;
+  }
+
   /** Copies a hit into the lower tiers above the one that had it, each fenced by the mark it read. */
   async promote(key: string, hit: LowerHit, marks: ReadonlyArray<FillMark | undefined>): Promise<void> {
     const stores: Array<Promise<unknown>> = [];

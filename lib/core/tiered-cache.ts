@@ -246,16 +246,26 @@ export class TieredCache {
     if ((s.l1Trusted || !this.l2?.ready) && this.l1?.has(key)) return true;
     if (!this.l2 || s.deferred?.blocks(key)) return false;
     const r = await this.l2.exists(s.prefix + key);
-    return r === true;
+    if (r === true) return true;
+    // What get() would find below L2.
+    return s.lower !== undefined && (await s.lower.ttlOf(key)) !== undefined;
   }
 
-  /** Remaining TTL in milliseconds, or undefined when the key is absent (or has no TTL). */
+  /**
+   * Remaining TTL in milliseconds, or undefined when the key is absent (or has no TTL): L2's, else that of the
+   * first tier below it that holds the key (what a read would copy up from), else L1's own copy's.
+   */
   async ttl(key: string): Promise<number | undefined> {
     checkKey(key);
     const s = this.#state;
     if (this.l2 && !s.deferred?.blocks(key)) {
       const r = await this.l2.pttl(s.prefix + key);
-      if (r !== L2_FAILED) return r > 0 ? r : undefined;
+      if (r !== L2_FAILED && r !== -2) return r > 0 ? r : undefined;
+      if (s.lower) {
+        const below = await s.lower.ttlOf(key);
+        if (below !== undefined) return below > 0 ? below : undefined;
+      }
+      if (r !== L2_FAILED) return undefined;
     }
     return this.l1?.remainingTtl(key);
   }

@@ -212,6 +212,26 @@ describe('four tiers: memory, redis, redis, postgres', () => {
     await expect(a.set('k', 'v3', { tier: 'l9' })).rejects.toThrow(/no such tier.*l1, l2, l3, l4/);
   });
 
+  it('has() and ttl() answer from the tiers below L2 when only they hold the key, on any instance', async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p);
+    const b = await cache(p);
+    await a.set('deep', 'v', { tier: 'l4' });
+    expect(await where(p, 'deep')).toEqual({ l2: false, l3: false, l4: true });
+    expect(await b.has('deep')).toBe(true);
+    // L4's own TTL (30 days), not L2's or L1's.
+    expect(await b.ttl('deep')).toBeGreaterThan(3_600_000);
+    await a.set('mid', 'v', { tier: 'l3' });
+    const ttl3 = await b.ttl('mid');
+    expect(ttl3).toBeGreaterThan(300_000);
+    expect(ttl3).toBeLessThanOrEqual(3_600_000);
+    expect(await b.has('absent')).toBe(false);
+    expect(await b.ttl('absent')).toBeUndefined();
+    await a.delete('deep');
+    expect(await b.has('deep')).toBe(false);
+    expect(await b.ttl('deep')).toBeUndefined();
+  });
+
   it('a call ttl caps every tier; each tier keeps its own TTL otherwise', async () => {
     const p = `mt${++seq}:`;
     const a = await cache(p);
