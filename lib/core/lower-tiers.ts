@@ -350,6 +350,7 @@ export class LowerTiers {
       const c = compressionStats(l.tier.compressor);
       if (c) out[l.tier.name].compression = c;
       if (l.tier.kind === 'postgres' && l.tier.lastSize !== undefined) out[l.tier.name].size = l.tier.lastSize;
+      if (l.queue) out[l.tier.name].writeBehind = { queueLength: l.queue.length, flushed: l.queue.flushed, dropped: l.queue.dropped };
     }
     return out;
   }

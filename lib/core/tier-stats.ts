@@ -19,6 +19,8 @@ export interface TierStats {
   meanLatencyMs?: number;
   /** A tier that compresses: entries this instance compressed, their serialized bytes before and after. */
   compression?: { entries: number; bytesBefore: number; bytesAfter: number };
+  /** A tier below L2 with `write: 'behind'`: its queue (L2's own is stats().writeBehind). */
+  writeBehind?: { queueLength: number; flushed: number; dropped: number };
   /** The tier's hit-rate target (`hitRateTarget`), judged over recent lookups (hit-rate-targets.ts). */
   target?: TierTargetStats;
 }

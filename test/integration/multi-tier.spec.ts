@@ -255,6 +255,18 @@ describe('four tiers: memory, redis, redis, postgres', () => {
     await a.flush();
     expect(await where(p, 'q')).toEqual(everywhere);
     expect(await where(p, 'gone')).toEqual(nowhere);
+    expect(a.stats().tiers.l4.writeBehind).toEqual({ queueLength: 0, flushed: 1, dropped: 0 });
+  });
+
+  it("a lower tier's full write-behind queue drops its oldest writes and says so in stats", async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p, { tiers: tiers({ l4: { write: 'behind', writeBehind: { flushInterval: '1h', maxQueue: 2 } } }) });
+    for (const k of ['w1', 'w2', 'w3']) await a.set(k, 1);
+    expect(a.stats().tiers.l4.writeBehind).toEqual({ queueLength: 2, flushed: 0, dropped: 1 });
+    await a.flush();
+    expect((await where(p, 'w1')).l4).toBe(false);
+    expect((await where(p, 'w3')).l4).toBe(true);
+    expect(a.stats().tiers.l4.writeBehind).toEqual({ queueLength: 0, flushed: 2, dropped: 1 });
   });
 
   it('TieredCacheModule.forRoot({ tiers }) boots a four-tier cache and closes every connection with the app', async () => {
