@@ -217,6 +217,56 @@ describe('PostgresTier: what only the PostgreSQL tier does', () => {
     expect((await rows(b)).map((r) => r.key)).toEqual([GEN, 'b', 'c', 'x']);
   });
 
+  it('trim takes the oldest writes first, at most batchSize × maxBatches rows a run, and catches up over later runs', async () => {
+    const a = ns();
+    const t = await tierOf(a, { maxEntries: 1_000, batchSize: 200, maxBatches: 2 });
+    const c = await raw();
+    // 2,000 entries, written_at one second apart in key order (oldest first): the trim must go by age, not by key.
+    await c.query(
+      `INSERT INTO ${TABLE} (ns, key, value, expires_at, tags, bytes, written_at) ` +
+        "SELECT $1, 'k' || lpad(i::text, 5, '0'), 'v', now() + interval '1 hour', '{}', 1, now() - (2000 - i) * interval '1 second' FROM generate_series(1, 2000) AS i",
+      [a],
+    );
+    expect(await t.trim()).toBe(400);
+    expect(await t.trim()).toBe(400);
+    expect(await t.trim()).toBe(200);
+    expect(await t.trim()).toBe(0);
+    const left = (await rows(a)).filter((r) => r.value !== null).map((r) => r.key);
+    expect(left).toHaveLength(1_000);
+    expect(left[0]).toBe('k01001');
+    expect(left[left.length - 1]).toBe('k02000');
+    expect(t.lastSize).toBe(1_000);
+  });
+
+  it('the sweep takes expired rows in bounded batches, leaves live ones, and keeps up with writes made meanwhile', async () => {
+    const a = ns();
+    const errs: string[] = [];
+    // A table of its own: the sweep takes every namespace's expired rows, and other tests leave some behind.
+    const table = `sweep_${n}`;
+    const t = await tierOf(a, { batchSize: 250, maxBatches: 2, table }, errs);
+    const c = await raw();
+    await c.query(
+      `INSERT INTO "public"."${table}" (ns, key, value, expires_at, tags, bytes, written_at) ` +
+        "SELECT $1, 'old' || i, 'v', now() - interval '1 second', '{}', 1, now() FROM generate_series(1, 1200) AS i",
+      [a],
+    );
+    // Writes and reads go on while the sweeps run: none of them fails or is held by it.
+    const traffic = Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        expect(await t.setEntry(w(`live${i}`, String(i)))).toBe(true);
+        expect((await t.getEntry(`live${i}`)) as TierEntry<string>).toMatchObject({ value: String(i) });
+      }),
+    );
+    const swept = [await t.sweep(), await t.sweep(), await t.sweep()];
+    await traffic;
+    expect(swept).toEqual([500, 500, 200]);
+    expect(await t.sweep()).toBe(0);
+    const left = await rows(a, `"public"."${table}"`);
+    expect(left.filter((r) => r.key.startsWith('old'))).toEqual([]);
+    expect(left.filter((r) => r.key.startsWith('live'))).toHaveLength(200);
+    expect(errs).toEqual([]);
+  });
+
   it('a namespace without its generation row stores no fill, and the next read puts a new one back', async () => {
     const a = ns();
     const t = await tierOf(a);
