@@ -12,6 +12,7 @@ import type { FillMark } from './tiers/tier';
 import { cappedTtl, type Tier } from './tiers/tier';
 
 const TRUE: Promise<boolean> = Promise.resolve(true);
+const mean = (total: number, samples: number): number => (samples === 0 ? 0 : total / samples);
 
 /** A fill's read below L1: the value, or what its stores will be checked against in each tier. */
 export interface FillRead {
@@ -341,10 +342,10 @@ export class CacheStack {
     const { n, l1, l2 } = this.ctx;
     const out: Record<string, TierStats> = {};
     if (l1) {
-      out[l1.name] = { kind: 'memory', level: 0, hits: n.l1Hits, misses: n.l1Misses, hitRatio: ratio(n.l1Hits, n.l1Misses), promotions: n.promotions, errors: 0, size: l1.size, ready: true };
+      out[l1.name] = { kind: 'memory', level: 0, hits: n.l1Hits, misses: n.l1Misses, hitRatio: ratio(n.l1Hits, n.l1Misses), promotions: n.promotions, errors: 0, size: l1.size, ready: true, meanLatencyMs: mean(n.l1LatencyTotal, n.l1LatencySamples) };
     }
     if (l2) {
-      out[l2.name] = { kind: 'redis', level: l1 ? 1 : 0, hits: n.l2Hits, misses: n.l2Misses, hitRatio: ratio(n.l2Hits, n.l2Misses), promotions: 0, errors: n.l2Errors, timeouts: l2.deadlines.timeouts, ready: l2.ready };
+      out[l2.name] = { kind: 'redis', level: l1 ? 1 : 0, hits: n.l2Hits, misses: n.l2Misses, hitRatio: ratio(n.l2Hits, n.l2Misses), promotions: 0, errors: n.l2Errors, timeouts: l2.deadlines.timeouts, ready: l2.ready, meanLatencyMs: mean(n.belowLatencyTotal, n.belowLatencySamples) };
       const c = compressionStats(l2.compressor);
       if (c) out[l2.name].compression = c;
     }

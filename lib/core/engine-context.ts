@@ -40,6 +40,11 @@ export interface EngineCounters {
   deletes: number;
   latencyTotal: number;
   latencySamples: number;
+  /** The sampled lookups L1 answered, and those that went below it. */
+  l1LatencyTotal: number;
+  l1LatencySamples: number;
+  belowLatencyTotal: number;
+  belowLatencySamples: number;
 }
 
 export function newCounters(): EngineCounters {
@@ -58,6 +63,10 @@ export function newCounters(): EngineCounters {
     deletes: 0,
     latencyTotal: 0,
     latencySamples: 0,
+    l1LatencyTotal: 0,
+    l1LatencySamples: 0,
+    belowLatencyTotal: 0,
+    belowLatencySamples: 0,
   };
 }
 

@@ -15,7 +15,11 @@ export interface TierStats {
   /** Entries held, where the tier knows it cheaply (memory: now; PostgreSQL: at its last trim, when it trims). */
   size?: number;
   ready: boolean;
-  /** Mean latency of this tier's lookups in ms (tiers below the first Redis tier). */
+  /**
+   * Mean latency of the lookups this tier answered, in ms. L1 and L2: of the get/getOrSet calls sampled for
+   * stats().overall (1 in 8, factory time excluded), those L1 answered, and those that went below it (L2's
+   * figure: the whole lookup, the tiers below it included). A tier below L2: of its own reads, every one timed.
+   */
   meanLatencyMs?: number;
   /** A tier that compresses: entries this instance compressed, their serialized bytes before and after. */
   compression?: { entries: number; bytesBefore: number; bytesAfter: number };

@@ -449,6 +449,13 @@ export class TieredCache {
     const n = this.#state.n;
     n.latencyTotal += ms;
     n.latencySamples++;
+    if (tier === 'l1') {
+      n.l1LatencyTotal += ms;
+      n.l1LatencySamples++;
+    } else {
+      n.belowLatencyTotal += ms;
+      n.belowLatencySamples++;
+    }
     this.#state.observer?.duration?.(op, tier, ms / 1000);
   }
 

@@ -299,10 +299,16 @@ describe('engine against a real Redis', () => {
     expect(await b.get('absent')).toBeUndefined(); // a miss in both
     const s = b.stats();
     expect(Object.keys(s.tiers)).toEqual(['l1', 'l2']);
-    expect(s.tiers.l1).toEqual({ kind: 'memory', level: 0, hits: 1, misses: 2, hitRatio: 1 / 3, promotions: 1, errors: 0, size: 1, ready: true });
-    expect(s.tiers.l2).toEqual({ kind: 'redis', level: 1, hits: 1, misses: 1, hitRatio: 0.5, promotions: 0, errors: 0, timeouts: 0, ready: true });
+    expect(s.tiers.l1).toEqual({ kind: 'memory', level: 0, hits: 1, misses: 2, hitRatio: 1 / 3, promotions: 1, errors: 0, size: 1, ready: true, meanLatencyMs: expect.any(Number) });
+    expect(s.tiers.l2).toEqual({ kind: 'redis', level: 1, hits: 1, misses: 1, hitRatio: 0.5, promotions: 0, errors: 0, timeouts: 0, ready: true, meanLatencyMs: expect.any(Number) });
     expect(s.l1.hits).toBe(s.tiers.l1.hits);
     expect(s.l2.hits).toBe(s.tiers.l2.hits);
+    // Lookups are timed 1 in 8: after 64 of each kind, both tiers have a mean.
+    for (let i = 0; i < 64; i++) await b.get('k');
+    for (let i = 0; i < 64; i++) await b.get(`absent-${i}`);
+    const t = b.stats().tiers;
+    expect(t.l1.meanLatencyMs).toBeGreaterThan(0);
+    expect(t.l2.meanLatencyMs).toBeGreaterThan(0);
     const l1Only = new TieredCache({ logger: quiet });
     caches.push(l1Only);
     expect(Object.keys(l1Only.stats().tiers)).toEqual(['l1']);
