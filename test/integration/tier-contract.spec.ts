@@ -317,6 +317,10 @@ describe('RedisTier on a Redis Cluster: reads routed to the masters', () => {
     expect(await tier.getEntry(b)).toEqual({ value: `v${b}`, ttl: expect.any(Number) });
     expect(via()).toBeGreaterThan(asked);
 
+    // The generation readFenced also reads may live on a master this tier has not talked to yet: its pool
+    // connection is still lazy ('wait'), and that first read goes through the Cluster client, which connects it.
+    expect(await tier.readFenced(b)).toMatchObject({ entry: { value: `v${b}` } });
+
     // From then on reads go straight to the new master, and nothing reaches the old one.
     await Promise.all([from, to].map((i) => direct[i].config('RESETSTAT')));
     const settled = via();
