@@ -13,7 +13,7 @@ import { warm } from '../support/l1-helpers';
 
 /**
  * The cache against a real 3-master Redis Cluster (no replicas), started by the harness: the cluster code paths
- * (auto-pipelining per node, per-master SCAN, per-key GETs for mget, tags as per-slot sets, pub/sub overwrites on
+ * (reads routed to each master, per-master SCAN, per-key GETs for mget, tags as per-slot sets, pub/sub overwrites on
  * the bus, CLUSTER INFO/NODES in health and metrics), and a master dying.
  */
 

@@ -63,9 +63,14 @@ export class Deadlines<C = undefined> {
     return this.pending.size;
   }
 
-  /** Registers a client whose stamped commands this sweep enforces. */
-  watch(queue: () => CommandQueue | undefined, context: C): void {
-    this.queues.push({ queue, context });
+  /** Registers a client whose stamped commands this sweep enforces; returns what stops watching it (a client that went away). */
+  watch(queue: () => CommandQueue | undefined, context: C): () => void {
+    const entry = { queue, context };
+    this.queues.push(entry);
+    return () => {
+      const i = this.queues.indexOf(entry);
+      if (i >= 0) this.queues.splice(i, 1);
+    };
   }
 
   /** Call after sending a stamped command: makes sure a sweep will look at it. */
@@ -73,9 +78,10 @@ export class Deadlines<C = undefined> {
     if (!this.timer) this.arm();
   }
 
-  run<T>(p: Promise<T>, op: string, context: C): Promise<T | L2Failed> {
+  /** `deadline`: one already running (performance.now() based), e.g. a retry's, which must not get a fresh one. */
+  run<T>(p: Promise<T>, op: string, context: C, deadline = performance.now() + this.timeoutMs): Promise<T | L2Failed> {
     return new Promise<T | L2Failed>((resolve) => {
-      const entry: Pending<C> = { deadline: performance.now() + this.timeoutMs, settle: resolve, context };
+      const entry: Pending<C> = { deadline, settle: resolve, context };
       this.pending.add(entry);
       if (!this.timer) this.arm();
       p.then(

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Command, type Cluster, type Redis } from 'ioredis';
 import { DEADLINE_MISSED, Deadlines, L2_FAILED, type CommandQueue, type L2Failed, type StampedCommand } from './deadline';
+import { ClusterReads, type RoutedNode } from './cluster-reads';
 import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
@@ -175,9 +176,18 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
    * Standalone/Sentinel: the first command of a tick is written at once (a lone call costs what a raw
    * ioredis call costs); the ones after it in the same tick are corked and leave together in one socket
    * write when the tick ends. ioredis auto-pipelining instead builds a Pipeline per batch and defers to
-   * setImmediate, a cost a lone call pays in full. A Cluster keeps auto-pipelining (per node).
+   * setImmediate, a cost a lone call pays in full. On a Cluster, reads get the same scheme per master
+   * connection (`routes`); everything else goes through the Cluster client.
    */
   private readonly coalesce: boolean;
+  /**
+   * Cluster only: reads written straight to the connection of the master serving the key (cluster-reads.ts),
+   * corked per tick as above, instead of one socket write per command through Cluster#sendCommand. A read
+   * it cannot route, or whose reply is a redirection, goes through the Cluster client (see reroute()).
+   */
+  private readonly routes: ClusterReads<Conn> | undefined;
+  /** The Cluster client's command options (its keyPrefix): a routed command is built as the client would build it. */
+  private readonly routedOptions: typeof UTF8 & { keyPrefix?: string };
 
   constructor(
     factory: RedisConnectionFactory,
@@ -202,7 +212,10 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
     this.conns = Array.from({ length: n }, (_, i) => {
       const name = n === 1 ? 'data' : `data-${i}`;
       // ioredis' socketTimeout arms a timer and a 'data' listener per command; the watchdog below does the
-      // same job from the deadline sweep at no per-call cost.
+      // same job from the deadline sweep at no per-call cost. On a Cluster the override lands in the node
+      // clients' redisOptions, not on the Cluster client, whose commands are written as they are called.
+      // Keep it that way: the Cluster client's auto-pipelining would hold writes and deletes until
+      // setImmediate, and a routed read of the same key (written at the tick's end) would overtake them.
       const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
       // EVALSHA instead of EVAL: fills and tagged writes would otherwise send the scripts' text every time.
       (client as Redis).defineCommand('tcFillStore', { numberOfKeys: 2, lua: FILL_STORE });
@@ -239,6 +252,29 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
         this.deadlines.watch(() => client.prevCommandQueue ?? undefined, conn);
       }
     }
+    this.routedOptions = commandOptions(this.conns[0]);
+    this.routes = this.mode === 'cluster' ? new ClusterReads<Conn>(this.conns[0].client as Cluster, (client) => this.adoptNode(client)) : undefined;
+  }
+
+  /** A master connection reads are routed to: its own tick state, and its unanswered commands under the deadline sweep. */
+  private adoptNode(client: Redis): RoutedNode<Conn> {
+    const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
+    // A new socket is not corked: the tick's end must not uncork it.
+    const reset = (): void => {
+      conn.tick = IDLE;
+    };
+    client.on('connect', reset);
+    const withPrev = client as Redis & { prevCommandQueue?: CommandQueue | null };
+    const unwatch = this.deadlines.watch(() => client.commandQueue as unknown as CommandQueue, conn);
+    const unwatchPrev = this.deadlines.watch(() => withPrev.prevCommandQueue ?? undefined, conn);
+    return {
+      node: conn,
+      dispose: () => {
+        unwatch();
+        unwatchPrev();
+        client.off('connect', reset);
+      },
+    };
   }
 
   private readonly getFailed = (err: unknown): L2Failed => this.failed('get', err);
@@ -319,8 +355,11 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
     return cmd.promise;
   }
 
-  /** `several`: `fn` sends more than one command; they are corked from the first so they share one write. */
-  private run<T>(op: string, fn: (c: RedisClient) => Promise<T>, several = false, write = false): Promise<T | L2Failed> {
+  /**
+   * `several`: `fn` sends more than one command; they are corked from the first so they share one write.
+   * `deadline`: a routed read's own, when it falls back here (the retry gets what is left of it, no more).
+   */
+  private run<T>(op: string, fn: (c: RedisClient) => Promise<T>, several = false, write = false, deadline?: number): Promise<T | L2Failed> {
     const conn = this.closed ? undefined : this.pick(write);
     if (!conn) return Promise.resolve(L2_FAILED);
     const c = conn.client;
@@ -332,7 +371,30 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
       this.onError(op, err);
       return Promise.resolve(L2_FAILED);
     }
-    return this.deadlines.run(p, op, conn);
+    return this.deadlines.run(p, op, conn, deadline);
+  }
+
+  /**
+   * A routed read's command, on the master's connection as the Cluster client would send it. Only the last
+   * command of a read carries the deadline: the sweep then fails the call once and counts one missed
+   * deadline, as run() does; the commands before it are answered first (or fail with it when the socket goes).
+   */
+  private routed(conn: Conn, name: string, args: Array<string | number>, deadline?: number): Promise<unknown> {
+    const cmd = new Command(name, args, this.routedOptions);
+    if (deadline !== undefined) (cmd as unknown as StampedCommand).tcDeadline = deadline;
+    (conn.client as Redis).sendCommand(cmd);
+    return cmd.promise;
+  }
+
+  /**
+   * A routed read failed. A missed deadline (or a closed tier) leaves nothing to retry within. Anything else
+   * (MOVED/ASK after a slot moved, CLUSTERDOWN, TRYAGAIN, a connection that closed under the read) goes once
+   * through the Cluster client, within what is left of the deadline: the client follows the redirection,
+   * refreshes its slot table (so the next reads route to the new master), and reports what still fails.
+   */
+  private reroute<T>(err: unknown, retry: () => Promise<T | L2Failed>): Promise<T | L2Failed> | L2Failed {
+    if (err === DEADLINE_MISSED || this.closed) return L2_FAILED;
+    return retry();
   }
 
   /**
@@ -355,20 +417,51 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
   }
 
   get(pkey: string): Promise<string | null | L2Failed> {
-    if (!this.coalesce) return this.run('get', (c) => c.get(pkey));
+    if (this.routes !== undefined) {
+      const conn = this.closed ? undefined : this.routes.nodeFor(pkey);
+      if (conn === undefined) return this.run('get', (c) => c.get(pkey));
+      const deadline = performance.now() + this.commandTimeoutMs;
+      this.enterTick(conn, false);
+      const value = this.routed(conn, 'get', [pkey], deadline) as Promise<string | null>;
+      this.deadlines.ensureArmed();
+      return value.then(undefined, (err: unknown) => this.reroute(err, () => this.run('get', (c) => c.get(pkey), false, false, deadline)));
+    }
     const conn = this.closed ? undefined : this.pick(false);
     if (!conn) return FAILED;
     return (this.send(conn, 'get', [pkey]) as Promise<string | null>).then(undefined, this.getFailed);
   }
 
-  /** Value and remaining TTL in one round trip (auto-pipelined), for promotion into L1. */
+  /** Value and remaining TTL in one round trip (one socket write), for promotion into L1. */
   getWithPttl(pkey: string): Promise<[string | null, number] | L2Failed> {
-    return this.run('get', (c) => Promise.all([c.get(pkey), c.pttl(pkey)]), true);
+    const conn = this.routes === undefined || this.closed ? undefined : this.routes.nodeFor(pkey);
+    if (conn === undefined) return this.getWithPttlVia(pkey);
+    const deadline = performance.now() + this.commandTimeoutMs;
+    this.enterTick(conn, true);
+    const get = this.routed(conn, 'get', [pkey]);
+    const pttl = this.routed(conn, 'pttl', [pkey], deadline);
+    this.deadlines.ensureArmed();
+    // Replies come in order: when the PTTL's arrives, the GET's is in.
+    let value: unknown;
+    let refused: unknown;
+    get.then(
+      (v) => (value = v),
+      (err: unknown) => (refused = err ?? new Error('GET refused')),
+    );
+    const retry = (): Promise<[string | null, number] | L2Failed> => this.getWithPttlVia(pkey, deadline);
+    return pttl.then(
+      (t) => (refused === undefined ? [value as string | null, t as number] : this.reroute(refused, retry)),
+      (err: unknown) => this.reroute(err, retry),
+    );
+  }
+
+  /** getWithPttl through the client (a Cluster's routes it), both in one write. */
+  private getWithPttlVia(pkey: string, deadline?: number): Promise<[string | null, number] | L2Failed> {
+    return this.run('get', (c) => Promise.all([c.get(pkey), c.pttl(pkey)]), true, false, deadline);
   }
 
   mget(pkeys: readonly string[], withPttl: boolean): Promise<Array<[string | null, number]> | L2Failed> {
     if (this.mode === 'cluster') {
-      // One MGET cannot span slots; auto-pipelining sends these in one write per node, not N round trips.
+      // One MGET cannot span slots: a GET (and PTTL) per key, each written as it is called, all in flight at once.
       return this.run('mget', (c) => Promise.all(pkeys.map((k) => Promise.all([c.get(k), withPttl ? c.pttl(k) : Promise.resolve(-1)]))));
     }
     if (!withPttl) return this.run('mget', (c) => c.mget(...pkeys).then((vals) => vals.map((v): [string | null, number] => [v, -1])));
@@ -513,6 +606,29 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
       mget.then((r) => (values = r), ignore);
       return pttl.then((t) => this.fillRead(values, t as number), this.getFailed);
     }
+    const at = this.routes === undefined || this.closed || fenceKey === undefined ? undefined : this.routes.nodeFor(pkey);
+    // The generation lives in a slot of its own, often on another master.
+    const genAt = at && (this.routes as ClusterReads<Conn>).nodeFor(genKey);
+    if (at !== undefined && genAt !== undefined) {
+      const deadline = performance.now() + this.commandTimeoutMs;
+      this.enterTick(at, true);
+      if (genAt !== at) this.enterTick(genAt, false);
+      // The last command on each master carries the deadline (two only if both masters hang).
+      const value = this.routed(at, 'get', [pkey]);
+      const pttl = withPttl ? this.routed(at, 'pttl', [pkey]) : -1;
+      const fence = this.routed(at, 'get', [fenceKey as string], genAt === at ? undefined : deadline);
+      const gen = this.routed(genAt, 'get', [genKey], deadline);
+      this.deadlines.ensureArmed();
+      return Promise.all([value, pttl, fence, gen]).then(
+        ([v, t, f, g]): [string | null, number, string, string] => [v as string | null, t as number, (f as string | null) ?? '', (g as string | null) ?? ''],
+        (err: unknown) => this.reroute(err, () => this.readForFillVia(pkey, fenceKey, genKey, withPttl, deadline)),
+      );
+    }
+    return this.readForFillVia(pkey, fenceKey, genKey, withPttl);
+  }
+
+  /** readForFill through the Cluster client. */
+  private readForFillVia(pkey: string, fenceKey: string | undefined, genKey: string, withPttl: boolean, deadline?: number): Promise<[string | null, number, string, string] | L2Failed> {
     return this.run(
       'get',
       (c) =>
@@ -520,6 +636,8 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
           ([v, t, f, g]): [string | null, number, string, string] => [v, t, f ?? '', g ?? ''],
         ),
       true,
+      false,
+      deadline,
     );
   }
 
@@ -809,7 +927,9 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
   async close(): Promise<void> {
     this.closed = true;
     for (const dispose of this.disposers) dispose();
+    // Fails the routed reads still waiting on a master's connection first: then stop watching those.
     this.deadlines.close();
+    this.routes?.close();
     await Promise.all(
       this.conns.map(async ({ client: c }) => {
         if (c.status === 'ready') {
