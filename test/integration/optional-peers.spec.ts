@@ -11,7 +11,7 @@ function transpileLib(outDir: string): void {
   const walk = (dir: string): string[] =>
     readdirSync(dir).flatMap((f) => {
       const p = join(dir, f);
-      return statSync(p).isDirectory() ? walk(p) : p.endsWith('.ts') ? [p] : [];
+      return statSync(p).isDirectory() ? walk(p) : p.endsWith('.ts') && !p.endsWith('.d.ts') ? [p] : [];
     });
   for (const file of walk(join(root, 'lib'))) {
     const out = ts.transpileModule(readFileSync(file, 'utf8'), {
