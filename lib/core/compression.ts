@@ -11,7 +11,7 @@ import { ENTRY_BROTLI, ENTRY_COMPRESSED, ENTRY_DEFLATE, ENTRY_GZIP, encodeEntry,
  *
  * Synchronous on purpose: a tier's writes leave in the order the engine issued them (a delete must never
  * overtake the write before it), and an await between the call and the command would break that order. At the
- * default settings, 10 KB of JSON takes some 20 µs and 100 KB some 110 µs (bench/tiers.bench.js measures it).
+ * default settings, 10 KB of JSON takes some 20 µs and 100 KB some 110 µs (bench/compression.bench.js measures it).
  */
 export type CompressionAlgorithm = 'gzip' | 'deflate' | 'brotli';
 
