@@ -5,14 +5,13 @@ import { inflatePayload } from './compression';
 import { ENTRY_COMPRESSED, ENTRY_NEWER, readHeader, type EntryHeader } from './entry-envelope';
 import { fenceKeyOf, type FillSeen } from './fill-fence';
 import type { DeferredInvalidations } from './deferred-invalidations';
-import { compressionStats, ratio, type TierStats } from './tier-stats';
+import { compressionStats, mean, ratio, type TierStats } from './tier-stats';
 import type { LowerTiers } from './lower-tiers';
 import { L2_FAILED, type RedisTier } from './tiers/redis.tier';
 import type { FillMark } from './tiers/tier';
 import { cappedTtl, type Tier } from './tiers/tier';
 
 const TRUE: Promise<boolean> = Promise.resolve(true);
-const mean = (total: number, samples: number): number => (samples === 0 ? 0 : total / samples);
 
 /** A fill's read below L1: the value, or what its stores will be checked against in each tier. */
 export interface FillRead {

@@ -38,9 +38,7 @@ export interface EngineCounters {
   gets: number;
   sets: number;
   deletes: number;
-  latencyTotal: number;
-  latencySamples: number;
-  /** The sampled lookups L1 answered, and those that went below it. */
+  /** The sampled lookups L1 answered, and those that went below it (stats().overall adds them up). */
   l1LatencyTotal: number;
   l1LatencySamples: number;
   belowLatencyTotal: number;
@@ -61,8 +59,6 @@ export function newCounters(): EngineCounters {
     gets: 0,
     sets: 0,
     deletes: 0,
-    latencyTotal: 0,
-    latencySamples: 0,
     l1LatencyTotal: 0,
     l1LatencySamples: 0,
     belowLatencyTotal: 0,

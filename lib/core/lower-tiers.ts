@@ -3,7 +3,7 @@ import { EntryCompressor } from './compression';
 import { DeferredInvalidations, type InvalidationTarget, type LandedInvalidation } from './deferred-invalidations';
 import { compileGlob } from './glob';
 import { resolveRedis } from './options';
-import { compressionStats, ratio, type TierStats } from './tier-stats';
+import { compressionStats, mean, ratio, type TierStats } from './tier-stats';
 import type { ResolvedLowerTier } from './tier-options';
 import { PostgresTier } from './tiers/postgres.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
@@ -345,7 +345,7 @@ export class LowerTiers {
         errors: n.errors + l.tier.deadlines.timeouts,
         timeouts: l.tier.deadlines.timeouts,
         ready: l.tier.ready,
-        meanLatencyMs: n.latencySamples === 0 ? 0 : n.latencyTotal / n.latencySamples,
+        meanLatencyMs: mean(n.latencyTotal, n.latencySamples),
       };
       const c = compressionStats(l.tier.compressor);
       if (c) out[l.tier.name].compression = c;

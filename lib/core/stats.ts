@@ -3,7 +3,7 @@ import type { EngineContext } from './engine-context';
 import type { InvalidationQueue } from './invalidation-queue';
 import type { InvalidationStats } from './invalidation-stats';
 import type { DeferredInvalidations } from './deferred-invalidations';
-import { ratio, type TierStats } from './tier-stats';
+import { mean, ratio, type TierStats } from './tier-stats';
 
 export { ratio, type TierStats };
 
@@ -116,7 +116,7 @@ export function statsReport(ctx: EngineContext, src: StatsSources): CacheStats {
       hits,
       misses,
       hitRatio: ratio(hits, misses),
-      meanLatencyMs: n.latencySamples === 0 ? 0 : n.latencyTotal / n.latencySamples,
+      meanLatencyMs: mean(n.l1LatencyTotal + n.belowLatencyTotal, n.l1LatencySamples + n.belowLatencySamples),
       sets: n.sets,
       deletes: n.deletes,
     },

@@ -23,28 +23,20 @@ export interface LowerWriteBehind {
   maxQueue: number;
 }
 
-/** A tier below the first Redis tier, validated (durations in ms; connections resolved by options.ts). */
+/** What every tier below the first Redis tier has, validated (durations in ms). */
+interface LowerTierCommon {
+  name: string;
+  ttl: number;
+  promoteAfter: number;
+  behind: LowerWriteBehind | undefined;
+  compression: ResolvedCompression | undefined;
+  hitRateTarget: ResolvedHitRateTarget | undefined;
+}
+
+/** A tier below the first Redis tier, validated (connections resolved by options.ts). */
 export type ResolvedLowerTier =
-  | {
-      type: 'redis';
-      name: string;
-      ttl: number;
-      promoteAfter: number;
-      behind: LowerWriteBehind | undefined;
-      compression: ResolvedCompression | undefined;
-      hitRateTarget: ResolvedHitRateTarget | undefined;
-      redis: string | RedisConnectionOptions;
-    }
-  | {
-      type: 'postgres';
-      name: string;
-      ttl: number;
-      promoteAfter: number;
-      behind: LowerWriteBehind | undefined;
-      compression: ResolvedCompression | undefined;
-      hitRateTarget: ResolvedHitRateTarget | undefined;
-      postgres: Omit<PostgresTierOptions, 'namespace' | 'name' | 'fillWindow'>;
-    };
+  | (LowerTierCommon & { type: 'redis'; redis: string | RedisConnectionOptions })
+  | (LowerTierCommon & { type: 'postgres'; postgres: Omit<PostgresTierOptions, 'namespace' | 'name' | 'fillWindow'> });
 
 /** The `tiers` list as the short form it extends (`l1`, `l2`, `redis`, `writeBehind`), plus the tiers below. */
 export interface ExpandedTiers {

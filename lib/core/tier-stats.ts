@@ -34,6 +34,11 @@ export function compressionStats(c: { compressed: number; bytesIn: number; bytes
   return c === undefined ? undefined : { entries: c.compressed, bytesBefore: c.bytesIn, bytesAfter: c.bytesOut };
 }
 
+/** total / samples, 0 before the first sample. */
+export function mean(total: number, samples: number): number {
+  return samples === 0 ? 0 : total / samples;
+}
+
 /** hits / (hits + misses), 0 before the first lookup. */
 export function ratio(hits: number, misses: number): number {
   const total = hits + misses;

@@ -447,8 +447,6 @@ export class TieredCache {
   #sampleLatency(t0: number, op: CacheOperation, tier: CacheTier): void {
     const ms = performance.now() - t0;
     const n = this.#state.n;
-    n.latencyTotal += ms;
-    n.latencySamples++;
     if (tier === 'l1') {
       n.l1LatencyTotal += ms;
       n.l1LatencySamples++;

@@ -508,9 +508,7 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
     const refused: string[] = [];
     let reserved = false;
     for (const w of latest.values()) {
-      const value = this.compressor ? this.compressor.pack(w.value) : w.value;
-      // A compressed value is base64: its length is its size.
-      const size = value !== w.value ? value.length : (w.bytes ?? Buffer.byteLength(w.value, 'utf8'));
+      const { value, size } = this.storedForm(w);
       if (w.key === GEN_KEY) {
         // Not a cache key (the engine refuses it): the generation row must stay what it is.
         reserved = true;
@@ -548,10 +546,15 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
     });
   }
 
+  /** What a write stores and weighs (the `bytes` that maxBytes trims by): compressed, a base64 value is its own size. */
+  private storedForm(w: TierWrite<string>): { value: string; size: number } {
+    const value = this.compressor === undefined ? w.value : this.compressor.pack(w.value);
+    return { value, size: value !== w.value ? value.length : (w.bytes ?? Buffer.byteLength(w.value, 'utf8')) };
+  }
+
   storeFenced(w: TierWrite<string>, mark: FillMark): Promise<boolean | L2Failed> {
     if (this.closed) return FAILED;
-    const value = this.compressor ? this.compressor.pack(w.value) : w.value;
-    const size = value !== w.value ? value.length : (w.bytes ?? Buffer.byteLength(w.value, 'utf8'));
+    const { value, size } = this.storedForm(w);
     // No generation row to lock: nothing would order this write against an invalidation.
     if (mark.generation === '' || w.key === GEN_KEY || (this.maxBytes !== undefined && size > this.maxBytes)) return Promise.resolve(false);
     const values = [this.namespace, w.key, value, w.ttl, w.tags ? Array.from(w.tags) : [], size, mark.generation, mark.fence];

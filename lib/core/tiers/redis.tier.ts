@@ -533,7 +533,7 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
    * everywhere): the caller has already stored the value in L1 and answers true either way.
    */
   set(w: L2Write): Promise<true> {
-    const payload = this.compressor ? this.compressor.pack(w.payload) : w.payload;
+    const payload = this.stored(w.payload);
     if (w.tagKeys && w.tagKeys.length > 0) return this.run('set', (c) => writeOne(c, w, payload), true, true).then(returnTrue);
     if (!this.coalesce) return this.run('set', (c) => c.set(w.pkey, payload, 'PX', w.ttl), false, true).then(returnTrue);
     const conn = this.closed ? undefined : this.pick(true);
@@ -545,8 +545,12 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
 
   /** Many writes in one round trip (auto-pipelined; per node on a Cluster). */
   setMany(writes: readonly L2Write[]): Promise<boolean | L2Failed> {
-    const c = this.compressor;
-    return this.run('mset', (client) => Promise.all(writes.map((w) => writeOne(client, w, c ? c.pack(w.payload) : w.payload))).then(() => true), true, true);
+    return this.run('mset', (c) => Promise.all(writes.map((w) => writeOne(c, w, this.stored(w.payload)))).then(() => true), true, true);
+  }
+
+  /** What this tier stores for a payload: compressed when it compresses and the payload is large enough (compression.ts). */
+  private stored(payload: string): string {
+    return this.compressor === undefined ? payload : this.compressor.pack(payload);
   }
 
   /**
@@ -654,7 +658,7 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
    */
   async storeFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }): Promise<boolean | L2Failed> {
     if (fenceKey === undefined) return false;
-    const payload = this.compressor ? this.compressor.pack(write.payload) : write.payload;
+    const payload = this.stored(write.payload);
     const w = payload === write.payload ? write : { ...write, payload };
     if (this.mode !== 'cluster') return this.storeFillStaged(w, fenceKey, genKey, seen, false);
     // The generation is in another slot: checked just before (see fill-fence.ts for the window this leaves).
