@@ -4,18 +4,41 @@ import type { EngineContext, PreparedWrite } from './engine-context';
 import { inflatePayload } from './compression';
 import { ENTRY_COMPRESSED, ENTRY_NEWER, readHeader, type EntryHeader } from './entry-envelope';
 import { fenceKeyOf, type FillSeen } from './fill-fence';
+import { GracedEntry } from './get-set/graced-entry';
 import type { DeferredInvalidations } from './deferred-invalidations';
 import { compressionStats, mean, ratio, type TierStats } from './tier-stats';
 import type { LowerTiers } from './lower-tiers';
-import { L2_FAILED, type RedisTier } from './tiers/redis.tier';
+import { L2_FAILED, type RedisTier, type ReplacedEntry } from './tiers/redis.tier';
 import type { FillMark } from './tiers/tier';
 import { cappedTtl, type Tier } from './tiers/tier';
 
 const TRUE: Promise<boolean> = Promise.resolve(true);
 
+/**
+ * A copy a getOrSet may serve instead of waiting for its factory: one past its TTL but within grace (`stale`), or
+ * a fresh value past its eager-refresh point.
+ */
+export interface HeldCopy {
+  value: unknown;
+  stale: boolean;
+  /** When the value was written (epoch ms). */
+  createdAt: number;
+  /** L2's entry, when it came from there: what the refresh's store replaces (and nothing else). */
+  replaces?: ReplacedEntry;
+  /**
+   * Until when this instance may keep it (epoch ms) without outliving what names it in a tag index: the end of
+   * the copy it came from; 0 when unknown (fail-safe then serves it, but keeps nothing).
+   */
+  keepUntil: number;
+  tags?: readonly string[];
+}
+
 /** A fill's read below L1: the value, or what its stores will be checked against in each tier. */
 export interface FillRead {
+  /** A fresh value (undefined when there is none). */
   value: unknown;
+  /** A stale copy (value undefined), or the fresh value again when it is due for an early refresh. */
+  copy?: HeldCopy;
   /** L2's fence and generation; undefined when L2 could not be asked (the fill then keeps its value in L1 only). */
   seen?: FillSeen;
   /** Each lower tier's mark (undefined where it was not asked). */
@@ -38,6 +61,8 @@ export class CacheStack {
    * weighs. copyToL1 runs right after decodeStored, in the same synchronous stretch.
    */
   #decoded = '';
+  /** Where the payload decodeStored() last read starts (the length of its envelope header). */
+  #at = 0;
 
   constructor(private readonly ctx: EngineContext) {
     const o = ctx.options;
@@ -133,7 +158,10 @@ export class CacheStack {
           const rows = await lower.readMany(still.map((i) => keys[i]));
           still.forEach((i, j) => {
             const row = rows[j];
-            if (row !== undefined) out[i] = this.decodeStored(keys[i], row.value, (k) => void lower.deleteKeys([k]), 'the tiers below L2') as T | undefined;
+            if (row === undefined) return;
+            const value = this.decodeStored(keys[i], row.value, (k) => void lower.deleteKeys([k]), 'the tiers below L2') as T | undefined;
+            const staleAt = this.#header.staleAt;
+            if (staleAt < 0 || Date.now() < staleAt) out[i] = value;
           });
         }
       }
@@ -148,7 +176,7 @@ export class CacheStack {
    * (fill-fence.ts). `seen` is undefined when Redis could not be asked (unreachable, or an invalidation of the
    * key still waiting to reach it): the fill then keeps its value in L1 only.
    */
-  async readForFill(key: string): Promise<FillRead> {
+  async readForFill(key: string, eagerRefresh = 0): Promise<FillRead> {
     const ctx = this.ctx;
     const deferred = ctx.deferred as DeferredInvalidations;
     if (!deferred.idle && deferred.blocks(key)) {
@@ -165,8 +193,14 @@ export class CacheStack {
       const seen = r === L2_FAILED ? undefined : { fence: r[2], generation: r[3], startedAt };
       if (r === L2_FAILED) ctx.n.l2Misses++;
       else {
-        const value = this.accept(key, r[0], promote ? r[1] : undefined, since);
-        if (value !== undefined) return { value };
+        const found = this.acceptForFill(key, r[0], promote ? r[1] : undefined, since, eagerRefresh);
+        if (found !== undefined) {
+          found.seen = seen;
+          // A stale copy in L2 may still be fresh below it (a longer-lived tier): only a plain miss goes down.
+          if (found.value !== undefined || lower === undefined) return found;
+          const below = await this.readLower(lower, key, seen, since);
+          return below.value !== undefined ? below : { ...below, copy: found.copy };
+        }
       }
       return lower === undefined ? { value: undefined, seen } : await this.readLower(lower, key, seen, since);
     } finally {
@@ -186,6 +220,11 @@ export class CacheStack {
     if (hit === undefined) return { value: undefined, seen, marks: r.marks };
     const value = this.decodeStored(key, hit.payload, (k) => void lower.deleteKeys([k]), `tier ${lower.levels[hit.level].tier.name}`);
     if (value === undefined) return { value: undefined, seen, marks: r.marks };
+    const { staleAt, createdAt } = this.#header;
+    if (staleAt >= 0 && Date.now() >= staleAt) {
+      // Past this tier's TTL, within its grace: not copied up (a refresh replaces it), served by getOrSet alone.
+      return { value: undefined, seen, marks: r.marks, copy: { value, stale: true, createdAt, keepUntil: 0 } };
+    }
     if (hit.due && !ctx.closed) {
       void lower.promote(key, hit, r.marks);
       const l2Ttl = cappedTtl(ctx.options.l2.ttl, hit.ttl);
@@ -193,7 +232,7 @@ export class CacheStack {
         const pkey = ctx.prefix + key;
         void (ctx.l2 as RedisTier).storeFill({ pkey, payload: hit.payload, ttl: l2Ttl }, fenceKeyOf(ctx.reserved.fencePrefix, pkey), ctx.reserved.genKey, seen);
       }
-      this.copyToL1(key, value, hit.ttl, since);
+      this.copyToL1(key, value, hit.ttl, since, staleAt, createdAt);
     }
     return { value };
   }
@@ -206,14 +245,58 @@ export class CacheStack {
     const ctx = this.ctx;
     const n = ctx.n;
     const value = payload === null ? undefined : this.decodeStored(key, payload, this.#dropL2, 'Redis');
-    if (value === undefined) {
+    const { staleAt, createdAt } = this.#header;
+    // A copy past its TTL is kept for getOrSet (grace), and is a miss to every other read.
+    if (value === undefined || (staleAt >= 0 && Date.now() >= staleAt)) {
       n.l2Misses++;
       return undefined;
     }
     n.l2Hits++;
-    if (pttl !== undefined) this.copyToL1(key, value, pttl, since);
-    else if (ctx.l1 && !ctx.closed && ctx.l1Trusted) this.#promoteCounts?.set(key, (this.#promoteCounts.get(key) ?? 0) + 1);
+    if (pttl !== undefined) this.copyToL1(key, value, pttl, since, staleAt, createdAt);
+    else this.countTowardPromotion(key);
     return value;
+  }
+
+  private countTowardPromotion(key: string): void {
+    const ctx = this.ctx;
+    if (ctx.l1 && !ctx.closed && ctx.l1Trusted) this.#promoteCounts?.set(key, (this.#promoteCounts.get(key) ?? 0) + 1);
+  }
+
+  /**
+   * accept() for a fill: a fresh value, a stale copy (past its TTL, within grace: counted as a stale hit), or a
+   * fresh value due for an early refresh (at `eagerRefresh` of its lifetime, 0: never); undefined for a miss.
+   */
+  private acceptForFill(key: string, payload: string | null, pttl: number | undefined, since: number, eagerRefresh: number): FillRead | undefined {
+    const n = this.ctx.n;
+    const value = payload === null ? undefined : this.decodeStored(key, payload, this.#dropL2, 'Redis');
+    if (value === undefined) {
+      n.l2Misses++;
+      return undefined;
+    }
+    const { staleAt, createdAt } = this.#header;
+    if (staleAt < 0) {
+      n.l2Hits++;
+      if (pttl !== undefined) this.copyToL1(key, value, pttl, since, -1, 0);
+      else this.countTowardPromotion(key);
+      return { value };
+    }
+    const now = Date.now();
+    const stale = now >= staleAt;
+    if (stale) n.staleHits++;
+    else n.l2Hits++;
+    // A stale copy goes into L1 too (as stale): the next calls there are answered at L1 speed while it refreshes.
+    if (pttl !== undefined) this.copyToL1(key, value, pttl, since, staleAt, createdAt);
+    else if (!stale) this.countTowardPromotion(key);
+    const due = !stale && eagerRefresh > 0 && now >= createdAt + eagerRefresh * (staleAt - createdAt);
+    if (!stale && !due) return { value };
+    const copy: HeldCopy = {
+      value,
+      stale,
+      createdAt,
+      replaces: { header: (payload as string).slice(0, this.#at), bytes: Buffer.byteLength(payload as string, 'utf8') },
+      keepUntil: pttl !== undefined && pttl > 0 ? now + pttl : 0,
+    };
+    return stale ? { value: undefined, copy } : { value, copy };
   }
 
   /** An L2 hit's garbage is removed so the next read refills it. */
@@ -223,13 +306,23 @@ export class CacheStack {
    * Copies a value read below L1 into it, for at most what the tier it came from has left (`remaining`; -1: no
    * expiry there; 0: it expires within this millisecond), unless an invalidation of the key came after the read.
    */
-  private copyToL1(key: string, value: unknown, remaining: number, since: number): void {
+  private copyToL1(key: string, value: unknown, remaining: number, since: number, staleAt: number, createdAt: number): void {
     const ctx = this.ctx;
     const l1 = ctx.l1;
     if (!l1 || ctx.closed || !ctx.l1Trusted) return;
-    const ttl = cappedTtl(ctx.options.l1.ttl, remaining);
+    let ttl = cappedTtl(ctx.options.l1.ttl, remaining);
+    let stored: unknown;
+    if (staleAt >= 0 && ttl > 0) {
+      // L1's own TTL bounds the fresh part; the copy is kept through what is left of the grace below it.
+      const now = Date.now();
+      const freshLeft = Math.max(0, staleAt - now);
+      const fresh = Math.min(ctx.options.l1.ttl, freshLeft);
+      ttl = remaining === -1 ? fresh + ctx.options.l1.ttl : Math.min(remaining, fresh + Math.max(0, remaining - freshLeft));
+      stored = new GracedEntry(ctx.protection.toStored(value), createdAt, now + fresh, staleAt);
+      l1.graced = true;
+    }
     if (ttl > 0 && !ctx.flights.isStale(key) && !(since >= 0 && ctx.readGuard.changedSince(key, since)) && l1.admits(key)) {
-      l1.set(key, ctx.protection.toStored(value), ttl, undefined, this.l1SizeOf(this.#decoded));
+      l1.set(key, (stored ?? ctx.protection.toStored(value)) as object, ttl, undefined, this.l1SizeOf(this.#decoded));
       this.#promoteCounts?.delete(key);
       ctx.n.promotions++;
     }
@@ -243,8 +336,12 @@ export class CacheStack {
   private decodeStored(key: string, payload: string, drop: (key: string) => void, where: string): unknown {
     const ctx = this.ctx;
     const h = this.#header;
+    // readHeader leaves `h` as it was for anything but a current envelope: no logical expiry unless it says so.
+    h.staleAt = -1;
+    h.createdAt = 0;
     // Where the codec's payload starts (entry-envelope.ts): 0 for an entry written before the envelope.
     const at = readHeader(payload, h);
+    this.#at = at;
     if (at === ENTRY_NEWER) {
       ctx.n.newerEntries++;
       ctx.log('warn', 'entry-version', `entry under "${key}" is in a newer format than this version reads: treated as a miss and left in ${where}`);
@@ -298,7 +395,15 @@ export class CacheStack {
 
   /** The L1 part of a write (also what a fenced fill does once Redis took its value). */
   writeL1(w: PreparedWrite, value: unknown): void {
-    if (this.ctx.l1) this.ctx.l1.set(w.key, this.ctx.protection.toStored(value), w.l1Ttl, w.tags, w.bytes);
+    const l1 = this.ctx.l1;
+    if (l1) {
+      const stored = this.ctx.protection.toStored(value);
+      if (w.staleAt === undefined) l1.set(w.key, stored, w.l1Ttl, w.tags, w.bytes);
+      else {
+        l1.graced = true;
+        l1.set(w.key, new GracedEntry(stored, w.createdAt, w.createdAt + w.l1Fresh, w.staleAt), w.l1Ttl, w.tags, w.bytes);
+      }
+    }
     this.#promoteCounts?.delete(w.key);
   }
 

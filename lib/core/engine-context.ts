@@ -20,6 +20,14 @@ export interface PreparedWrite extends L2Write {
   bytes: number;
   /** The call's own ttl, when it gave one: it caps every lower tier's TTL too. */
   callTtl?: number;
+  /** Written with a logical expiry (grace or eager refresh): when it goes stale, epoch ms; `ttl` and `l1Ttl` then include `grace`. */
+  staleAt?: number;
+  /** How long every tier keeps the entry past its TTL (0: none). */
+  grace: number;
+  /** When the value was encoded (epoch ms; the envelope's createdAt). */
+  createdAt: number;
+  /** How long the L1 copy is fresh (ms): l1Ttl without the grace. */
+  l1Fresh: number;
   /** Intent sequence number, set when a deferred delete of this key is pending (see DeferredInvalidations). */
   seq?: number;
 }
@@ -35,6 +43,17 @@ export interface EngineCounters {
   corrupt: number;
   newerEntries: number;
   fillsRefused: number;
+  /** getOrSet lookups that found a copy past its TTL, within grace (in L2 or below; L1's are l1Hits). */
+  staleHits: number;
+  /** Stale copies served instead of waiting for the factory (stale-while-revalidate, soft timeout, fail-safe). */
+  staleServed: number;
+  /** Background refreshes started (stale or early), and those whose factory failed. */
+  refreshes: number;
+  refreshFailures: number;
+  /** Factory failures or timeouts answered with a stale copy. */
+  failSafe: number;
+  softTimeouts: number;
+  hardTimeouts: number;
   gets: number;
   sets: number;
   deletes: number;
@@ -56,6 +75,13 @@ export function newCounters(): EngineCounters {
     corrupt: 0,
     newerEntries: 0,
     fillsRefused: 0,
+    staleHits: 0,
+    staleServed: 0,
+    refreshes: 0,
+    refreshFailures: 0,
+    failSafe: 0,
+    softTimeouts: 0,
+    hardTimeouts: 0,
     gets: 0,
     sets: 0,
     deletes: 0,

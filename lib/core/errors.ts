@@ -21,6 +21,20 @@ export class CacheSerializationError extends Error {
   }
 }
 
+/**
+ * What getOrSet rejects with when its factory ran past `timeout.hard` and there was no stale copy to serve. The
+ * factory is not stopped (nothing can stop a promise): its result is still stored when it comes.
+ */
+export class CacheFactoryTimeoutError extends Error {
+  constructor(
+    readonly key: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`getOrSet("${key}"): the factory did not settle within ${timeoutMs} ms (timeout.hard)`);
+    this.name = 'CacheFactoryTimeoutError';
+  }
+}
+
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'bigint') return `${value}n`;

@@ -4,7 +4,7 @@ export { escapeGlob } from './glob';
 export type { CacheStats } from './stats';
 export type { TierStats, TierTargetStats } from './tier-stats';
 export { defaultCodec, jsonCodec, CacheDecodeError, type CacheCodec } from './codec';
-export { TieredCacheOptionsError, CacheSerializationError } from './errors';
+export { TieredCacheOptionsError, CacheSerializationError, CacheFactoryTimeoutError } from './errors';
 export { parseDuration, MAX_TTL_MS, type Duration } from './duration';
 export { tieredCacheOptionsFromEnv } from './env';
 export type * from './tiered-cache-options.interface';

@@ -9,6 +9,8 @@ import { PostgresTier } from './tiers/postgres.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
 import { RedisTier } from './tiers/redis.tier';
 import { L2_FAILED as TIER_FAILED } from './tiers/deadline';
+import { encodeEntry, payloadStart } from './entry-envelope';
+import { withGrace } from './get-set/resilience-policy';
 import { cappedTtl, type FillMark, type TierEntry, type TierHealth, type TierWrite } from './tiers/tier';
 import { WriteBehindQueue } from './write-behind-queue';
 
@@ -24,6 +26,10 @@ export interface LowerWrite {
   callTtl?: number;
   tags?: readonly string[];
   bytes: number;
+  /** Kept past its TTL this long (0: no grace); with `staleAt`, each tier writes its own logical expiry. */
+  grace?: number;
+  staleAt?: number;
+  createdAt?: number;
 }
 
 const DEFERRED_LIMITS = { keys: 10_000, patterns: 100, tags: 1_000 };
@@ -400,7 +406,12 @@ export class LowerTiers {
   /** A prepared write as tier `index` stores it: its own TTL, capped by the call's. */
   private tierWrite(w: LowerWrite, index: number): TierWrite<string> {
     const own = this.levels[index].ttl;
-    return { key: w.key, value: w.payload, ttl: w.callTtl === undefined ? own : Math.min(own, w.callTtl), tags: w.tags, bytes: w.bytes };
+    const ttl = w.callTtl === undefined ? own : Math.min(own, w.callTtl);
+    if (w.staleAt === undefined || w.createdAt === undefined) return { key: w.key, value: w.payload, ttl, tags: w.tags, bytes: w.bytes };
+    // The entry goes stale here when this tier's own TTL ends, not L2's: a longer-lived tier keeps it fresh longer.
+    const grace = w.grace ?? 0;
+    const value = encodeEntry(w.payload.slice(payloadStart(w.payload)), { createdAt: w.createdAt, staleAt: w.createdAt + ttl });
+    return { key: w.key, value, ttl: withGrace(ttl, grace), tags: w.tags, bytes: w.bytes };
   }
 
   private defer(level: Level, what: string, count: number, add: () => void): void {

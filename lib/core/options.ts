@@ -3,6 +3,7 @@ import { parseDuration, parseTimerDuration } from './duration';
 import { TieredCacheOptionsError } from './errors';
 import type { ResolvedCompression } from './compression';
 import type { ResolvedHitRateTarget } from './hit-rate-targets';
+import { resolveResilience, type ResolvedResilience } from './get-set/resilience-policy';
 import { expandTiers, resolveCompression, resolveHitRateTarget, type ResolvedLowerTier } from './tier-options';
 import type {
   CacheLogger,
@@ -35,6 +36,8 @@ export interface ResolvedOptions {
   hitRateTargets: ReadonlyMap<string, ResolvedHitRateTarget>;
   /** The tiers below the first Redis tier, top down (`tiers` only). */
   lower: ResolvedLowerTier[];
+  /** getOrSet's defaults for stale-while-revalidate, fail-safe and factory timeouts. */
+  resilience: ResolvedResilience;
   /** Accepted but probably not meant: logged once at boot. */
   warnings: string[];
 }
@@ -126,6 +129,7 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
     tierNames,
     hitRateTargets,
     lower: tiers?.lower ?? [],
+    resilience: resolveResilience(input.resilience),
     warnings: tiers?.warnings ?? [],
   };
 }

@@ -230,6 +230,8 @@ export interface TieredCacheOptions {
   invalidation?: InvalidationQueueOptions;
   /** Declarative event → invalidation rules, applied when the app uses `EventEmitterModule`. */
   invalidationRules?: InvalidationRule[];
+  /** Defaults for stale-while-revalidate, fail-safe and factory timeouts (see ResilienceOptions). */
+  resilience?: ResilienceOptions;
   /** Prometheus metrics (prom-client). Default: on when prom-client is installed; `false` turns them off. */
   metrics?: boolean | TieredCacheMetricsOptions;
   /** HTTP options of the Nest layer (TieredCacheInterceptor). */
@@ -301,9 +303,17 @@ export interface CacheLogger {
   error(message: string): void;
 }
 
-export interface SetOptions {
-  /** L2 TTL (and the L1 TTL cap; with more tiers, the cap of every tier's own TTL). Numbers are milliseconds. */
-  ttl?: Duration;
+export interface SetOptions<T = unknown> {
+  /**
+   * L2 TTL (and the L1 TTL cap; with more tiers, the cap of every tier's own TTL). Numbers are milliseconds. A
+   * function of the value (adaptive TTL) is called once per write, before anything is written.
+   */
+  ttl?: Duration | ((value: T) => Duration);
+  /**
+   * How long each tier keeps an entry past its TTL as a stale copy (default `resilience.grace`; `false` or 0:
+   * none). getOrSet serves a stale copy at once and refreshes it in the background; get() treats it as a miss.
+   */
+  grace?: Duration | false;
   /**
    * Write this tier (by name) and the ones below it, never above; the copies above are invalidated, so no
    * older value there shadows the new one.
@@ -315,3 +325,46 @@ export interface SetOptions {
 }
 
 export type { MetricsRegistry, TieredCacheMetricsOptions } from './metrics-options.interface';
+
+/** getOrSet's options: a write's, plus what protects callers from a slow or failing source. */
+export interface GetOrSetOptions<T = unknown> extends SetOptions<T> {
+  /**
+   * A hit after this fraction of the TTL (0 < ratio < 1, e.g. 0.8) returns the value and refreshes it in the
+   * background, before it expires (default `resilience.eagerRefresh`; `false`: off).
+   */
+  eagerRefresh?: number | false;
+  /** Serve a stale copy (within `grace`) when the factory throws or times out (default `resilience.failSafe`, true). */
+  failSafe?: boolean;
+  /** How long a stale copy served by fail-safe is kept from then on (default `resilience.failSafeTtl`). */
+  failSafeTtl?: Duration;
+  /** After fail-safe served a stale copy, the source is not called for that key again before this (default `resilience.failSafeBackoff`). */
+  failSafeBackoff?: Duration;
+  /** Factory timeouts (default `resilience.timeout`; `false`: none). See FactoryTimeouts. */
+  timeout?: FactoryTimeouts | false;
+}
+
+/**
+ * Factory timeouts. Past `soft`, a caller with a stale copy (within grace) gets it; past `hard`, a caller without
+ * one gets a CacheFactoryTimeoutError. Either way the factory goes on in the background and its result is stored
+ * when it comes (unless an invalidation of the key came first).
+ */
+export interface FactoryTimeouts {
+  soft?: Duration;
+  hard?: Duration;
+}
+
+/** Cache-wide defaults for getOrSet's resilience options (each call, decorator or route may override them). */
+export interface ResilienceOptions {
+  /** Default none. */
+  grace?: Duration | false;
+  /** Default off. */
+  eagerRefresh?: number | false;
+  /** Default true (it only acts when there is a stale copy, i.e. with grace). */
+  failSafe?: boolean;
+  /** Default: `grace`. */
+  failSafeTtl?: Duration;
+  /** Default 10s. */
+  failSafeBackoff?: Duration;
+  /** Default none. */
+  timeout?: FactoryTimeouts | false;
+}

@@ -1,17 +1,19 @@
 import { EntryCompressor } from './compression';
 import { HitRateTargets } from './hit-rate-targets';
-import type { SetOptions, TieredCacheOptions } from './tiered-cache-options.interface';
+import type { GetOrSetOptions, SetOptions, TieredCacheOptions } from './tiered-cache-options.interface';
 import type { BusHost } from './bus/bus-host';
 import { DISABLED_BUS_STATS } from './bus/bus-stats';
 import { InvalidationBus } from './bus/invalidation-bus';
 import type { CacheChange, PatternInvalidationReport } from './cache-change';
-import { CacheStack } from './cache-stack';
+import { CacheStack, type HeldCopy } from './cache-stack';
 import { CacheDecodeError } from './codec';
 import { DeferredInvalidations } from './deferred-invalidations';
 import { parseCallTtl } from './duration';
 import { newCounters, type EngineContext, type PreparedWrite } from './engine-context';
 import { fencedTarget } from './fill-fence';
 import { FactoryRunner } from './get-set/factory-runner';
+import { GracedEntry } from './get-set/graced-entry';
+import { callPolicy, type CallPolicy } from './get-set/resilience-policy';
 import { SingleFlight } from './get-set/single-flight';
 import { InvalidationQueue } from './invalidation-queue';
 import { InvalidationCounters } from './invalidation-stats';
@@ -34,6 +36,7 @@ import { WriteBehindQueue } from './write-behind-queue';
 
 const DEFERRED_LIMITS = { keys: 10_000, patterns: 100, tags: 1_000 };
 const SAMPLE_MASK = 7;
+const ignore = (): void => undefined;
 
 /** The engine's shared state as the facade holds it: the parts read it through EngineContext (read-only). */
 type EngineState = { -readonly [K in keyof EngineContext]: EngineContext[K] };
@@ -131,7 +134,7 @@ export class TieredCache {
     const tags = new TagSystem(state, target);
     this.#invalidator = new Invalidator(state, this.#stack, tags, target);
     this.#writes = new WritePath(state, this.#stack);
-    this.#runner = new FactoryRunner(state, this.#stack, this.#writes, (t0, op, tier) => this.#sampleLatency(t0, op, tier));
+    this.#runner = new FactoryRunner(state, this.#stack, this.#writes, (t0, op, tier) => this.#sampleLatency(t0, op, tier), o.resilience);
     if (l2 && target) {
       const deferred = new DeferredInvalidations(target, prefix, { prefix: reserved.tagPrefix, legacyPrefix: reserved.legacyTagPrefix }, DEFERRED_LIMITS, {
         landed: (change) => this.#invalidator.replayed(change),
@@ -222,7 +225,9 @@ export class TieredCache {
     const t0 = sample ? performance.now() : 0;
     const l1 = this.l1;
     if (l1 !== undefined && (s.l1Trusted || !this.l2?.ready)) {
-      const hit = l1.get(key);
+      let hit: object | undefined = l1.get(key);
+      // A copy past L1's own TTL (kept for grace) is a miss to get().
+      if (l1.graced && hit instanceof GracedEntry) hit = Date.now() < hit.freshUntil ? (hit.stored as object) : undefined;
       if (hit !== undefined) {
         n.l1Hits++;
         if (sample) this.#sampleLatency(t0, 'get', 'l1');
@@ -282,7 +287,8 @@ export class TieredCache {
     for (let i = 0; i < count; i++) {
       const key = keys[i];
       if (!isValidKey(key)) return Promise.reject(keyError(key));
-      const hit = l1 === undefined ? undefined : l1.get(key);
+      let hit: object | undefined = l1 === undefined ? undefined : l1.get(key);
+      if (hit instanceof GracedEntry) hit = Date.now() < hit.freshUntil ? (hit.stored as object) : undefined;
       if (hit !== undefined) {
         hits++;
         out[i] = protection.fromStored(hit) as T;
@@ -308,7 +314,8 @@ export class TieredCache {
   peekLocal<T = unknown>(key: string): T | undefined {
     const s = this.#state;
     if (!s.l1Trusted && this.l2?.ready) return undefined;
-    const hit = this.l1?.get(key);
+    let hit: object | undefined = this.l1?.get(key);
+    if (hit instanceof GracedEntry) hit = Date.now() < hit.freshUntil ? (hit.stored as object) : undefined;
     if (hit === undefined) return undefined;
     s.n.gets++;
     s.n.l1Hits++;
@@ -320,10 +327,11 @@ export class TieredCache {
    * run. A factory error reaches every waiter unchanged and nothing is cached. A value whose factory started
    * before an invalidation of its key, on any instance, is returned but stored in no tier (fill-fence.ts).
    */
-  getOrSet<T>(key: string, factory: () => T | Promise<T>, options?: SetOptions): Promise<T> {
+  getOrSet<T>(key: string, factory: () => T | Promise<T>, options?: GetOrSetOptions<T>): Promise<T> {
     if (!isValidKey(key)) return Promise.reject(keyError(key));
-    if (options?.ttl !== undefined) {
-      // A TTL that cannot be stored is refused before the factory runs, not after.
+    if (options?.ttl !== undefined && typeof options.ttl !== 'function') {
+      // A TTL that cannot be stored is refused before the factory runs, not after (a function of the value
+      // is checked when the value is there).
       try {
         parseCallTtl('ttl', options.ttl, 0);
       } catch (err) {
@@ -331,26 +339,74 @@ export class TieredCache {
       }
     }
     const s = this.#state;
+    const o = options as GetOrSetOptions<never> | undefined;
+    // Worked out only past the plain L1 hit, which never needs it.
+    let policy: CallPolicy | undefined;
     const sample = (++s.n.gets & SAMPLE_MASK) === 0;
     const t0 = sample ? performance.now() : 0;
-    if (this.l1 && (s.l1Trusted || !this.l2?.ready)) {
-      const hit = this.l1.get(key);
+    const l1 = this.l1;
+    let held: HeldCopy | undefined;
+    if (l1 && (s.l1Trusted || !this.l2?.ready)) {
+      const hit = l1.get(key);
       if (hit !== undefined) {
-        s.n.l1Hits++;
-        if (sample) this.#sampleLatency(t0, 'getOrSet', 'l1');
-        return Promise.resolve((this.#plain ? (hit === NULL_MARKER ? null : hit) : s.protection.fromStored(hit)) as T);
+        if (!(l1.graced && hit instanceof GracedEntry)) {
+          s.n.l1Hits++;
+          if (sample) this.#sampleLatency(t0, 'getOrSet', 'l1');
+          return Promise.resolve((this.#plain ? (hit === NULL_MARKER ? null : hit) : s.protection.fromStored(hit)) as T);
+        }
+        try {
+          policy = callPolicy(this.options.resilience, o);
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        const now = Date.now();
+        const value = (this.#plain ? (hit.stored === NULL_MARKER ? null : hit.stored) : s.protection.fromStored(hit.stored as object)) as T;
+        const stale = now >= hit.staleAt;
+        if (now < hit.freshUntil || (stale && options?.grace !== false)) {
+          s.n.l1Hits++;
+          if (sample) this.#sampleLatency(t0, 'getOrSet', 'l1');
+          // Stale within grace, or fresh past its early-refresh point: answered now, refreshed in the background.
+          const refresh = stale ? (policy ?? this.options.resilience) : policy !== undefined && hit.refreshDue(now, policy.eagerRefresh) ? policy : undefined;
+          if (refresh !== undefined && s.flights.running(key) === undefined) {
+            if (stale) s.n.staleServed++;
+            s.n.refreshes++;
+            const copy = this.#heldCopy(key, value, hit, stale);
+            // The background run's own finally ends its flight; its failure is fail-safe's (factory-runner.ts).
+            s.flights.start(key, (flight) => this.#runner.fillResilient(key, factory, o, refresh, flight, -1, copy)).catch(ignore);
+          } else if (stale) s.n.staleServed++;
+          return Promise.resolve(value);
+        }
+        // Past L1's own TTL (or the call takes no stale copy): a miss, with this copy kept for fail-safe.
+        held = this.#heldCopy(key, value, hit, stale);
       }
       s.n.l1Misses++;
     }
     const running = s.flights.running(key);
-    if (running) return running.promise as Promise<T>;
-    return s.flights.start(key, (flight) => this.#runner.fill(key, factory, options, flight, sample ? t0 : -1));
+    // A flight an invalidation overtook is not joined: what it answers may predate the invalidation.
+    if (running && !running.stale) return running.promise as Promise<T>;
+    if (held === undefined) {
+      try {
+        policy = callPolicy(this.options.resilience, o);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    if (policy === undefined && held === undefined) return s.flights.start(key, (flight) => this.#runner.fill(key, factory, o, flight, sample ? t0 : -1));
+    return s.flights.start(key, (flight) => this.#runner.fillResilient(key, factory, o, policy ?? this.options.resilience, flight, sample ? t0 : -1, held));
+  }
+
+  /** An L1 copy getOrSet may fall back on, with what fail-safe needs to keep it safely. */
+  #heldCopy(key: string, value: unknown, hit: GracedEntry, stale: boolean): HeldCopy {
+    const l1 = this.l1 as MemoryTier;
+    const tags = l1.tagsOf(key);
+    const left = tags === undefined ? l1.remainingTtl(key) : undefined;
+    return { value, stale, createdAt: hit.createdAt, tags, keepUntil: left === undefined ? 0 : Date.now() + left };
   }
 
   // ---------------------------------------------------------------- writes
 
   /** Stores a value. Resolves false when nothing was stored (`undefined`, or `null` without cacheNullValues). */
-  set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+  set<T>(key: string, value: T, options?: SetOptions<T>): Promise<boolean> {
     if (!isValidKey(key)) return Promise.reject(keyError(key));
     if (!this.#state.observer) return this.#writes.set(key, value, options);
     const t0 = performance.now();

@@ -1,6 +1,7 @@
 import type { SetOptions } from './tiered-cache-options.interface';
 import type { CacheStack } from './cache-stack';
-import { parseCallTtl } from './duration';
+import { parseCallTtl, type Duration } from './duration';
+import { callGrace, withGrace, type CallPolicy } from './get-set/resilience-policy';
 import type { EngineContext, PreparedWrite } from './engine-context';
 import { encodeEntry } from './entry-envelope';
 import { CacheSerializationError } from './errors';
@@ -26,7 +27,7 @@ export class WritePath {
   }
 
   /** Not async: one promise per write-through set (the L2 reply mapped to true), none for the rest. */
-  set(key: string, value: unknown, options: SetOptions | undefined): Promise<boolean> {
+  set(key: string, value: unknown, options: SetOptions<never> | undefined): Promise<boolean> {
     if (options?.tier !== undefined && options.tier !== this.ctx.options.tierNames.l1) return this.#writeFrom(key, value, options, options.tier);
     return this.#write(key, value, options, false, false);
   }
@@ -35,7 +36,7 @@ export class WritePath {
    * `set(..., { tier })`: that tier and the ones below it, never above; the copies above are removed first
    * (L2's with a fence, as a delete does), so no older value there shadows the new one.
    */
-  async #writeFrom(key: string, value: unknown, options: SetOptions, tier: string): Promise<boolean> {
+  async #writeFrom(key: string, value: unknown, options: SetOptions<never>, tier: string): Promise<boolean> {
     const ctx = this.ctx;
     const names = [ctx.options.tierNames.l2, ...ctx.options.lower.map((t) => t.name)];
     const at = ctx.l2 ? names.indexOf(tier) : -1;
@@ -60,15 +61,15 @@ export class WritePath {
    * A fill's value, when it cannot be fenced (no Redis, or Redis could not be asked): stored like a write,
    * but neither cancelling other fills nor announced (nothing changed at the source).
    */
-  storeUnfenced(key: string, value: unknown, options: SetOptions | undefined, l1Only: boolean): Promise<boolean> {
-    return this.#write(key, value, options, true, l1Only);
+  storeUnfenced(key: string, value: unknown, options: SetOptions<never> | undefined, l1Only: boolean, policy?: CallPolicy): Promise<boolean> {
+    return this.#write(key, value, options, true, l1Only, policy);
   }
 
-  #write(key: string, value: unknown, options: SetOptions | undefined, fromFill: boolean, l1Only: boolean): Promise<boolean> {
+  #write(key: string, value: unknown, options: SetOptions<never> | undefined, fromFill: boolean, l1Only: boolean, policy?: CallPolicy): Promise<boolean> {
     if (!this.storable(value)) return FALSE;
     let w: PreparedWrite;
     try {
-      w = this.prepare(key, value, options);
+      w = this.prepare(key, value, options, policy);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -83,7 +84,7 @@ export class WritePath {
     return written;
   }
 
-  async setMany(entries: ReadonlyArray<readonly [string, unknown]>, options: SetOptions | undefined): Promise<number> {
+  async setMany(entries: ReadonlyArray<readonly [string, unknown]>, options: SetOptions<never> | undefined): Promise<number> {
     const writes: Array<PreparedWrite & { value: unknown }> = [];
     for (const [key, value] of entries) {
       checkKey(key);
@@ -98,11 +99,20 @@ export class WritePath {
   }
 
   /** Validates, encodes (codec, then the entry envelope) and sizes a value; throws before anything is written. */
-  prepare(key: string, value: unknown, options: SetOptions | undefined): PreparedWrite {
+  /**
+   * `policy`: a getOrSet's (its grace, and whether it refreshes early, which needs the logical expiry written
+   * even without grace).
+   */
+  prepare(key: string, value: unknown, options: SetOptions<never> | undefined, policy?: CallPolicy): PreparedWrite {
     const o = this.ctx.options;
-    const ttl = parseCallTtl('ttl', options?.ttl, o.entryTtl);
+    const ttlOption = options?.ttl;
+    // Adaptive TTL: a function of the value, called once, before anything is written.
+    const ttl = parseCallTtl('ttl', typeof ttlOption === 'function' ? (ttlOption as (v: unknown) => Duration)(value) : ttlOption, o.entryTtl);
     // With L2, l1.ttl bounds how stale one instance's copy can get; L1-only, the entry's ttl is its lifetime.
     const l1Ttl = Math.min(parseCallTtl('l1Ttl', options?.l1Ttl, this.ctx.l2 ? o.l1.ttl : ttl), ttl);
+    const grace = policy ? policy.grace : callGrace(o.resilience, options);
+    const createdAt = Date.now();
+    const logical = grace > 0 || (policy !== undefined && policy.eagerRefresh > 0);
     const tags = options?.tags;
     if (tags !== undefined) {
       if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string' || t.length === 0)) {
@@ -123,9 +133,13 @@ export class WritePath {
       bytes,
       pkey: this.ctx.prefix + key,
       // Sizes count the codec's payload, not the envelope's header (a dozen bytes) wrapped around it here.
-      payload: encodeEntry(payload, { createdAt: Date.now() }),
-      ttl,
-      l1Ttl,
+      payload: encodeEntry(payload, logical ? { createdAt, staleAt: createdAt + ttl } : { createdAt }),
+      ttl: withGrace(ttl, grace),
+      l1Ttl: withGrace(l1Ttl, grace),
+      l1Fresh: l1Ttl,
+      grace,
+      createdAt,
+      staleAt: logical ? createdAt + ttl : undefined,
       callTtl: options?.ttl === undefined ? undefined : ttl,
       tags: tagged ? tags : undefined,
       tagKeys: tagged ? tags.map((t) => this.ctx.reserved.tagPrefix + t) : undefined,

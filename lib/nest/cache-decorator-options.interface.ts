@@ -1,4 +1,5 @@
 import type { Duration } from '../core/duration';
+import type { GetOrSetOptions } from '../core/tiered-cache-options.interface';
 
 /**
  * A key given as a function. On provider methods it receives the method's arguments; on controller
@@ -9,13 +10,22 @@ export type CacheKeyFunction = (...args: never[]) => string;
 /** Templates name arguments by parameter name or position: `'property:{id}'`, `'lead:{0}:{1}'`, `'t:{dto.tenantId}'`. */
 export type CacheKeyTemplate = string;
 
-export interface CacheableOptions {
+/**
+ * getOrSet's resilience options, per method or route (each defaults to the module's `resilience`): see
+ * GetOrSetOptions for what each does.
+ */
+export type CacheResilienceOptions = Pick<GetOrSetOptions<never>, 'grace' | 'eagerRefresh' | 'failSafe' | 'failSafeTtl' | 'failSafeBackoff' | 'timeout'>;
+
+export interface CacheableOptions extends CacheResilienceOptions {
   /** A template or a function of the arguments. Default: `<keyPrefix>:<digest of the arguments>`. */
   key?: CacheKeyTemplate | CacheKeyFunction;
   /** Namespace of the default key (default `ClassName.methodName`). Methods that share a keyPrefix share entries. */
   keyPrefix?: string;
-  /** L2 TTL (default: the module's). Numbers are milliseconds; strings such as '30s', '1h'. */
-  ttl?: Duration;
+  /**
+   * L2 TTL (default: the module's). Numbers are milliseconds; strings such as '30s', '1h'. A function of the
+   * result (on a route: of the response body) sets it per value (adaptive TTL).
+   */
+  ttl?: Duration | ((result: never) => Duration);
   /** L1 TTL (never longer than `ttl`). */
   l1Ttl?: Duration;
   /** Tags (templates allowed) or a function of the arguments and the result. */
@@ -55,7 +65,9 @@ export interface CacheEvictOptions {
 export interface CachePutOptions {
   /** Where to store the result: a template or a function of the arguments. */
   key: CacheKeyTemplate | CacheKeyFunction;
-  ttl?: Duration;
+  ttl?: Duration | ((result: never) => Duration);
+  /** How long the entry is kept past its TTL as a stale copy (default the module's `resilience.grace`). */
+  grace?: Duration | false;
   l1Ttl?: Duration;
   tags?: readonly string[] | ((args: never, result: never) => readonly string[]);
   condition?: (...args: never[]) => boolean;

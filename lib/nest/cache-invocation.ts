@@ -1,4 +1,6 @@
-import type { SetOptions } from '../core/tiered-cache-options.interface';
+import type { GetOrSetOptions } from '../core/tiered-cache-options.interface';
+import type { Duration } from '../core/duration';
+import { callPolicy, resolveResilience } from '../core/get-set/resilience-policy';
 import type { CacheEvictOptions } from './cache-decorator-options.interface';
 import { parseDuration } from '../core/duration';
 import { escapeGlob } from '../core/glob';
@@ -86,13 +88,31 @@ export function compileTags(c: TemplateCompiler, tags: readonly string[] | ((arg
 }
 
 /** SetOptions fixed at bootstrap (durations parsed once). */
-export function baseSetOptions(where: string, o: { ttl?: unknown; l1Ttl?: unknown }, tags: TagsOf | readonly string[] | undefined): SetOptions {
-  const out: { ttl?: number; l1Ttl?: number; tags?: readonly string[] } = {};
-  if (o.ttl !== undefined) out.ttl = parseDuration(`${where} ttl`, o.ttl);
+/** `resultOf`: what a TTL function is given of the stored value (a route stores its response around the body). */
+export function baseSetOptions(where: string, o: CacheWriteOptions, tags: TagsOf | readonly string[] | undefined, resultOf?: (stored: never) => unknown): GetOrSetOptions<never> {
+  const out: { -readonly [K in keyof GetOrSetOptions<never>]: GetOrSetOptions<never>[K] } = {};
+  if (typeof o.ttl === 'function') {
+    // A function of the result (adaptive TTL) is the engine's to call, once per value.
+    const ttlOf = o.ttl as (result: unknown) => Duration;
+    out.ttl = resultOf === undefined ? (ttlOf as (v: never) => Duration) : (v: never) => ttlOf(resultOf(v));
+  } else if (o.ttl !== undefined) out.ttl = parseDuration(`${where} ttl`, o.ttl);
   if (o.l1Ttl !== undefined) out.l1Ttl = parseDuration(`${where} l1Ttl`, o.l1Ttl);
   if (Array.isArray(tags)) out.tags = tags;
+  for (const k of RESILIENCE_KEYS) if (o[k] !== undefined) (out as Record<string, unknown>)[k] = o[k];
+  try {
+    // Checked at bootstrap, so a bad value names the decorator instead of failing its first call.
+    callPolicy(NO_DEFAULTS, out);
+  } catch (err) {
+    throw new TypeError(`${where}: ${(err as Error).message}`);
+  }
   return Object.freeze(out);
 }
+
+const RESILIENCE_KEYS = ['grace', 'eagerRefresh', 'failSafe', 'failSafeTtl', 'failSafeBackoff', 'timeout'] as const;
+const NO_DEFAULTS = resolveResilience(undefined);
+
+/** What a decorator passes on to the engine's writes (and getOrSet). */
+export type CacheWriteOptions = { ttl?: unknown; l1Ttl?: unknown } & Pick<GetOrSetOptions<never>, (typeof RESILIENCE_KEYS)[number]>;
 
 export type Evictor = (args: Args, result: unknown) => Promise<void>;
 

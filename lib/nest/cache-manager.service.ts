@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import type { SetOptions, TieredCacheOptions } from '../core/tiered-cache-options.interface';
+import type { GetOrSetOptions, SetOptions, TieredCacheOptions } from '../core/tiered-cache-options.interface';
 import type { CacheStats } from '../core/stats';
 import { TieredCache, type PatternInvalidationReport } from '../core/tiered-cache';
 import { TIERED_CACHE_OPTIONS } from './tiered-cache.module-definition';
@@ -29,7 +29,7 @@ export class CacheManagerService implements OnModuleInit, OnApplicationShutdown 
     return this.engine.get<T>(key);
   }
 
-  set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+  set<T>(key: string, value: T, options?: SetOptions<T>): Promise<boolean> {
     return this.engine.set(key, value, options);
   }
 
@@ -53,7 +53,7 @@ export class CacheManagerService implements OnModuleInit, OnApplicationShutdown 
     return this.engine.mset(entries, options);
   }
 
-  getOrSet<T>(key: string, factory: () => T | Promise<T>, options?: SetOptions): Promise<T> {
+  getOrSet<T>(key: string, factory: () => T | Promise<T>, options?: GetOrSetOptions<T>): Promise<T> {
     return this.engine.getOrSet(key, factory, options);
   }
 

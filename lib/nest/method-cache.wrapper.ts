@@ -1,6 +1,6 @@
 import type { CacheOperations, InstalledWrapper } from './decorators/cache-operations';
 import type { TieredCache } from '../core/tiered-cache';
-import type { SetOptions } from '../core/tiered-cache-options.interface';
+import type { GetOrSetOptions } from '../core/tiered-cache-options.interface';
 import {
   baseSetOptions,
   compileEvict,
@@ -58,7 +58,7 @@ function cacheableWrapper(ops: CacheOperations, engine: TieredCache, c: Template
   const miss = (self: unknown, args: unknown[], key: string): Promise<unknown> => {
     // The engine reads the options when it stores the factory's result, so tags that depend on the
     // result can still be filled in by the factory.
-    const options: SetOptions = dynamicTags ? { ...base } : base;
+    const options: GetOrSetOptions<never> = dynamicTags ? { ...base } : base;
     let ran = false;
     let produced: unknown;
     const factory = async (): Promise<unknown> => {
@@ -74,7 +74,7 @@ function cacheableWrapper(ops: CacheOperations, engine: TieredCache, c: Template
       if (dynamicTags) (options as { tags?: readonly string[] }).tags = dynamicTags(args, result);
       return result;
     };
-    return engine.getOrSet(key, factory, options).then(undefined, (err: unknown) => {
+    return engine.getOrSet<unknown>(key, factory, options as GetOrSetOptions<unknown>).then(undefined, (err: unknown) => {
       if (err instanceof MethodFailure) throw err.error;
       if (err instanceof NotStored) return err.value;
       // The method succeeded but its result could not be stored (too large, not serializable, bad tags):
@@ -136,7 +136,7 @@ function putWrapper(ops: CacheOperations, inner: InstalledWrapper, engine: Tiere
     const key = keyOf(args);
     const options = typeof tags === 'function' ? { ...base, tags: tags(args, result) } : base;
     try {
-      await engine.set(key, result, options);
+      await engine.set(key, result as never, options);
     } catch (err) {
       // A result that cannot be stored must not turn a successful call into a failure; drop the old entry
       // so it is not served any longer.

@@ -28,6 +28,11 @@ export class MemoryTier implements Tier<object> {
    */
   private blocked: GlobMatcher[] | undefined;
   evictions = 0;
+  /**
+   * Some entry was written as a GracedEntry (with a logical expiry): readers must unwrap what they get. Never
+   * reset: until the first such write, the hot read paths skip the check.
+   */
+  graced = false;
 
   constructor(
     readonly maxEntries: number,
@@ -68,6 +73,11 @@ export class MemoryTier implements Tier<object> {
         keys.add(key);
       }
     }
+  }
+
+  /** The tags L1 indexes `key` under (undefined: none). */
+  tagsOf(key: string): readonly string[] | undefined {
+    return this.tagsByKey.get(key);
   }
 
   has(key: string): boolean {

@@ -23,6 +23,12 @@ export interface TagPopResult {
   complete: boolean;
 }
 
+/** The entry a refresh replaces: its envelope header (up to and including the `|`) and its UTF-8 length. */
+export interface ReplacedEntry {
+  header: string;
+  bytes: number;
+}
+
 export interface L2Write {
   pkey: string;
   payload: string;
@@ -62,9 +68,16 @@ return 1`;
 
 /**
  * A fill's store on a Cluster (see fill-fence.ts): KEYS = key, its fence; ARGV = payload, PX, the fence the fill
- * saw ('' for none). Writes only if the fence still reads so and the key is absent.
+ * saw ('' for none), and for a refresh the header and byte length of the entry it replaces. Writes only if the
+ * fence still reads so and the key is absent (or, for a refresh, still holds that entry).
  */
 const FILL_STORE = `if (redis.call('GET', KEYS[2]) or '') ~= ARGV[3] then return 0 end
+if ARGV[4] then
+  local v = redis.call('GET', KEYS[1])
+  if v and (#v ~= tonumber(ARGV[5]) or string.sub(v, 1, #ARGV[4]) ~= ARGV[4]) then return 0 end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
 return 0`;
 
@@ -76,9 +89,17 @@ return 0`;
  * Otherwise nothing is staged and the RENAME fails with nothing written. So a script that does not run at all
  * (NOSCRIPT: a flushed script cache, a fresh server after a failover) stores nothing either, and the script
  * can go as EVALSHA. The value is not written by the script itself: CLIENT TRACKING's NOLOOP does not cover
- * writes made inside a script, and Redis would announce this instance's own fill back to it.
+ * writes made inside a script, and Redis would announce this instance's own fill back to it. A refresh (a
+ * stale or early-refreshed entry replaced) passes the entry it read as ARGV[6] (its envelope header) and
+ * ARGV[7] (its byte length): the key may then be present, but only with that very entry. A header holds the
+ * entry's write time, so any write after the read differs from it.
  */
-const FILL_STAGE = `if redis.call('EXISTS', KEYS[1]) == 1 or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
+const FILL_STAGE = `if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if not ARGV[6] then return 0 end
+  local v = redis.call('GET', KEYS[1])
+  if #v ~= tonumber(ARGV[7]) or string.sub(v, 1, #ARGV[6]) ~= ARGV[6] then return 0 end
+end
 redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
 if #KEYS > 4 then
   ${REDIS_NOW}
@@ -102,7 +123,7 @@ const NO_TAGS: readonly string[] = [];
 
 /** The scripts run on every fill or tagged write, as ioredis commands (defineCommand: EVALSHA, loaded on first use). */
 interface FillCommands {
-  tcFillStore(key: string, fence: string, payload: string, ttl: number, seenFence: string): Promise<number>;
+  tcFillStore(key: string, fence: string, payload: string, ttl: number, seenFence: string, ...replaces: Array<string | number>): Promise<number>;
   tcTagAdd(tagKey: string, key: string, ttl: number, prune: number): Promise<number>;
 }
 
@@ -656,16 +677,16 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
    * refused. Tags are indexed after the value is in. Without a fence key (a key whose braces defeat the slot
    * rule) the fill is refused: it cannot be checked.
    */
-  async storeFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }): Promise<boolean | L2Failed> {
+  async storeFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }, replaces?: ReplacedEntry): Promise<boolean | L2Failed> {
     if (fenceKey === undefined) return false;
     const payload = this.stored(write.payload);
     const w = payload === write.payload ? write : { ...write, payload };
-    if (this.mode !== 'cluster') return this.storeFillStaged(w, fenceKey, genKey, seen, false);
+    if (this.mode !== 'cluster') return this.storeFillStaged(w, fenceKey, genKey, seen, false, replaces);
     // The generation is in another slot: checked just before (see fill-fence.ts for the window this leaves).
     const g = await this.run('get', (c) => c.get(genKey));
     if (g === L2_FAILED) return L2_FAILED;
     if ((g ?? '') !== seen.generation) return false;
-    const stored = await this.run('set', (c) => (c as unknown as FillCommands).tcFillStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence), false, true);
+    const stored = await this.run('set', (c) => (c as unknown as FillCommands).tcFillStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence, ...(replaces ? [replaces.header, replaces.bytes] : [])), false, true);
     if (stored === L2_FAILED) return L2_FAILED;
     if (stored !== 1) return false;
     if (w.tagKeys && w.tagKeys.length > 0) {
@@ -687,7 +708,7 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
    * index. The script goes as EVALSHA; when Redis no longer knows it, the store is sent once more as EVAL
    * (which also loads it again).
    */
-  private storeFillStaged(w: L2Write, fenceKey: string, genKey: string, seen: { fence: string; generation: string }, asEval: boolean): Promise<boolean | L2Failed> {
+  private storeFillStaged(w: L2Write, fenceKey: string, genKey: string, seen: { fence: string; generation: string }, asEval: boolean, replaces?: ReplacedEntry): Promise<boolean | L2Failed> {
     const conn = this.closed ? undefined : this.pick(true);
     if (!conn) return FAILED;
     const send = this.sender(conn, true);
@@ -695,6 +716,7 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
     const stage: Array<string | number> = [asEval ? FILL_STAGE : FILL_STAGE_SHA, 4 + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
     for (const tk of tags) stage.push(tk);
     stage.push(seen.fence, seen.generation, w.payload, w.ttl, TAG_PRUNE);
+    if (replaces) stage.push(replaces.header, replaces.bytes);
     // Their replies are MULTI's OK and QUEUED; what counts comes back in EXEC's reply (or as its rejection).
     send('multi', []).catch(ignore);
     send(asEval ? 'eval' : 'evalsha', stage).catch(ignore);
@@ -707,7 +729,7 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
       const [staged, renamed] = rows;
       if (staged === 1) return renamed === 'OK' ? true : this.failed('set', renamed instanceof Error ? renamed : new Error('fill store: staged value not moved'));
       if (staged === 0) return false;
-      if (!asEval && staged instanceof Error && staged.message.startsWith('NOSCRIPT')) return this.storeFillStaged(w, fenceKey, genKey, seen, true);
+      if (!asEval && staged instanceof Error && staged.message.startsWith('NOSCRIPT')) return this.storeFillStaged(w, fenceKey, genKey, seen, true, replaces);
       return this.failed('set', staged instanceof Error ? staged : new Error('fill store: unexpected reply'));
     }, this.setFillFailed);
   }

@@ -28,7 +28,7 @@ import {
 import { TIERED_CACHE_INTERCEPTOR_OPTIONS } from '../constants';
 import { getCacheOperations, type CacheOperations } from '../decorators/cache-operations';
 import type { TieredCacheInterceptorOptions } from '../cache-decorator-options.interface';
-import type { SetOptions } from '../../core/tiered-cache-options.interface';
+import type { GetOrSetOptions } from '../../core/tiered-cache-options.interface';
 import { KeyTemplate } from '../../core/keys/key-template';
 import { stringSegment } from '../../core/keys/key-segment';
 import { canonicalize, hashText } from '../../core/keys/stable-digest';
@@ -60,7 +60,7 @@ interface CompiledRoute {
     base: Render;
     vary: string[];
     public: boolean;
-    options: SetOptions;
+    options: GetOrSetOptions<never>;
     tags: TagsOf | undefined;
     condition: ((req: HttpRequest) => boolean) | undefined;
     unless: ((body: unknown) => boolean) | undefined;
@@ -152,7 +152,7 @@ export class TieredCacheInterceptor implements NestInterceptor {
     }
     return defer(() => {
       const key = early ?? this.key(c, req);
-      const options: SetOptions = c.tags ? { ...c.options } : c.options;
+      const options: GetOrSetOptions<never> = c.tags ? { ...c.options } : c.options;
       let ran = false;
       let produced: unknown;
       const factory = async (): Promise<CachedResponse> => {
@@ -168,7 +168,7 @@ export class TieredCacheInterceptor implements NestInterceptor {
         if (c.tags) (options as { tags?: readonly string[] }).tags = c.tags([req], body);
         return { s: res.statusCode, b: body };
       };
-      return engine.getOrSet<CachedResponse>(key, factory, options).then(
+      return engine.getOrSet<CachedResponse>(key, factory, options as GetOrSetOptions<CachedResponse>).then(
         (entry) => {
           if (ran) {
             setHeader(res, 'X-Cache', 'MISS');
@@ -317,7 +317,7 @@ export class TieredCacheInterceptor implements NestInterceptor {
         base: o.key !== undefined ? compileKey(compiler, o.key, `${where} key`) : () => prefix,
         vary: [...new Set([...this.vary, ...(o.vary ?? []).map((h) => h.toLowerCase())])].sort(),
         public: o.public === true,
-        options: baseSetOptions(`@Cacheable() on ${where}`, o, tags),
+        options: baseSetOptions(`@Cacheable() on ${where}`, o, tags, (r: CachedResponse) => r.b),
         tags: typeof tags === 'function' ? tags : undefined,
         condition: o.condition as ((req: HttpRequest) => boolean) | undefined,
         unless: o.unless as ((body: unknown) => boolean) | undefined,

@@ -233,6 +233,31 @@ class CacheMetricSet {
       counter('cache_l2_deferred_invalidations_total', 'Invalidations that could not reach Redis when made and were kept for replay.', ['cache'], (c) =>
         each((r, s) => c.inc({ cache: r.name }, s.l2.deferredInvalidations)),
       ),
+      counter(
+        'cache_stale_served_total',
+        'Stale copies (past their TTL, within grace) answered by getOrSet, by why: "revalidate" (served at once, ' +
+          'refreshed in the background), "fail_safe" (the factory failed or passed timeout.hard), "soft_timeout".',
+        ['cache', 'reason'],
+        (c) =>
+          each((r, s) => {
+            const x = s.resilience;
+            c.inc({ cache: r.name, reason: 'fail_safe' }, x.failSafe);
+            c.inc({ cache: r.name, reason: 'soft_timeout' }, x.softTimeouts);
+            c.inc({ cache: r.name, reason: 'revalidate' }, Math.max(0, x.staleServed - x.failSafe - x.softTimeouts));
+          }),
+      ),
+      counter('cache_refreshes_total', 'Background refreshes (of a stale copy, or early), by result: "started", "failed".', ['cache', 'result'], (c) =>
+        each((r, s) => {
+          c.inc({ cache: r.name, result: 'started' }, s.resilience.refreshes);
+          c.inc({ cache: r.name, result: 'failed' }, s.resilience.refreshFailures);
+        }),
+      ),
+      counter('cache_factory_timeouts_total', 'getOrSet factories that passed timeout.soft or timeout.hard, by kind.', ['cache', 'kind'], (c) =>
+        each((r, s) => {
+          c.inc({ cache: r.name, kind: 'soft' }, s.resilience.softTimeouts);
+          c.inc({ cache: r.name, kind: 'hard' }, s.resilience.hardTimeouts);
+        }),
+      ),
       counter('cache_write_behind_dropped_total', 'Queued write-behind writes dropped because the queue was full.', ['cache'], (c) =>
         each((r, s) => c.inc({ cache: r.name }, s.writeBehind.dropped)),
       ),
