@@ -282,7 +282,7 @@ export class CacheStack {
     }
     const now = Date.now();
     const stale = now >= staleAt;
-    if (stale) n.staleHits++;
+    if (stale) n.resilience.staleHits++;
     else n.l2Hits++;
     // A stale copy goes into L1 too (as stale): the next calls there are answered at L1 speed while it refreshes.
     if (pttl !== undefined) this.copyToL1(key, value, pttl, since, staleAt, createdAt);

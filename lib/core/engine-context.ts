@@ -43,17 +43,8 @@ export interface EngineCounters {
   corrupt: number;
   newerEntries: number;
   fillsRefused: number;
-  /** getOrSet lookups that found a copy past its TTL, within grace (in L2 or below; L1's are l1Hits). */
-  staleHits: number;
-  /** Stale copies served instead of waiting for the factory (stale-while-revalidate, soft timeout, fail-safe). */
-  staleServed: number;
-  /** Background refreshes started (stale or early), and those whose factory failed. */
-  refreshes: number;
-  refreshFailures: number;
-  /** Factory failures or timeouts answered with a stale copy. */
-  failSafe: number;
-  softTimeouts: number;
-  hardTimeouts: number;
+  /** What getOrSet did about expired entries and a slow or failing source (stats().resilience). */
+  resilience: ResilienceCounters;
   gets: number;
   sets: number;
   deletes: number;
@@ -62,6 +53,21 @@ export interface EngineCounters {
   l1LatencySamples: number;
   belowLatencyTotal: number;
   belowLatencySamples: number;
+}
+
+/** What getOrSet did about expired entries and a slow or failing source. */
+export interface ResilienceCounters {
+  /** Lookups below L1 that found a copy past its TTL, within grace (L1's own are among l1.hits). */
+  staleHits: number;
+  /** Stale copies answered instead of waiting for the factory (stale-while-revalidate, soft timeout, fail-safe). */
+  staleServed: number;
+  /** Background refreshes started (of a stale copy, or early), and factory failures while a copy was held. */
+  refreshes: number;
+  refreshFailures: number;
+  /** Factory failures or hard timeouts answered with a stale copy. */
+  failSafe: number;
+  softTimeouts: number;
+  hardTimeouts: number;
 }
 
 export function newCounters(): EngineCounters {
@@ -75,13 +81,7 @@ export function newCounters(): EngineCounters {
     corrupt: 0,
     newerEntries: 0,
     fillsRefused: 0,
-    staleHits: 0,
-    staleServed: 0,
-    refreshes: 0,
-    refreshFailures: 0,
-    failSafe: 0,
-    softTimeouts: 0,
-    hardTimeouts: 0,
+    resilience: { staleHits: 0, staleServed: 0, refreshes: 0, refreshFailures: 0, failSafe: 0, softTimeouts: 0, hardTimeouts: 0 },
     gets: 0,
     sets: 0,
     deletes: 0,

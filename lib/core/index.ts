@@ -2,6 +2,7 @@
 export { TieredCache, type CacheChange, type PatternInvalidationReport } from './tiered-cache';
 export { escapeGlob } from './glob';
 export type { CacheStats } from './stats';
+export type { ResilienceCounters } from './engine-context';
 export type { TierStats, TierTargetStats } from './tier-stats';
 export { defaultCodec, jsonCodec, CacheDecodeError, type CacheCodec } from './codec';
 export { TieredCacheOptionsError, CacheSerializationError, CacheFactoryTimeoutError } from './errors';

@@ -1,5 +1,5 @@
 import type { BusStats } from './bus/bus-stats';
-import type { EngineContext } from './engine-context';
+import type { EngineContext, ResilienceCounters } from './engine-context';
 import type { InvalidationQueue } from './invalidation-queue';
 import type { InvalidationStats } from './invalidation-stats';
 import type { DeferredInvalidations } from './deferred-invalidations';
@@ -68,19 +68,7 @@ export interface CacheStats {
   /** Every tier of the stack by name ('l1', 'l2'), in stack order; l1/l2 above stay for existing dashboards. */
   tiers: Record<string, TierStats>;
   /** What getOrSet did about expired entries and a slow or failing source (grace, eager refresh, fail-safe, timeouts). */
-  resilience: {
-    /** Lookups below L1 that found a copy past its TTL, within grace (L1's own are among l1.hits). */
-    staleHits: number;
-    /** Stale copies answered instead of waiting for the factory (stale-while-revalidate, soft timeout, fail-safe). */
-    staleServed: number;
-    /** Background refreshes started (of a stale copy, or early), and factory failures while a copy was held. */
-    refreshes: number;
-    refreshFailures: number;
-    /** Factory failures or hard timeouts answered with a stale copy. */
-    failSafe: number;
-    softTimeouts: number;
-    hardTimeouts: number;
-  };
+  resilience: ResilienceCounters;
 }
 
 
@@ -149,15 +137,7 @@ export function statsReport(ctx: EngineContext, src: StatsSources): CacheStats {
     },
     bus: src.bus,
     tiers: src.tiers,
-    resilience: {
-      staleHits: n.staleHits,
-      staleServed: n.staleServed,
-      refreshes: n.refreshes,
-      refreshFailures: n.refreshFailures,
-      failSafe: n.failSafe,
-      softTimeouts: n.softTimeouts,
-      hardTimeouts: n.hardTimeouts,
-    },
+    resilience: { ...n.resilience },
   };
 }
 

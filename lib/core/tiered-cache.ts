@@ -6,6 +6,7 @@ import { DISABLED_BUS_STATS } from './bus/bus-stats';
 import { InvalidationBus } from './bus/invalidation-bus';
 import type { CacheChange, PatternInvalidationReport } from './cache-change';
 import { CacheStack, type HeldCopy } from './cache-stack';
+import { coarseNow } from './coarse-clock';
 import { CacheDecodeError } from './codec';
 import { DeferredInvalidations } from './deferred-invalidations';
 import { parseCallTtl } from './duration';
@@ -227,7 +228,7 @@ export class TieredCache {
     if (l1 !== undefined && (s.l1Trusted || !this.l2?.ready)) {
       let hit: object | undefined = l1.get(key);
       // A copy past L1's own TTL (kept for grace) is a miss to get().
-      if (l1.graced && hit instanceof GracedEntry) hit = Date.now() < hit.freshUntil ? (hit.stored as object) : undefined;
+      if (l1.graced && hit instanceof GracedEntry) hit = coarseNow() < hit.freshUntil ? (hit.stored as object) : undefined;
       if (hit !== undefined) {
         n.l1Hits++;
         if (sample) this.#sampleLatency(t0, 'get', 'l1');
@@ -288,7 +289,7 @@ export class TieredCache {
       const key = keys[i];
       if (!isValidKey(key)) return Promise.reject(keyError(key));
       let hit: object | undefined = l1 === undefined ? undefined : l1.get(key);
-      if (hit instanceof GracedEntry) hit = Date.now() < hit.freshUntil ? (hit.stored as object) : undefined;
+      if (hit instanceof GracedEntry) hit = coarseNow() < hit.freshUntil ? (hit.stored as object) : undefined;
       if (hit !== undefined) {
         hits++;
         out[i] = protection.fromStored(hit) as T;
@@ -315,7 +316,7 @@ export class TieredCache {
     const s = this.#state;
     if (!s.l1Trusted && this.l2?.ready) return undefined;
     let hit: object | undefined = this.l1?.get(key);
-    if (hit instanceof GracedEntry) hit = Date.now() < hit.freshUntil ? (hit.stored as object) : undefined;
+    if (hit instanceof GracedEntry) hit = coarseNow() < hit.freshUntil ? (hit.stored as object) : undefined;
     if (hit === undefined) return undefined;
     s.n.gets++;
     s.n.l1Hits++;
@@ -339,57 +340,74 @@ export class TieredCache {
       }
     }
     const s = this.#state;
-    const o = options as GetOrSetOptions<never> | undefined;
-    // Worked out only past the plain L1 hit, which never needs it.
-    let policy: CallPolicy | undefined;
     const sample = (++s.n.gets & SAMPLE_MASK) === 0;
     const t0 = sample ? performance.now() : 0;
     const l1 = this.l1;
-    let held: HeldCopy | undefined;
     if (l1 && (s.l1Trusted || !this.l2?.ready)) {
       const hit = l1.get(key);
       if (hit !== undefined) {
-        if (!(l1.graced && hit instanceof GracedEntry)) {
-          s.n.l1Hits++;
-          if (sample) this.#sampleLatency(t0, 'getOrSet', 'l1');
-          return Promise.resolve((this.#plain ? (hit === NULL_MARKER ? null : hit) : s.protection.fromStored(hit)) as T);
-        }
-        try {
-          policy = callPolicy(this.options.resilience, o);
-        } catch (err) {
-          return Promise.reject(err);
-        }
-        const now = Date.now();
-        const value = (this.#plain ? (hit.stored === NULL_MARKER ? null : hit.stored) : s.protection.fromStored(hit.stored as object)) as T;
-        const stale = now >= hit.staleAt;
-        if (now < hit.freshUntil || (stale && options?.grace !== false)) {
-          s.n.l1Hits++;
-          if (sample) this.#sampleLatency(t0, 'getOrSet', 'l1');
-          // Stale within grace, or fresh past its early-refresh point: answered now, refreshed in the background.
-          const refresh = stale ? (policy ?? this.options.resilience) : policy !== undefined && hit.refreshDue(now, policy.eagerRefresh) ? policy : undefined;
-          if (refresh !== undefined && s.flights.running(key) === undefined) {
-            if (stale) s.n.staleServed++;
-            s.n.refreshes++;
-            const copy = this.#heldCopy(key, value, hit, stale);
-            // The background run's own finally ends its flight; its failure is fail-safe's (factory-runner.ts).
-            s.flights.start(key, (flight) => this.#runner.fillResilient(key, factory, o, refresh, flight, -1, copy)).catch(ignore);
-          } else if (stale) s.n.staleServed++;
-          return Promise.resolve(value);
-        }
-        // Past L1's own TTL (or the call takes no stale copy): a miss, with this copy kept for fail-safe.
-        held = this.#heldCopy(key, value, hit, stale);
+        if (l1.graced && hit instanceof GracedEntry) return this.#gracedHit(key, hit, factory, options as GetOrSetOptions<never> | undefined, sample, t0);
+        s.n.l1Hits++;
+        if (sample) this.#sampleLatency(t0, 'getOrSet', 'l1');
+        return Promise.resolve((this.#plain ? (hit === NULL_MARKER ? null : hit) : s.protection.fromStored(hit)) as T);
       }
       s.n.l1Misses++;
     }
-    const running = s.flights.running(key);
-    // A flight an invalidation overtook is not joined: what it answers may predate the invalidation.
-    if (running && !running.stale) return running.promise as Promise<T>;
-    if (held === undefined) {
+    return this.#fillBelowL1(key, factory, options as GetOrSetOptions<never> | undefined, undefined, sample, t0);
+  }
+
+  /**
+   * An L1 hit on an entry with a logical expiry: fresh (refreshed in the background once past eagerRefresh),
+   * stale within grace (answered now, refreshed in the background), or past L1's own TTL: then a miss that keeps
+   * this copy to fall back on.
+   */
+  #gracedHit<T>(key: string, hit: GracedEntry, factory: () => T | Promise<T>, o: GetOrSetOptions<never> | undefined, sample: boolean, t0: number): Promise<T> {
+    const s = this.#state;
+    const now = coarseNow();
+    const stale = now >= hit.staleAt;
+    const stored = hit.stored;
+    const value = (this.#plain ? (stored === NULL_MARKER ? null : stored) : s.protection.fromStored(stored as object)) as T;
+    if (now >= hit.freshUntil && (!stale || o?.grace === false)) {
+      s.n.l1Misses++;
+      return this.#fillBelowL1(key, factory, o, this.#heldCopy(key, value, hit, stale), sample, t0);
+    }
+    s.n.l1Hits++;
+    if (sample) this.#sampleLatency(t0, 'getOrSet', 'l1');
+    if (stale) s.n.resilience.staleServed++;
+    // Only a fresh hit asks whether it is due early, and only when some option could say so.
+    const due = !stale && (this.options.resilience.eagerRefresh > 0 || o?.eagerRefresh !== undefined);
+    const refreshing = hit.refresh;
+    if ((stale || due) && (refreshing === undefined || refreshing.done) && s.flights.running(key) === undefined) {
+      let policy: CallPolicy | undefined;
       try {
         policy = callPolicy(this.options.resilience, o);
       } catch (err) {
         return Promise.reject(err);
       }
+      const refresh = stale ? (policy ?? this.options.resilience) : policy !== undefined && hit.refreshDue(now, policy.eagerRefresh) ? policy : undefined;
+      if (refresh !== undefined) {
+        const copy = this.#heldCopy(key, value, hit, stale);
+        // The background run's own finally ends its flight; its failure is fail-safe's (factory-runner.ts).
+        s.flights.start(key, (flight) => {
+          hit.refresh = flight;
+          return this.#runner.fillResilient(key, factory, o, refresh, flight, -1, copy, undefined, true);
+        }).catch(ignore);
+      }
+    }
+    return Promise.resolve(value);
+  }
+
+  /** getOrSet past L1: joins the key's flight or starts one (plain, or with the call's policy). */
+  #fillBelowL1<T>(key: string, factory: () => T | Promise<T>, o: GetOrSetOptions<never> | undefined, held: HeldCopy | undefined, sample: boolean, t0: number): Promise<T> {
+    const s = this.#state;
+    const running = s.flights.running(key);
+    // A flight an invalidation overtook is not joined: what it answers may predate the invalidation.
+    if (running && !running.stale) return running.promise as Promise<T>;
+    let policy: CallPolicy | undefined;
+    try {
+      policy = callPolicy(this.options.resilience, o);
+    } catch (err) {
+      return Promise.reject(err);
     }
     if (policy === undefined && held === undefined) return s.flights.start(key, (flight) => this.#runner.fill(key, factory, o, flight, sample ? t0 : -1));
     return s.flights.start(key, (flight) => this.#runner.fillResilient(key, factory, o, policy ?? this.options.resilience, flight, sample ? t0 : -1, held));

@@ -67,7 +67,8 @@ export class FactoryRunner {
    * The fill with a policy: `held` is the copy L1 had (past its own TTL, or stale), `read` a lookup already made.
    * Resolves to what the callers get; the factory's run and its store go on after that when they must.
    */
-  async fillResilient<T>(key: string, factory: () => T | Promise<T>, options: Options, policy: CallPolicy, flight: Flight, t0: number, held?: HeldCopy, read?: FillRead): Promise<T> {
+  /** `answered`: the caller already answered from L1 (a background refresh): only the run is counted here. */
+  async fillResilient<T>(key: string, factory: () => T | Promise<T>, options: Options, policy: CallPolicy, flight: Flight, t0: number, held?: HeldCopy, read?: FillRead, answered = false): Promise<T> {
     const ctx = this.ctx;
     let run: Promise<T> | undefined;
     try {
@@ -78,20 +79,22 @@ export class FactoryRunner {
       let copy = read?.copy ?? held;
       if (flight.stale) copy = undefined;
       const allowStale = options?.grace !== false;
-      run = this.runFactory(key, factory, options, policy, flight, read, copy);
+      // Fail-safe acts once per run: after the hard timeout, or when the factory fails, whichever comes first.
+      const failSafe = { done: false };
+      run = this.runFactory(key, factory, options, policy, flight, read, copy, failSafe);
       if (read !== undefined && read.value !== undefined) {
         // Fresh, and due for an early refresh: answered now, refreshed in the background.
-        ctx.n.refreshes++;
+        ctx.n.resilience.refreshes++;
         run.catch(ignore);
         return read.value as T;
       }
       if (copy !== undefined && copy.stale && allowStale) {
-        ctx.n.refreshes++;
-        ctx.n.staleServed++;
+        ctx.n.resilience.refreshes++;
+        if (!answered) ctx.n.resilience.staleServed++;
         run.catch(ignore);
         return copy.value as T;
       }
-      return await this.answer(key, run, policy, flight, copy);
+      return await this.answer(key, run, policy, flight, copy, failSafe);
     } finally {
       // Nothing started: the flight is over now. Otherwise it ends with the run (runFactory).
       if (run === undefined) ctx.flights.end(key, flight);
@@ -99,7 +102,7 @@ export class FactoryRunner {
   }
 
   /** The factory's run to its end: its result stored, or its failure met with fail-safe. Ends the flight. */
-  private async runFactory<T>(key: string, factory: () => T | Promise<T>, options: Options, policy: CallPolicy, flight: Flight, read: FillRead | undefined, copy: HeldCopy | undefined): Promise<T> {
+  private async runFactory<T>(key: string, factory: () => T | Promise<T>, options: Options, policy: CallPolicy, flight: Flight, read: FillRead | undefined, copy: HeldCopy | undefined, failSafe: { done: boolean }): Promise<T> {
     const ctx = this.ctx;
     try {
       const value = await factory();
@@ -107,9 +110,10 @@ export class FactoryRunner {
       return value;
     } catch (err) {
       if (copy !== undefined) {
-        ctx.n.refreshFailures++;
-        if (policy.failSafe && !flight.stale) {
-          ctx.n.failSafe++;
+        ctx.n.resilience.refreshFailures++;
+        if (policy.failSafe && !flight.stale && !failSafe.done) {
+          failSafe.done = true;
+          ctx.n.resilience.failSafe++;
           ctx.log('warn', 'fail-safe', `getOrSet("${key}"): the factory failed (${err instanceof Error ? err.message : String(err)}); a stale copy is served instead`);
           this.keepFailSafe(key, copy, policy, flight);
         }
@@ -125,7 +129,7 @@ export class FactoryRunner {
    * the factory fails (fail-safe); past the hard timeout, the copy or a CacheFactoryTimeoutError. An invalidation
    * of the key meanwhile withdraws the copy.
    */
-  private answer<T>(key: string, run: Promise<T>, policy: CallPolicy, flight: Flight, copy: HeldCopy | undefined): Promise<T> {
+  private answer<T>(key: string, run: Promise<T>, policy: CallPolicy, flight: Flight, copy: HeldCopy | undefined, failSafeRun: { done: boolean }): Promise<T> {
     const ctx = this.ctx;
     const failSafe = copy !== undefined && policy.failSafe;
     if (policy.soft === 0 && policy.hard === 0 && !failSafe) return run;
@@ -142,23 +146,26 @@ export class FactoryRunner {
       };
       const serveCopy = (): boolean => {
         if (copy === undefined || flight.stale || !close()) return false;
-        ctx.n.staleServed++;
+        ctx.n.resilience.staleServed++;
         resolve(copy.value as T);
         return true;
       };
       if (copy !== undefined && policy.soft > 0) {
         soft = setTimeout(() => {
-          if (serveCopy()) ctx.n.softTimeouts++;
+          if (serveCopy()) ctx.n.resilience.softTimeouts++;
         }, policy.soft);
         soft.unref();
       }
       if (policy.hard > 0) {
         hard = setTimeout(() => {
           if (!open) return;
-          ctx.n.hardTimeouts++;
+          ctx.n.resilience.hardTimeouts++;
           if (failSafe && serveCopy()) {
-            ctx.n.failSafe++;
-            this.keepFailSafe(key, copy, policy, flight);
+            if (!failSafeRun.done) {
+              failSafeRun.done = true;
+              ctx.n.resilience.failSafe++;
+              this.keepFailSafe(key, copy, policy, flight);
+            }
             return;
           }
           close();

@@ -16,6 +16,9 @@ export class GracedEntry {
     readonly staleAt: number,
   ) {}
 
+  /** The background refresh this copy started, while it runs: later hits need not look the key's flight up. */
+  refresh: { readonly done: boolean } | undefined = undefined;
+
   /** Whether a hit at `now` is past `ratio` (0..1) of its lifetime: time to refresh it early. */
   refreshDue(now: number, ratio: number): boolean {
     return ratio > 0 && now >= this.createdAt + ratio * (this.staleAt - this.createdAt);

@@ -4,6 +4,8 @@ export interface Flight {
   promise: Promise<unknown>;
   /** Set when the key is invalidated while the factory runs: its result is returned but not cached. */
   stale: boolean;
+  /** Set when it ends. */
+  done: boolean;
 }
 
 /**
@@ -19,7 +21,7 @@ export class SingleFlight {
 
   /** Starts `run` for `key`; `run` calls end() when it settles (in its own finally: no extra promise per miss). */
   start<T>(key: string, run: (flight: Flight) => Promise<T>): Promise<T> {
-    const flight: Flight = { promise: undefined as unknown as Promise<T>, stale: false };
+    const flight: Flight = { promise: undefined as unknown as Promise<T>, stale: false, done: false };
     this.#flights.set(key, flight);
     const promise = run(flight);
     flight.promise = promise;
@@ -27,6 +29,7 @@ export class SingleFlight {
   }
 
   end(key: string, flight: Flight): void {
+    flight.done = true;
     if (this.#flights.get(key) === flight) this.#flights.delete(key);
   }
 
