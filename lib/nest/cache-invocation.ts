@@ -1,6 +1,6 @@
 import type { GetOrSetOptions } from '../core/tiered-cache-options.interface';
 import type { Duration } from '../core/duration';
-import { callPolicy, resolveResilience } from '../core/get-set/resilience-policy';
+import { checkCallOptions } from '../core/get-set/resilience-policy';
 import type { CacheEvictOptions } from './cache-decorator-options.interface';
 import { parseDuration } from '../core/duration';
 import { escapeGlob } from '../core/glob';
@@ -99,17 +99,12 @@ export function baseSetOptions(where: string, o: CacheWriteOptions, tags: TagsOf
   if (o.l1Ttl !== undefined) out.l1Ttl = parseDuration(`${where} l1Ttl`, o.l1Ttl);
   if (Array.isArray(tags)) out.tags = tags;
   for (const k of RESILIENCE_KEYS) if (o[k] !== undefined) (out as Record<string, unknown>)[k] = o[k];
-  try {
-    // Checked at bootstrap, so a bad value names the decorator instead of failing its first call.
-    callPolicy(NO_DEFAULTS, out);
-  } catch (err) {
-    throw new TypeError(`${where}: ${(err as Error).message}`);
-  }
+  // Checked at bootstrap too (the decorator checked it when applied), so a bad value names the decorator.
+  checkCallOptions(where, out);
   return Object.freeze(out);
 }
 
-const RESILIENCE_KEYS = ['grace', 'eagerRefresh', 'failSafe', 'failSafeTtl', 'failSafeBackoff', 'timeout'] as const;
-const NO_DEFAULTS = resolveResilience(undefined);
+export const RESILIENCE_KEYS = ['grace', 'eagerRefresh', 'failSafe', 'failSafeTtl', 'failSafeBackoff', 'timeout'] as const;
 
 /** What a decorator passes on to the engine's writes (and getOrSet). */
 export type CacheWriteOptions = { ttl?: unknown; l1Ttl?: unknown } & Pick<GetOrSetOptions<never>, (typeof RESILIENCE_KEYS)[number]>;

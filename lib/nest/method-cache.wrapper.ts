@@ -15,6 +15,7 @@ import { KeyTemplate } from '../core/keys/key-template';
 import { buildArgumentsKey, defaultKeyPrefix } from '../core/keys/method-key';
 import { parameterNames } from '../core/keys/parameter-names';
 import { engineInternals } from '../core/tiered-cache';
+import { CacheFactoryTimeoutError } from '../core/errors';
 
 type AnyMethod = (this: unknown, ...args: unknown[]) => unknown;
 
@@ -77,6 +78,9 @@ function cacheableWrapper(ops: CacheOperations, engine: TieredCache, c: Template
     return engine.getOrSet<unknown>(key, factory, options as GetOrSetOptions<unknown>).then(undefined, (err: unknown) => {
       if (err instanceof MethodFailure) throw err.error;
       if (err instanceof NotStored) return err.value;
+      // The method passed timeout.hard with no stale copy to serve: the caller's error (it still runs, and its
+      // result is cached when it comes).
+      if (err instanceof CacheFactoryTimeoutError) throw err;
       // The method succeeded but its result could not be stored (too large, not serializable, bad tags):
       // the caller still gets a result; a waiter that shared the failed flight runs the method itself.
       engineInternals(engine).log('warn', 'decorator-store', `@Cacheable() on ${where}: result not cached (${(err as Error)?.message ?? String(err)})`);

@@ -77,6 +77,17 @@ function mergePolicy(d: ResolvedResilience, o: GetOrSetOptions<never>): CallPoli
   };
 }
 
+const NO_DEFAULTS: ResolvedResilience = { grace: 0, eagerRefresh: 0, failSafe: true, failSafeTtl: 0, failSafeBackoff: DEFAULT_BACKOFF, soft: 0, hard: 0 };
+
+/** A decorator's resilience options, checked once when it is applied: the error names `where`. */
+export function checkCallOptions(where: string, options: GetOrSetOptions<never>): void {
+  try {
+    mergePolicy(NO_DEFAULTS, options);
+  } catch (err) {
+    throw new TypeError(`${where}: ${(err as Error).message}`);
+  }
+}
+
 /** A write's grace: the call's, else the cache's; 0 = none. */
 export function callGrace(d: ResolvedResilience, o: Pick<SetOptions<never>, 'grace'> | undefined): number {
   const g = o?.grace;

@@ -4,6 +4,8 @@ import { parseDuration } from '../../core/duration';
 import { TieredCacheOptionsError } from '../../core/errors';
 import type { CacheableOptions, CacheEvictOptions, CachePutOptions } from '../cache-decorator-options.interface';
 import { KeyTemplate } from '../../core/keys/key-template';
+import { checkCallOptions } from '../../core/get-set/resilience-policy';
+import type { GetOrSetOptions } from '../../core/tiered-cache-options.interface';
 
 type AnyMethod = (this: unknown, ...args: unknown[]) => unknown;
 
@@ -69,7 +71,9 @@ export function recordOperation(
 
 /** Validates what can be validated before bootstrap, so a typo fails at import with the option named. */
 export function checkCommonOptions(where: string, o: { ttl?: unknown; l1Ttl?: unknown; tags?: unknown; condition?: unknown; unless?: unknown }): void {
-  if (o.ttl !== undefined) parseDuration(`${where} ttl`, o.ttl);
+  // A function of the result (adaptive TTL) is checked on each value it returns.
+  if (o.ttl !== undefined && typeof o.ttl !== 'function') parseDuration(`${where} ttl`, o.ttl);
+  checkCallOptions(where, o as GetOrSetOptions<never>);
   if (o.l1Ttl !== undefined) parseDuration(`${where} l1Ttl`, o.l1Ttl);
   if (o.tags !== undefined && typeof o.tags !== 'function') {
     if (!Array.isArray(o.tags)) throw new TieredCacheOptionsError(`${where} tags`, o.tags, 'expected an array of strings or a function');

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Optional, RequestMethod, StreamableFile, VersioningType, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import { GatewayTimeoutException, Inject, Injectable, Optional, RequestMethod, StreamableFile, VersioningType, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import {
   GUARDS_METADATA,
   HEADERS_METADATA,
@@ -34,6 +34,7 @@ import { stringSegment } from '../../core/keys/key-segment';
 import { canonicalize, hashText } from '../../core/keys/stable-digest';
 import { HttpFastPath, type CachedHttpResponse } from './http-fast-path';
 import { engineInternals } from '../../core/tiered-cache';
+import { CacheFactoryTimeoutError } from '../../core/errors';
 
 /** The parts of a request and response this interceptor reads (Express and Fastify both have them). */
 interface HttpRequest {
@@ -46,6 +47,8 @@ interface HttpRequest {
 }
 interface HttpResponse {
   statusCode: number;
+  /** Express and Fastify's raw response: true once an answer went out. */
+  headersSent?: boolean;
   setHeader?(name: string, value: string): unknown;
   header?(name: string, value: string): unknown;
   getHeader(name: string): unknown;
@@ -155,8 +158,10 @@ export class TieredCacheInterceptor implements NestInterceptor {
       const options: GetOrSetOptions<never> = c.tags ? { ...c.options } : c.options;
       let ran = false;
       let produced: unknown;
+      let producedEntry: CachedResponse | undefined;
       const factory = async (): Promise<CachedResponse> => {
         ran = true;
+        const statusBefore = res.statusCode;
         let body: unknown;
         try {
           body = await lastValueFrom(next.handle(), { defaultValue: undefined });
@@ -164,13 +169,19 @@ export class TieredCacheInterceptor implements NestInterceptor {
           throw new MethodFailure(err);
         }
         produced = body;
-        if (!storable(res, body) || (c.unless !== undefined && c.unless(body) === true)) throw new NotStored(body);
+        // A handler that finishes after timeout.hard finds its request answered (a 504, or a stale copy): the
+        // status it would have had is the one from before it ran.
+        const status = res.headersSent === true ? statusBefore : res.statusCode;
+        if (!storable(res, status, body) || (c.unless !== undefined && c.unless(body) === true)) throw new NotStored(body);
         if (c.tags) (options as { tags?: readonly string[] }).tags = c.tags([req], body);
-        return { s: res.statusCode, b: body };
+        producedEntry = { s: status, b: body };
+        return producedEntry;
       };
       return engine.getOrSet<CachedResponse>(key, factory, options as GetOrSetOptions<CachedResponse>).then(
         (entry) => {
-          if (ran) {
+          // A handler that ran may still not be what answers: past timeout.soft (or when it failed) a stale
+          // copy is served, with its own status.
+          if (ran && entry === producedEntry) {
             setHeader(res, 'X-Cache', 'MISS');
           } else {
             res.statusCode = entry.s;
@@ -181,6 +192,8 @@ export class TieredCacheInterceptor implements NestInterceptor {
         },
         (err: unknown) => {
           if (err instanceof MethodFailure) throw err.error;
+          // The handler passed timeout.hard and there was no stale copy: the gateway's answer, not a 500.
+          if (err instanceof CacheFactoryTimeoutError) throw new GatewayTimeoutException(err.message);
           if (!(err instanceof NotStored)) {
             engineInternals(engine).log('warn', 'decorator-store', `response of ${key.split(':~r')[0]} not cached (${(err as Error)?.message ?? String(err)})`);
           }
@@ -353,8 +366,8 @@ function setHeader(res: HttpResponse, name: string, value: string): void {
   else res.header?.(name, value);
 }
 
-function storable(res: HttpResponse, body: unknown): boolean {
-  if (res.statusCode < 200 || res.statusCode >= 300) return false;
+function storable(res: HttpResponse, status: number, body: unknown): boolean {
+  if (status < 200 || status >= 300) return false;
   if (res.getHeader('set-cookie') !== undefined) return false;
   const cc = res.getHeader('cache-control');
   if (typeof cc === 'string' && /\b(no-store|private)\b/i.test(cc)) return false;
