@@ -216,7 +216,7 @@ export class CacheStack {
   private async readLower(lower: LowerTiers, key: string, seen: FillSeen | undefined, since: number): Promise<FillRead> {
     const ctx = this.ctx;
     const r = await lower.read(key);
-    const hit = r.hit;
+    const hit = r.hit ?? r.stale;
     if (hit === undefined) return { value: undefined, seen, marks: r.marks };
     const value = this.decodeStored(key, hit.payload, (k) => void lower.deleteKeys([k]), `tier ${lower.levels[hit.level].tier.name}`);
     if (value === undefined) return { value: undefined, seen, marks: r.marks };

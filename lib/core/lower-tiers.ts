@@ -9,7 +9,7 @@ import { PostgresTier } from './tiers/postgres.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
 import { RedisTier } from './tiers/redis.tier';
 import { L2_FAILED as TIER_FAILED } from './tiers/deadline';
-import { encodeEntry, payloadStart } from './entry-envelope';
+import { encodeEntry, payloadStart, readHeader, type EntryHeader } from './entry-envelope';
 import { withGrace } from './get-set/resilience-policy';
 import { cappedTtl, type FillMark, type TierEntry, type TierHealth, type TierWrite } from './tiers/tier';
 import { WriteBehindQueue } from './write-behind-queue';
@@ -75,6 +75,8 @@ export interface LowerHit {
 /** What a read down the lower tiers saw: the hit, if any, and each tier's fill mark (undefined: not asked). */
 export interface LowerRead {
   hit: LowerHit | undefined;
+  /** The first entry found past its logical expiry (within grace) on the way to `hit` or to the bottom. */
+  stale?: LowerHit;
   marks: Array<FillMark | undefined>;
 }
 
@@ -147,6 +149,7 @@ export class LowerTiers {
   /** Down the tiers until one has the key; `marks` hold what each tier asked on the way down read. */
   async read(key: string): Promise<LowerRead> {
     const marks: Array<FillMark | undefined> = new Array(this.levels.length).fill(undefined);
+    let stale: LowerHit | undefined;
     for (const level of this.levels) {
       if (!level.deferred.idle && level.deferred.blocks(key)) {
         // What the tier holds is what was invalidated; and nothing is stored there until it lands.
@@ -163,13 +166,21 @@ export class LowerTiers {
       }
       marks[level.index] = r.mark;
       if (r.entry !== undefined) {
+        // Past its TTL here (grace): a longer-lived tier below may still hold it fresh.
+        if (readHeader(r.entry.value, this.#header) > 0 && this.#header.staleAt >= 0 && Date.now() >= this.#header.staleAt) {
+          level.n.misses++;
+          stale ??= { payload: r.entry.value, ttl: r.entry.ttl, level: level.index, due: false };
+          continue;
+        }
         level.n.hits++;
-        return { hit: { payload: r.entry.value, ttl: r.entry.ttl, level: level.index, due: this.promotionDue(level, key) }, marks };
+        return { hit: { payload: r.entry.value, ttl: r.entry.ttl, level: level.index, due: this.promotionDue(level, key) }, stale, marks };
       }
       level.n.misses++;
     }
-    return { hit: undefined, marks };
+    return { hit: undefined, stale, marks };
   }
+
+  readonly #header: EntryHeader = { createdAt: 0, staleAt: -1, flags: 0 };
 
   /** The keys an mget found nowhere above, tier by tier (no copies up: an mget holds no fill marks). */
   async readMany(keys: readonly string[]): Promise<Array<TierEntry<string> | undefined>> {

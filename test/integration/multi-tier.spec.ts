@@ -361,6 +361,45 @@ describe('four tiers: memory, redis, redis, postgres', () => {
     expect(a.stats().l2.corrupt).toBe(1);
   });
 
+  /** Whether L2's entry under `key` is past its logical expiry (what a grace read sees). */
+  async function staleInL2(prefix: string, key: string): Promise<boolean> {
+    const raw = await r2.get(prefix + key);
+    const d = raw === null ? undefined : decodeEntry(raw);
+    return d?.status === 'current' && d.meta.staleAt !== undefined && Date.now() >= d.meta.staleAt;
+  }
+
+  it('with grace, each tier goes stale at its own TTL: a stale L2 copy is passed over for the fresh L4 entry', async () => {
+    const p = `mt${++seq}:`;
+    const a = await cache(p, { tiers: tiers({ l2: { ttl: 40 }, l3: { ttl: 40 } }), resilience: { grace: '1h' } });
+    const b = await cache(p, { tiers: tiers({ l2: { ttl: 40 }, l3: { ttl: 40 } }), resilience: { grace: '1h' } });
+    await a.set('k', 'v1');
+    // Each tier keeps it past its TTL, for the grace.
+    expect(await r2.pttl(p + 'k')).toBeGreaterThan(3_000_000);
+    await waitFor("L2's copy past its TTL", () => staleInL2(p, 'k'));
+    let ran = 0;
+    expect(await b.getOrSet('k', () => (ran++, 'from the source'))).toBe('v1');
+    expect(ran).toBe(0);
+    expect(b.stats().tiers.l4.hits).toBe(1);
+  });
+
+  it('a refresh of a stale L2 entry replaces it and drops the copies below, which held the value it replaced', async () => {
+    const p = `mt${++seq}:`;
+    const short = { tiers: tiers({ l2: { ttl: 40 }, l3: { ttl: 40 }, l4: { ttl: 40 } }), resilience: { grace: '1h' } };
+    const a = await cache(p, short);
+    const b = await cache(p, short);
+    await a.set('k', 'v1');
+    await waitFor("L2's copy past its TTL", () => staleInL2(p, 'k'));
+    let release!: (v: string) => void;
+    const held = new Promise<string>((r) => (release = r));
+    expect(await b.getOrSet('k', () => held)).toBe('v1');
+    release('v2');
+    await waitFor('the refresh in L2, the older copies gone below', async () => {
+      const w = await where(p, 'k');
+      return w.l2 && !w.l3 && !w.l4 && (await r2.get(p + 'k'))?.includes('v2') === true;
+    });
+    expect(await a.getOrSet('k', () => 'never')).toBe('v2');
+  });
+
   it('PostgreSQL down: reads, writes and invalidations resolve; a delete made meanwhile lands once it is back', async () => {
     const p = `mt${++seq}:`;
     const a = await cache(p, { tiers: tiers({ l4: { postgres: { url: pg.url, commandTimeout: 300, connectTimeout: 300, maintenanceInterval: '1h' } } }) });
