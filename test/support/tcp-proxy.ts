@@ -4,10 +4,12 @@ import { createServer, Socket, type Server } from 'node:net';
  * A loopback TCP proxy in front of a real Redis, for network faults the server itself cannot fake: `cut()`
  * drops every connection at once (as a NAT or load balancer might), and `blackhole` makes the proxy accept
  * connections and swallow their bytes without an answer, so a reconnect succeeds at TCP level and then hangs;
- * `rewriteReplies` alters what Redis answers.
+ * `rewriteReplies` alters what Redis answers; `delayMs` holds every reply that long (a slow network or server).
  */
 export class TcpProxy {
   blackhole = false;
+  /** Every chunk from Redis reaches the client this much later (order kept: equal timeouts fire in order). */
+  delayMs = 0;
   /** When set, every chunk from Redis to the client passes through it (to fake a reply Redis gives only by chance). */
   rewriteReplies: ((chunk: Buffer) => Buffer) | undefined;
   private readonly sockets = new Set<Socket>();
@@ -34,7 +36,10 @@ export class TcpProxy {
           if (!p.blackhole) upstream.write(chunk);
         });
         upstream.on('data', (chunk: Buffer) => {
-          if (!p.blackhole) client.write(p.rewriteReplies ? p.rewriteReplies(chunk) : chunk);
+          if (p.blackhole) return;
+          const out = p.rewriteReplies ? p.rewriteReplies(chunk) : chunk;
+          if (p.delayMs > 0) setTimeout(() => client.write(out), p.delayMs);
+          else client.write(out);
         });
         client.on('close', () => upstream.destroy());
         upstream.on('close', () => client.destroy());
