@@ -7,7 +7,7 @@ import { fenceKeyOf, type FillSeen } from './fill-fence';
 import type { DeferredInvalidations } from './deferred-invalidations';
 import { compressionStats, mean, ratio, type TierStats } from './tier-stats';
 import type { LowerTiers } from './lower-tiers';
-import { L2_FAILED, type RedisTier } from './tiers/redis.tier';
+import { L2_FAILED, type L2Write, type RedisTier } from './tiers/redis.tier';
 import type { FillMark } from './tiers/tier';
 import { cappedTtl, type Tier } from './tiers/tier';
 
@@ -284,9 +284,11 @@ export class CacheStack {
     let written: Promise<boolean> | undefined;
     if (ctx.l2 && !l1Only) {
       const deferred = ctx.deferred as DeferredInvalidations;
+      // This write is newer than one queued for replay; if it fails too, it is queued in its place.
+      if (ctx.recovery !== undefined && !ctx.recovery.idle) ctx.recovery.supersede(w.pkey);
       if (!deferred.idle && deferred.hasKey(w.key)) written = this.writeOverDeferred(w, deferred);
       else if (ctx.writeBehind) ctx.writeBehind.enqueue(w);
-      else written = ctx.l2.set(w);
+      else written = ctx.l2.set(w, ctx.recovery && this.lostL2);
       if (ctx.lower) {
         const below = ctx.lower.write([w]);
         written = written ? Promise.all([written, below]).then(() => true) : below.then(() => true);
@@ -310,10 +312,28 @@ export class CacheStack {
     const deferred = ctx.deferred as DeferredInvalidations;
     const seq = deferred.idle ? 0 : deferred.nextSeq();
     if (seq !== 0) for (const w of writes) if (deferred.hasKey(w.key)) w.seq = seq;
+    const recovery = ctx.recovery;
+    if (recovery !== undefined && !recovery.idle) for (const w of writes) recovery.supersede(w.pkey);
     const below = ctx.lower?.write(writes);
     if (ctx.writeBehind) for (const w of writes) ctx.writeBehind.enqueue(w);
-    else if ((await ctx.l2.setMany(writes)) !== L2_FAILED && seq !== 0) for (const w of writes) deferred.written(w.key, seq);
+    else {
+      const r = await ctx.l2.setMany(writes);
+      if (r === L2_FAILED) this.lostL2Many(writes);
+      else if (seq !== 0) for (const w of writes) deferred.written(w.key, seq);
+    }
     await below;
+  }
+
+  /**
+   * A write that did not reach Redis: kept for replay (recovery-queue.ts). Only what the replay needs: an mset's
+   * writes also carry the live value, which the queue must not keep alive.
+   */
+  readonly lostL2 = (w: L2Write): void => {
+    this.ctx.recovery?.enqueue({ pkey: w.pkey, payload: w.payload, ttl: w.ttl, tagKeys: w.tagKeys });
+  };
+
+  lostL2Many(writes: readonly L2Write[]): void {
+    for (const w of writes) this.lostL2(w);
   }
 
   /**
@@ -330,6 +350,7 @@ export class CacheStack {
     const seq = w.seq;
     return (this.ctx.l2 as RedisTier).setMany([w]).then((r) => {
       if (r !== L2_FAILED) deferred.written(w.key, seq);
+      else this.lostL2(w);
       return true as const;
     });
   }
@@ -347,6 +368,7 @@ export class CacheStack {
       out[l2.name] = { kind: 'redis', level: l1 ? 1 : 0, hits: n.l2Hits, misses: n.l2Misses, hitRatio: ratio(n.l2Hits, n.l2Misses), promotions: 0, errors: n.l2Errors, timeouts: l2.deadlines.timeouts, ready: l2.ready, meanLatencyMs: mean(n.belowLatencyTotal, n.belowLatencySamples) };
       const c = compressionStats(l2.compressor);
       if (c) out[l2.name].compression = c;
+      if (this.ctx.recovery) out[l2.name].recovery = this.ctx.recovery.stats();
     }
     if (this.ctx.lower) Object.assign(out, this.ctx.lower.stats(l1 ? 2 : 1));
     return out;

@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { EntryCompressor } from './compression';
 import { DeferredInvalidations, type InvalidationTarget, type LandedInvalidation } from './deferred-invalidations';
 import { compileGlob } from './glob';
+import { RecoveryQueue, type RecoveryTarget } from './recovery-queue';
 import { resolveRedis } from './options';
 import { compressionStats, mean, ratio, type TierStats } from './tier-stats';
 import type { ResolvedLowerTier } from './tier-options';
@@ -53,6 +54,8 @@ interface Level {
   readonly deferred: DeferredInvalidations;
   /** write: 'behind': this tier's writes, batched. */
   readonly queue: WriteBehindQueue<LowerWrite> | undefined;
+  /** Writes that could not reach this tier, replayed when it is back; reads of their keys skip it meanwhile. */
+  readonly recovery: RecoveryQueue<LowerWrite> | undefined;
   readonly n: LevelCounters;
 }
 
@@ -78,6 +81,8 @@ export interface LowerTierHooks {
    * been refilled from what it covered (on other instances too): the engine drops it again above that tier.
    */
   landed(change: LandedInvalidation, level: number): void;
+  /** Queued writes were replayed on tier `level` (or their keys deleted there): the tiers above drop their copies. */
+  recovered(keys: string[], level: number): void;
   onError(tier: string, op: string, err: unknown): void;
   log(message: string): void;
 }
@@ -102,6 +107,7 @@ export class LowerTiers {
     private readonly namespace: string,
     fillWindow: number,
     private readonly hooks: LowerTierHooks,
+    recovery?: { maxKeys: number; batchSize: number },
   ) {
     this.levels = specs.map((spec, index) => {
       const tier = buildTier(spec, namespace, fillWindow, (op, err) => hooks.onError(spec.name, op, err));
@@ -111,12 +117,23 @@ export class LowerTiers {
         tagKeys: () => undefined,
         log: (message) => hooks.log(`tier ${spec.name}: ${message}`),
       });
+      const recovered = (ws: readonly LowerWrite[]): void => hooks.recovered(ws.map((w) => w.key), index);
+      const replay = recovery
+        ? new RecoveryQueue<LowerWrite>(this.replayTarget(tier, index, fillWindow), recovery, {
+            overflowed: (w) => deferred.addKeys([w.key]),
+            replayed: recovered,
+            dropped: recovered,
+            log: (message) => hooks.log(`tier ${spec.name}: ${message}`),
+          })
+        : undefined;
       const queue = spec.behind
         ? new WriteBehindQueue<LowerWrite>(
             { get ready() { return tier.ready; }, setMany: (ws) => Promise.resolve(tier.setEntries(ws.map((w) => this.tierWrite(w, index)))) },
             spec.behind.batchSize,
             spec.behind.maxQueue,
             spec.behind.flushInterval,
+            undefined,
+            replay && ((ws) => this.lost(replay, ws)),
           )
         : undefined;
       return {
@@ -127,13 +144,21 @@ export class LowerTiers {
         counts: spec.promoteAfter > 1 ? new LRUCache<string, number>({ max: 10_000 }) : undefined,
         deferred,
         queue,
+        recovery: replay,
         n: { hits: 0, misses: 0, errors: 0, promotions: 0, latencyTotal: 0, latencySamples: 0 },
       };
     });
   }
 
   async connect(): Promise<boolean[]> {
-    return Promise.all(this.levels.map((l) => connectTier(l.tier)));
+    return Promise.all(
+      this.levels.map(async (l) => {
+        const up = await connectTier(l.tier);
+        // What writes that fail from now on are checked against when they are replayed.
+        if (up) await l.recovery?.refresh();
+        return up;
+      }),
+    );
   }
 
   // ---------------------------------------------------------------- reads
@@ -239,14 +264,25 @@ export class LowerTiers {
     if (writes.length === 0) return;
     await Promise.all(
       this.levels.slice(from).map((level) => {
-        for (const w of writes) level.counts?.delete(w.key);
+        const recovery = level.recovery;
+        for (const w of writes) {
+          level.counts?.delete(w.key);
+          if (recovery !== undefined && !recovery.idle) recovery.supersede(w.pkey);
+        }
         if (level.queue) {
           for (const w of writes) level.queue.enqueue(w);
           return undefined;
         }
-        return level.tier.setEntries(writes.map((w) => this.tierWrite(w, level.index)));
+        return Promise.resolve(level.tier.setEntries(writes.map((w) => this.tierWrite(w, level.index)))).then((r) => {
+          if (r === TIER_FAILED && recovery) this.lost(recovery, writes);
+        });
       }),
     );
+  }
+
+  /** Writes that did not reach a tier: kept for its replay (only what the replay needs, not an mset's live value). */
+  private lost(recovery: RecoveryQueue<LowerWrite>, writes: readonly LowerWrite[]): void {
+    for (const w of writes) recovery.enqueue({ key: w.key, pkey: w.pkey, payload: w.payload, ttl: w.ttl, callTtl: w.callTtl, tags: w.tags, bytes: w.bytes });
   }
 
   /** Writes out every write-behind queue now. */
@@ -256,13 +292,15 @@ export class LowerTiers {
 
   // ---------------------------------------------------------------- invalidations, bottom-up
 
-  async deleteKeys(keys: readonly string[]): Promise<number> {
+  /** `above`: only the tiers above that level (a replay there left it holding the newest). */
+  async deleteKeys(keys: readonly string[], above = this.levels.length): Promise<number> {
     let removed = 0;
-    for (let i = this.levels.length - 1; i >= 0; i--) {
+    for (let i = above - 1; i >= 0; i--) {
       const level = this.levels[i];
       for (const k of keys) {
         level.counts?.delete(k);
         level.queue?.discardKey(this.namespace + k);
+        level.recovery?.supersede(this.namespace + k);
       }
       const r = await level.tier.deleteKeys(keys);
       if (r === TIER_FAILED) this.defer(level, 'delete', keys.length, () => level.deferred.addKeys(keys));
@@ -282,6 +320,7 @@ export class LowerTiers {
       const level = this.levels[i];
       level.counts?.clear();
       level.queue?.discard((w) => matcher.test(w.key));
+      level.recovery?.discard((w) => matcher.test(w.key));
       const r = await level.tier.deletePattern(glob);
       removed = Math.max(removed, r.removed);
       if (!r.complete) {
@@ -299,7 +338,9 @@ export class LowerTiers {
     for (let i = this.levels.length - 1; i >= 0; i--) {
       const level = this.levels[i];
       level.counts?.clear();
-      level.queue?.discard((w) => !!w.tags?.some((t) => set.has(t)));
+      const tagged = (w: LowerWrite): boolean => !!w.tags?.some((t) => set.has(t));
+      level.queue?.discard(tagged);
+      level.recovery?.discard(tagged);
       const found: string[] = [];
       const r = await level.tier.deleteTags([...set], (keys) => found.push(...keys));
       if (found.length > 0) await onKeys(found);
@@ -315,6 +356,7 @@ export class LowerTiers {
       const level = this.levels[i];
       level.counts?.clear();
       level.queue?.clear();
+      level.recovery?.clear();
       const r = await level.tier.deletePattern('*');
       removed = Math.max(removed, r.removed);
       if (!r.complete) this.defer(level, 'clear', 1, () => level.deferred.addClear());
@@ -351,6 +393,7 @@ export class LowerTiers {
       if (c) out[l.tier.name].compression = c;
       if (l.tier.kind === 'postgres' && l.tier.lastSize !== undefined) out[l.tier.name].size = l.tier.lastSize;
       if (l.queue) out[l.tier.name].writeBehind = { queueLength: l.queue.length, flushed: l.queue.flushed, dropped: l.queue.dropped };
+      if (l.recovery) out[l.tier.name].recovery = l.recovery.stats();
     }
     return out;
   }
@@ -380,6 +423,7 @@ export class LowerTiers {
     let lost = 0;
     for (const l of this.levels) {
       if (l.queue) lost += await l.queue.close();
+      if (l.recovery) lost += await l.recovery.close();
       lost += await l.deferred.close();
       await l.tier.close();
     }
@@ -401,6 +445,25 @@ export class LowerTiers {
   private tierWrite(w: LowerWrite, index: number): TierWrite<string> {
     const own = this.levels[index].ttl;
     return { key: w.key, value: w.payload, ttl: w.callTtl === undefined ? own : Math.min(own, w.callTtl), tags: w.tags, bytes: w.bytes };
+  }
+
+  /**
+   * Tier `index` as the replay of its queued writes sees it (recovery-queue.ts): cache keys (the tier applies its
+   * namespace), each write at the tier's own TTL. `window`: as for Redis (fill-fence.ts replayTarget).
+   */
+  private replayTarget(tier: SharedTier, index: number, fillWindow: number): RecoveryTarget<LowerWrite> {
+    return {
+      get ready() {
+        return tier.ready;
+      },
+      onReady: (listener) => tier.onReady(listener),
+      window: Math.max(0, fillWindow - 2 * tier.deadlines.timeoutMs - 1_000),
+      ttl: (w) => this.tierWrite(w, index).ttl,
+      generation: () => tier.currentGeneration(),
+      read: (w) => tier.readFenced(w.key).then((r) => (r === TIER_FAILED ? r : { value: r.entry?.value, fence: r.mark.fence, generation: r.mark.generation })),
+      replace: (w, ttl, mark, expected) => tier.replaceFenced({ ...this.tierWrite(w, index), ttl }, mark, expected),
+      drop: (ws) => Promise.resolve(tier.deleteKeys(ws.map((w) => w.key))).then((r) => r !== TIER_FAILED),
+    };
   }
 
   private defer(level: Level, what: string, count: number, add: () => void): void {

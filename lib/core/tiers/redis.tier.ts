@@ -6,7 +6,7 @@ import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
-import type { FencedTier, FillMark, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
+import type { FillMark, ReplayableTier, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
 const REDIS_CAPABILITIES: TierCapabilities = Object.freeze({ shared: true, persistent: false, tags: true, patterns: true, byteBound: false, fences: true });
 
@@ -77,8 +77,9 @@ return 0`;
  * (NOSCRIPT: a flushed script cache, a fresh server after a failover) stores nothing either, and the script
  * can go as EVALSHA. The value is not written by the script itself: CLIENT TRACKING's NOLOOP does not cover
  * writes made inside a script, and Redis would announce this instance's own fill back to it.
+ * (Built over `keyMoved`, the check of the key itself, which the replay's store below makes differently.)
  */
-const FILL_STAGE = `if redis.call('EXISTS', KEYS[1]) == 1 or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
+const stageScript = (keyMoved: string): string => `if ${keyMoved} or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
 redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
 if #KEYS > 4 then
   ${REDIS_NOW}
@@ -87,6 +88,13 @@ if #KEYS > 4 then
   end
 end
 return 1`;
+const FILL_STAGE = stageScript(`redis.call('EXISTS', KEYS[1]) == 1`);
+/**
+ * A replayed write's store (recovery-queue.ts): FILL_STAGE, except that the key must still hold what the replay
+ * read (ARGV[6]; '' for nothing) instead of being absent, so an older entry can be replaced, never a newer one.
+ */
+const REPLAY_STAGE = stageScript(`(redis.call('GET', KEYS[1]) or '') ~= ARGV[6]`);
+const REPLAY_STAGE_SHA = createHash('sha1').update(REPLAY_STAGE).digest('hex');
 const FILL_STAGE_SHA = createHash('sha1').update(FILL_STAGE).digest('hex');
 
 /** Expired members a tagged write prunes at most (bounded work per write; a burst of expiries is pruned over several writes). */
@@ -129,11 +137,12 @@ const UTF8 = { replyEncoding: 'utf8' as const };
  * path every extra step between a reply and the next request counts: see `set()`.
  */
 class WriteCommand extends Command {
-  constructor(args: Array<string | number>, options: typeof UTF8 & { keyPrefix?: string }, onFail: (err: unknown) => void) {
+  constructor(args: Array<string | number>, options: typeof UTF8 & { keyPrefix?: string }, onFail: (err: unknown) => void, write: L2Write, lost: ((w: L2Write) => void) | undefined) {
     super('set', args, options);
     const resolve = this.resolve;
     this.reject = (err: Error) => {
       onFail(err);
+      lost?.(write);
       resolve(true);
     };
   }
@@ -154,7 +163,7 @@ function endTick(conn: Conn): void {
  * SCAN MATCH, io#239). Everything that touches several keys is written so it also works on a Cluster,
  * where one pipeline cannot span slots.
  */
-export class RedisTier implements Tier<string>, FencedTier<string> {
+export class RedisTier implements Tier<string>, ReplayableTier<string> {
   readonly kind = 'redis' as const;
   readonly capabilities = REDIS_CAPABILITIES;
   /** Tag indexes (sorted sets scored by expiry) and the plain sets of earlier versions, under keyPrefix. */
@@ -530,17 +539,27 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
 
   /**
    * Resolves to true once the write is done or given up (a failure is reported through onError, as
-   * everywhere): the caller has already stored the value in L1 and answers true either way.
+   * everywhere): the caller has already stored the value in L1 and answers true either way. `lost` hears a
+   * write that failed, missed its deadline or was not sent (the recovery queue keeps it for replay).
    */
-  set(w: L2Write): Promise<true> {
+  set(w: L2Write, lost?: (w: L2Write) => void): Promise<true> {
     const payload = this.stored(w.payload);
-    if (w.tagKeys && w.tagKeys.length > 0) return this.run('set', (c) => writeOne(c, w, payload), true, true).then(returnTrue);
-    if (!this.coalesce) return this.run('set', (c) => c.set(w.pkey, payload, 'PX', w.ttl), false, true).then(returnTrue);
+    if ((w.tagKeys && w.tagKeys.length > 0) || !this.coalesce) {
+      const sent = w.tagKeys && w.tagKeys.length > 0 ? this.run('set', (c) => writeOne(c, w, payload), true, true) : this.run('set', (c) => c.set(w.pkey, payload, 'PX', w.ttl), false, true);
+      if (lost === undefined) return sent.then(returnTrue);
+      return sent.then((r): true => {
+        if (r === L2_FAILED) lost(w);
+        return true;
+      });
+    }
     const conn = this.closed ? undefined : this.pick(true);
-    if (!conn) return TRUE;
+    if (!conn) {
+      lost?.(w);
+      return TRUE;
+    }
     // The command's own promise, already true either way. On a VM, a fraction of a µs more between Redis'
     // reply and our next request (one more promise hop) measurably costs a vCPU wake-up on the next write.
-    return this.dispatch(conn, new WriteCommand([w.pkey, payload, 'PX', w.ttl], commandOptions(conn), this.setFailed)) as Promise<true>;
+    return this.dispatch(conn, new WriteCommand([w.pkey, payload, 'PX', w.ttl], commandOptions(conn), this.setFailed, w, lost)) as Promise<true>;
   }
 
   /** Many writes in one round trip (auto-pipelined; per node on a Cluster). */
@@ -681,20 +700,43 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
   }
 
   /**
+   * A replayed write's store (recovery-queue.ts): as storeFill, but the key must still hold `expected` (the raw
+   * value the replay read; undefined: nothing) rather than be absent. On a Cluster only the absent case is
+   * stored (the fill's own path); replacing an entry there is refused, and the replay deletes the key instead.
+   */
+  replaceFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }, expected: string | undefined): Promise<boolean | L2Failed> {
+    if (expected === undefined || fenceKey === undefined) return this.storeFill(write, fenceKey, genKey, seen);
+    if (this.mode === 'cluster') return Promise.resolve(false);
+    const payload = this.stored(write.payload);
+    return this.storeFillStaged(payload === write.payload ? write : { ...write, payload }, fenceKey, genKey, seen, false, expected);
+  }
+
+  /**
+   * The namespace generation (fill-fence.ts). Created with a random value when absent: a Redis that lost its
+   * data then reads another generation than before, and nothing checked against the old one is stored.
+   */
+  generation(genKey: string): Promise<string | L2Failed> {
+    const seed = String(Math.floor(Math.random() * 2 ** 40));
+    return this.run('get', (c) => Promise.all([c.set(genKey, seed, 'NX'), c.get(genKey)]).then(([, g]) => g ?? ''), true, true);
+  }
+
+  /**
    * A fill's store on standalone/Sentinel: MULTI, FILL_STAGE, RENAME, EXEC, sent as raw commands in one
    * socket write instead of through an ioredis Pipeline, whose bookkeeping is a measurable share of the miss
    * path. Tags are indexed by the same script, so a tag invalidation cannot fall between the value and its
    * index. The script goes as EVALSHA; when Redis no longer knows it, the store is sent once more as EVAL
    * (which also loads it again).
    */
-  private storeFillStaged(w: L2Write, fenceKey: string, genKey: string, seen: { fence: string; generation: string }, asEval: boolean): Promise<boolean | L2Failed> {
+  private storeFillStaged(w: L2Write, fenceKey: string, genKey: string, seen: { fence: string; generation: string }, asEval: boolean, expected?: string): Promise<boolean | L2Failed> {
     const conn = this.closed ? undefined : this.pick(true);
     if (!conn) return FAILED;
     const send = this.sender(conn, true);
     const tags = w.tagKeys ?? NO_TAGS;
-    const stage: Array<string | number> = [asEval ? FILL_STAGE : FILL_STAGE_SHA, 4 + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
+    const script = expected === undefined ? (asEval ? FILL_STAGE : FILL_STAGE_SHA) : asEval ? REPLAY_STAGE : REPLAY_STAGE_SHA;
+    const stage: Array<string | number> = [script, 4 + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
     for (const tk of tags) stage.push(tk);
     stage.push(seen.fence, seen.generation, w.payload, w.ttl, TAG_PRUNE);
+    if (expected !== undefined) stage.push(expected);
     // Their replies are MULTI's OK and QUEUED; what counts comes back in EXEC's reply (or as its rejection).
     send('multi', []).catch(ignore);
     send(asEval ? 'eval' : 'evalsha', stage).catch(ignore);
@@ -707,7 +749,7 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
       const [staged, renamed] = rows;
       if (staged === 1) return renamed === 'OK' ? true : this.failed('set', renamed instanceof Error ? renamed : new Error('fill store: staged value not moved'));
       if (staged === 0) return false;
-      if (!asEval && staged instanceof Error && staged.message.startsWith('NOSCRIPT')) return this.storeFillStaged(w, fenceKey, genKey, seen, true);
+      if (!asEval && staged instanceof Error && staged.message.startsWith('NOSCRIPT')) return this.storeFillStaged(w, fenceKey, genKey, seen, true, expected);
       return this.failed('set', staged instanceof Error ? staged : new Error('fill store: unexpected reply'));
     }, this.setFillFailed);
   }
@@ -860,14 +902,12 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
 
   setEntries(writes: ReadonlyArray<TierWrite<string>>): Promise<boolean | L2Failed> {
     if (writes.length === 0) return Promise.resolve(true);
-    return this.setMany(
-      writes.map((w) => ({
-        pkey: this.keyPrefix + w.key,
-        payload: w.value,
-        ttl: w.ttl,
-        tagKeys: w.tags && w.tags.length > 0 ? w.tags.map((t) => this.tagPrefix + t) : undefined,
-      })),
-    );
+    return this.setMany(writes.map((w) => this.physical(w)));
+  }
+
+  /** A contract write as the physical-key methods take it. */
+  private physical(w: TierWrite<string>): L2Write {
+    return { pkey: this.keyPrefix + w.key, payload: w.value, ttl: w.ttl, tagKeys: w.tags && w.tags.length > 0 ? w.tags.map((t) => this.tagPrefix + t) : undefined };
   }
 
   deleteKeys(keys: readonly string[]): Promise<number | L2Failed> {
@@ -912,9 +952,19 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
   }
 
   storeFenced(w: TierWrite<string>, mark: FillMark): Promise<boolean | L2Failed> {
-    const pkey = this.keyPrefix + w.key;
-    const write: L2Write = { pkey, payload: w.value, ttl: w.ttl, tagKeys: w.tags && w.tags.length > 0 ? w.tags.map((t) => this.tagPrefix + t) : undefined };
-    return this.storeFill(write, fenceKeyOf(this.fencePrefix, pkey), this.genKey, mark);
+    const write = this.physical(w);
+    return this.storeFill(write, fenceKeyOf(this.fencePrefix, write.pkey), this.genKey, mark);
+  }
+
+  /** The namespace generation of this tier (see generation(genKey)). */
+  currentGeneration(): Promise<string | L2Failed> {
+    return this.generation(this.genKey);
+  }
+
+  /** storeFenced over an entry the caller read (`expected`, raw; undefined: none): see replaceFill. */
+  replaceFenced(w: TierWrite<string>, mark: FillMark, expected: string | undefined): Promise<boolean | L2Failed> {
+    const write = this.physical(w);
+    return this.replaceFill(write, fenceKeyOf(this.fencePrefix, write.pkey), this.genKey, mark, expected);
   }
 
   /** PTTL 0 (expiring within this millisecond) is no entry, as getEntry reads it. */
