@@ -117,7 +117,13 @@ export class RecoveryQueue<W extends RecoverableWrite> {
   readonly #batchSize: number;
   readonly #hooks: RecoveryHooks<W>;
   readonly #header: EntryHeader = { createdAt: 0, staleAt: -1, flags: 0 };
-  #generation: string | undefined;
+  /**
+   * The last two generations read, each with when its reply came in (performance.now()). The tier read it at
+   * some moment before that: a write made after `at` may be checked against it, one made earlier only against
+   * the one before (or, with none, not at all).
+   */
+  #generation: { value: string; at: number } | undefined;
+  #previous: { value: string; at: number } | undefined;
   #refreshing: Promise<void> | undefined;
   #lastRefresh = -Infinity;
   readonly #loop: RetryLoop;
@@ -150,7 +156,9 @@ export class RecoveryQueue<W extends RecoverableWrite> {
       this.#lastRefresh = performance.now();
       this.#refreshing = this.#target.generation().then((g) => {
         this.#refreshing = undefined;
-        if (g !== TIER_FAILED) this.#generation = g;
+        if (g === TIER_FAILED) return;
+        this.#previous = this.#generation;
+        this.#generation = { value: g, at: performance.now() };
       });
     }
     return this.#refreshing;
@@ -163,7 +171,8 @@ export class RecoveryQueue<W extends RecoverableWrite> {
     // writes that use it, so it only ever helps later ones).
     if (performance.now() - this.#lastRefresh > REFRESH_MS) void this.refresh();
     const createdAt = readHeader(w.payload, this.#header) > 0 ? this.#header.createdAt : 0;
-    const madeAt = performance.now() - Math.max(0, Date.now() - createdAt);
+    // Both clocks tick in whole ms here: a millisecond earlier, so that the guess never comes out late.
+    const madeAt = performance.now() - Math.max(0, Date.now() - createdAt) - 1;
     const old = this.#queue.get(w.pkey);
     if (old !== undefined) {
       // Newest write per key wins (write-behind may hand over a batch older than a write already queued).
@@ -171,7 +180,7 @@ export class RecoveryQueue<W extends RecoverableWrite> {
       if (old.createdAt > createdAt) return;
       this.#queue.delete(w.pkey);
     }
-    this.#queue.set(w.pkey, { write: w, createdAt, madeAt, generation: this.#generation, drop: false });
+    this.#queue.set(w.pkey, { write: w, createdAt, madeAt, generation: this.#generationBefore(madeAt), drop: false });
     while (this.#queue.size > this.#maxKeys) {
       const [pkey, oldest] = this.#queue.entries().next().value as [string, Entry<W>];
       this.#queue.delete(pkey);
@@ -179,6 +188,14 @@ export class RecoveryQueue<W extends RecoverableWrite> {
       this.#hooks.overflowed(oldest.write);
     }
     this.#changed();
+  }
+
+  /** The newest generation read before `madeAt` (undefined: none was). */
+  #generationBefore(madeAt: number): string | undefined {
+    const g = this.#generation;
+    if (g !== undefined && g.at <= madeAt) return g.value;
+    const p = this.#previous;
+    return p !== undefined && p.at <= madeAt ? p.value : undefined;
   }
 
   /**

@@ -67,6 +67,10 @@ return 1`;
 const FILL_STORE = `if (redis.call('GET', KEYS[2]) or '') ~= ARGV[3] then return 0 end
 if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
 return 0`;
+/** A replayed write's store on a Cluster (recovery-queue.ts): FILL_STORE over the value the replay read (ARGV[4]) instead of NX. */
+const REPLAY_STORE = `if (redis.call('GET', KEYS[2]) or '') ~= ARGV[3] or (redis.call('GET', KEYS[1]) or '') ~= ARGV[4] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
 
 /**
  * A fill's store on standalone/Sentinel, inside MULTI before a `RENAME staging key`: KEYS = key, fence,
@@ -111,6 +115,7 @@ const NO_TAGS: readonly string[] = [];
 /** The scripts run on every fill or tagged write, as ioredis commands (defineCommand: EVALSHA, loaded on first use). */
 interface FillCommands {
   tcFillStore(key: string, fence: string, payload: string, ttl: number, seenFence: string): Promise<number>;
+  tcReplayStore(key: string, fence: string, payload: string, ttl: number, seenFence: string, expected: string): Promise<number>;
   tcTagAdd(tagKey: string, key: string, ttl: number, prune: number): Promise<number>;
 }
 
@@ -228,6 +233,7 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
       const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
       // EVALSHA instead of EVAL: fills and tagged writes would otherwise send the scripts' text every time.
       (client as Redis).defineCommand('tcFillStore', { numberOfKeys: 2, lua: FILL_STORE });
+      (client as Redis).defineCommand('tcReplayStore', { numberOfKeys: 2, lua: REPLAY_STORE });
       (client as Redis).defineCommand('tcTagAdd', { numberOfKeys: 1, lua: TAG_ADD });
       const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
       this.disposers.push(reviveOnEnd(client, () => this.closed));
@@ -675,16 +681,35 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
    * refused. Tags are indexed after the value is in. Without a fence key (a key whose braces defeat the slot
    * rule) the fill is refused: it cannot be checked.
    */
-  async storeFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }): Promise<boolean | L2Failed> {
+  storeFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }): Promise<boolean | L2Failed> {
+    return this.storeChecked(write, fenceKey, genKey, seen, undefined);
+  }
+
+  /**
+   * A replayed write's store (recovery-queue.ts): as storeFill, but the key must still hold `expected` (the raw
+   * value the replay read; undefined: nothing) rather than be absent, so an older entry can be replaced.
+   */
+  replaceFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }, expected: string | undefined): Promise<boolean | L2Failed> {
+    return this.storeChecked(write, fenceKey, genKey, seen, expected ?? '');
+  }
+
+  /** storeFill; with `expected` ('' for nothing), replaceFill. */
+  private async storeChecked(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }, expected: string | undefined): Promise<boolean | L2Failed> {
     if (fenceKey === undefined) return false;
     const payload = this.stored(write.payload);
     const w = payload === write.payload ? write : { ...write, payload };
-    if (this.mode !== 'cluster') return this.storeFillStaged(w, fenceKey, genKey, seen, false);
+    if (this.mode !== 'cluster') return this.storeFillStaged(w, fenceKey, genKey, seen, false, expected);
     // The generation is in another slot: checked just before (see fill-fence.ts for the window this leaves).
     const g = await this.run('get', (c) => c.get(genKey));
     if (g === L2_FAILED) return L2_FAILED;
     if ((g ?? '') !== seen.generation) return false;
-    const stored = await this.run('set', (c) => (c as unknown as FillCommands).tcFillStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence), false, true);
+    const commands = (c: RedisClient): FillCommands => c as unknown as FillCommands;
+    const stored = await this.run(
+      'set',
+      (c) => (expected === undefined ? commands(c).tcFillStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence) : commands(c).tcReplayStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence, expected)),
+      false,
+      true,
+    );
     if (stored === L2_FAILED) return L2_FAILED;
     if (stored !== 1) return false;
     if (w.tagKeys && w.tagKeys.length > 0) {
@@ -697,18 +722,6 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
     if (after !== L2_FAILED && (after ?? '') === seen.generation) return true;
     await this.run('delete', (c) => c.unlink(w.pkey), false, true);
     return false;
-  }
-
-  /**
-   * A replayed write's store (recovery-queue.ts): as storeFill, but the key must still hold `expected` (the raw
-   * value the replay read; undefined: nothing) rather than be absent. On a Cluster only the absent case is
-   * stored (the fill's own path); replacing an entry there is refused, and the replay deletes the key instead.
-   */
-  replaceFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }, expected: string | undefined): Promise<boolean | L2Failed> {
-    if (expected === undefined || fenceKey === undefined) return this.storeFill(write, fenceKey, genKey, seen);
-    if (this.mode === 'cluster') return Promise.resolve(false);
-    const payload = this.stored(write.payload);
-    return this.storeFillStaged(payload === write.payload ? write : { ...write, payload }, fenceKey, genKey, seen, false, expected);
   }
 
   /**

@@ -126,6 +126,11 @@ export function isFenced<V>(tier: Tier<V>): tier is Tier<V> & FencedTier<V> {
   return tier.capabilities.fences && typeof (tier as Partial<FencedTier<V>>).readFenced === 'function' && typeof (tier as Partial<FencedTier<V>>).storeFenced === 'function';
 }
 
+export function isReplayable<V>(tier: Tier<V>): tier is Tier<V> & ReplayableTier<V> {
+  const r = tier as Partial<ReplayableTier<V>>;
+  return isFenced(tier) && typeof r.replaceFenced === 'function' && typeof r.currentGeneration === 'function' && typeof r.onReady === 'function';
+}
+
 /**
  * The lifetime an upper copy may have: never longer than what the tier below has left (-1: no expiry below),
  * and not at all when the entry below is about to go (0 or less).
