@@ -65,7 +65,7 @@ export class Invalidator {
     const matcher = compileGlob(glob);
     const walked = await this.dropMatching(matcher, async (): Promise<ScanDeleteResult> => {
       ctx.writeBehind?.discard((w) => matcher.test(w.key));
-      ctx.recovery?.discard((w) => matcher.test(w.pkey.slice(ctx.prefix.length)));
+      ctx.recovery?.invalidate((w) => matcher.test(w.pkey.slice(ctx.prefix.length)));
       if (!this.target) return { removed: 0, failedNodes: [] };
       const lower = ctx.lower ? await ctx.lower.deletePattern(glob) : undefined;
       const r = await this.target.scanDelete(escapeGlob(ctx.prefix) + glob);
@@ -224,14 +224,14 @@ export class Invalidator {
       case 'pattern': {
         const m = compileGlob(change.pattern);
         wb?.discard((w) => m.test(w.key));
-        recovery?.discard((w) => m.test(w.pkey.slice(prefix.length)));
+        recovery?.invalidate((w) => m.test(w.pkey.slice(prefix.length)));
         return;
       }
       case 'tags': {
         const tags = new Set(change.tags);
         wb?.discard((w) => !!w.tags?.some((t) => tags.has(t)));
         const tagKeys = new Set(change.tags.map((t) => reserved.tagPrefix + t));
-        recovery?.discard((w) => !!w.tagKeys?.some((k) => tagKeys.has(k)));
+        recovery?.invalidate((w) => !!w.tagKeys?.some((k) => tagKeys.has(k)));
         return;
       }
       case 'clear':

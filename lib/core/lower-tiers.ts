@@ -320,7 +320,7 @@ export class LowerTiers {
       const level = this.levels[i];
       level.counts?.clear();
       level.queue?.discard((w) => matcher.test(w.key));
-      level.recovery?.discard((w) => matcher.test(w.key));
+      level.recovery?.invalidate((w) => matcher.test(w.key));
       const r = await level.tier.deletePattern(glob);
       removed = Math.max(removed, r.removed);
       if (!r.complete) {
@@ -340,7 +340,7 @@ export class LowerTiers {
       level.counts?.clear();
       const tagged = (w: LowerWrite): boolean => !!w.tags?.some((t) => set.has(t));
       level.queue?.discard(tagged);
-      level.recovery?.discard(tagged);
+      level.recovery?.invalidate(tagged);
       const found: string[] = [];
       const r = await level.tier.deleteTags([...set], (keys) => found.push(...keys));
       if (found.length > 0) await onKeys(found);

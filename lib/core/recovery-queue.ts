@@ -98,8 +98,9 @@ const REFRESH_MS = 5_000;
  *   everywhere). An older entry is replaced only if it is still exactly what was read.
  *
  * The store checks all of it atomically in the tier (RedisTier.replaceFill, PostgresTier.replaceFenced), so
- * nothing can fall between the check and the write. Queue rules: newest write per key wins; a delete, pattern,
- * tag or clear made here (or heard from another instance) discards the queued writes it covers; a newer write
+ * nothing can fall between the check and the write. Queue rules: newest write per key wins; a delete or clear
+ * made here (or heard from another instance) discards the queued writes it covers, a pattern or tag invalidation
+ * turns them into deletes (`invalidate`); a newer write
  * issued here supersedes the queued one (if it fails too, it is queued in its place). Bounded by maxKeys: the
  * oldest write is pushed out and its key handed to `hooks.overflowed`, which defers a delete of it (those
  * deferred deletes have their own bound, past which they collapse into one namespace clear).
@@ -209,16 +210,14 @@ export class RecoveryQueue<W extends RecoverableWrite> {
     }
   }
 
-  /** An invalidation covers these writes: it came after them, so they must not be replayed. */
-  discard(predicate: (w: W) => boolean): void {
+  /**
+   * A pattern or tag invalidation covers these writes: it came after them, so they are replayed as deletes of
+   * their keys instead. Not simply forgotten: the tier still holds the value from before each write, which a tag
+   * invalidation does not reach (that value was not written with the tag).
+   */
+  invalidate(predicate: (w: W) => boolean): void {
     if (this.idle) return;
-    for (const [k, e] of this.#queue) {
-      if (predicate(e.write)) {
-        this.#queue.delete(k);
-        this.#n.superseded++;
-      }
-    }
-    this.#changed();
+    for (const e of this.#queue.values()) if (predicate(e.write)) e.drop = true;
   }
 
   clear(): void {

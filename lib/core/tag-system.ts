@@ -23,7 +23,7 @@ export class TagSystem {
     const tagKeys = new Set(list.map((t) => tagPrefix + t));
     const tagged = (w: L2Write): boolean => !!w.tagKeys?.some((k) => tagKeys.has(k));
     ctx.writeBehind?.discard(tagged);
-    ctx.recovery?.discard(tagged);
+    ctx.recovery?.invalidate(tagged);
     let l2Count = 0;
     if (this.target) {
       const target = this.target;
