@@ -1,7 +1,7 @@
 import type { InvalidationTarget } from './deferred-invalidations';
 import { escapeGlob } from './glob';
 import { fenceKeyOf, RESERVED } from './keys/cache-key';
-import type { RecoveryTarget } from './recovery-queue';
+import { replayWindow, type RecoveryTarget } from './recovery-queue';
 import { L2_FAILED, type L2Write, type RedisTier } from './tiers/redis.tier';
 
 export { fenceKeyOf };
@@ -65,8 +65,7 @@ export function fencedTarget(l2: RedisTier, names: { prefix: string; tagPrefix: 
 
 /**
  * Redis as the replay of queued writes sees it (recovery-queue.ts): the fill read and a store over what it read,
- * both against the key's fence and the namespace generation. `window`: how long a fence outlives its delete,
- * less what one read and one store can take (each bounded by the command deadline) and a second of clock drift.
+ * both against the key's fence and the namespace generation.
  */
 export function replayTarget(l2: RedisTier, names: { fencePrefix: string; genKey: string }, fillWindow: number, commandTimeout: number): RecoveryTarget<L2Write> {
   const fenceOf = (w: L2Write): string | undefined => fenceKeyOf(names.fencePrefix, w.pkey);
@@ -75,7 +74,7 @@ export function replayTarget(l2: RedisTier, names: { fencePrefix: string; genKey
       return l2.ready;
     },
     onReady: (listener) => l2.onReady(listener),
-    window: Math.max(0, fillWindow - 2 * commandTimeout - 1_000),
+    window: replayWindow(fillWindow, commandTimeout),
     ttl: (w) => w.ttl,
     generation: () => l2.generation(names.genKey),
     read: (w) => {

@@ -1,13 +1,12 @@
 import type { CacheChange, PatternInvalidationReport } from './cache-change';
 import type { CacheStack } from './cache-stack';
 import type { DeferredInvalidations, InvalidationTarget, LandedInvalidation } from './deferred-invalidations';
-import type { EngineContext, PreparedWrite } from './engine-context';
+import type { EngineContext } from './engine-context';
 import { compileGlob, escapeGlob, type GlobMatcher } from './glob';
 import { checkKey } from './keys/cache-key';
 import { invalidationCount } from './observer';
 import type { TagSystem } from './tag-system';
 import { L2_FAILED, type ScanDeleteResult } from './tiers/redis.tier';
-import type { WriteBehindQueue } from './write-behind-queue';
 
 /**
  * Invalidation of keys, patterns and the whole namespace, local (this instance's calls) and remote (what the

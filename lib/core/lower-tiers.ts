@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { EntryCompressor } from './compression';
 import { DeferredInvalidations, type InvalidationTarget, type LandedInvalidation } from './deferred-invalidations';
 import { compileGlob } from './glob';
-import { RecoveryQueue, type RecoveryTarget } from './recovery-queue';
+import { RecoveryQueue, replayWindow, type RecoveryTarget } from './recovery-queue';
 import { resolveRedis } from './options';
 import { compressionStats, mean, ratio, type TierStats } from './tier-stats';
 import type { ResolvedLowerTier } from './tier-options';
@@ -54,7 +54,7 @@ interface Level {
   readonly deferred: DeferredInvalidations;
   /** write: 'behind': this tier's writes, batched. */
   readonly queue: WriteBehindQueue<LowerWrite> | undefined;
-  /** Writes that could not reach this tier, replayed when it is back; reads of their keys skip it meanwhile. */
+  /** Writes that could not reach this tier, replayed when it is back (`recovery: false`: undefined). */
   readonly recovery: RecoveryQueue<LowerWrite> | undefined;
   readonly n: LevelCounters;
 }
@@ -449,7 +449,7 @@ export class LowerTiers {
 
   /**
    * Tier `index` as the replay of its queued writes sees it (recovery-queue.ts): cache keys (the tier applies its
-   * namespace), each write at the tier's own TTL. `window`: as for Redis (fill-fence.ts replayTarget).
+   * namespace), each write at the tier's own TTL.
    */
   private replayTarget(tier: SharedTier, index: number, fillWindow: number): RecoveryTarget<LowerWrite> {
     return {
@@ -457,7 +457,7 @@ export class LowerTiers {
         return tier.ready;
       },
       onReady: (listener) => tier.onReady(listener),
-      window: Math.max(0, fillWindow - 2 * tier.deadlines.timeoutMs - 1_000),
+      window: replayWindow(fillWindow, tier.deadlines.timeoutMs),
       ttl: (w) => this.tierWrite(w, index).ttl,
       generation: () => tier.currentGeneration(),
       read: (w) => tier.readFenced(w.key).then((r) => (r === TIER_FAILED ? r : { value: r.entry?.value, fence: r.mark.fence, generation: r.mark.generation })),

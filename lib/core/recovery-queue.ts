@@ -77,6 +77,14 @@ interface Entry<W> {
 const REFRESH_MS = 5_000;
 
 /**
+ * RecoveryTarget.window for a tier whose delete fences live `fillWindow` ms: less what one read and one store
+ * can take (each bounded by the tier's command deadline) and a second for the two clocks' drift.
+ */
+export function replayWindow(fillWindow: number, commandTimeout: number): number {
+  return Math.max(0, fillWindow - 2 * commandTimeout - 1_000);
+}
+
+/**
  * Writes (set, mset, fills, write-behind batches) that failed on a shared tier, or were skipped while it was
  * down, kept and replayed when it is back. Without this the tier keeps the value from before the write, and
  * every other instance reads it.
@@ -100,10 +108,10 @@ const REFRESH_MS = 5_000;
  * The store checks all of it atomically in the tier (RedisTier.replaceFill, PostgresTier.replaceFenced), so
  * nothing can fall between the check and the write. Queue rules: newest write per key wins; a delete or clear
  * made here (or heard from another instance) discards the queued writes it covers, a pattern or tag invalidation
- * turns them into deletes (`invalidate`); a newer write
- * issued here supersedes the queued one (if it fails too, it is queued in its place). Bounded by maxKeys: the
- * oldest write is pushed out and its key handed to `hooks.overflowed`, which defers a delete of it (those
- * deferred deletes have their own bound, past which they collapse into one namespace clear).
+ * turns them into deletes (`invalidate`); a newer write issued here supersedes the queued one (if it fails too,
+ * it is queued in its place). Bounded by maxKeys: the oldest write is pushed out and its key handed to
+ * `hooks.overflowed`, which defers a delete of it (those deferred deletes have their own bound, past which they
+ * collapse into one namespace clear).
  *
  * Reads are not held off while a write is queued: until the replay lands, the tier answers what every other
  * instance reads too (and a write that only missed its deadline may have landed after all). A replay that lands,
@@ -248,7 +256,11 @@ export class RecoveryQueue<W extends RecoverableWrite> {
   async #replayOnce(): Promise<boolean> {
     while (this.#queue.size > 0) {
       if (!this.#target.ready) return false;
-      const batch = Array.from(this.#queue.values()).slice(0, this.#batchSize);
+      const batch: Array<Entry<W>> = [];
+      for (const e of this.#queue.values()) {
+        batch.push(e);
+        if (batch.length >= this.#batchSize) break;
+      }
       const outcomes = await Promise.all(batch.map((e) => this.#replayOne(e)));
       const stored: W[] = [];
       const drops: Array<Entry<W>> = [];
@@ -298,6 +310,7 @@ export class RecoveryQueue<W extends RecoverableWrite> {
     if (r.fence !== '' || r.generation !== e.generation) return 'drop';
     if (r.value !== undefined && this.#createdAtOf(r.value) >= e.createdAt) return 'newer';
     // The entry may have been replaced or invalidated here while the read was out.
+    if (e.drop) return 'drop';
     if (this.#queue.get(e.write.pkey) !== e) return 'newer';
     const ok = await this.#target.replace(e.write, ttl, { fence: '', generation: e.generation }, r.value);
     if (ok === TIER_FAILED) return ok;
