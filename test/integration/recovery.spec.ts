@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
-import { TieredCache, TieredCacheOptionsError, type TieredCacheOptions } from '../../lib';
+import { TieredCache, type TieredCacheOptions } from '../../lib';
 import { decodeEntry } from '../../lib/core/entry-envelope';
 import { EngineProcess } from '../support/engine-process';
 import { warm } from '../support/l1-helpers';
@@ -316,13 +316,6 @@ describe('auto-recovery of writes a tier missed', () => {
     expect(await b.call('get', 'kept')).toBe('new');
     expect(await b.call('get', 'deleted')).toBeUndefined();
     expect(await a.get('deleted')).toBeUndefined();
-  });
-
-  it('recovery options are checked at construction, naming the option', () => {
-    expect(() => new TieredCache({ recovery: { maxKeys: 0 } })).toThrow(TieredCacheOptionsError);
-    expect(() => new TieredCache({ recovery: { maxKeys: 0 } })).toThrow(/recovery\.maxKeys/);
-    expect(() => new TieredCache({ recovery: { batchSize: 1.5 } })).toThrow(/recovery\.batchSize/);
-    expect(() => new TieredCache({ recovery: 'yes' as unknown as boolean })).toThrow(/recovery/);
   });
 
   it('recovery: false keeps the old behaviour (nothing queued)', async () => {
