@@ -21,6 +21,12 @@ import { waitFor } from '../support/wait-for';
 const quiet = { warn() {}, error() {} };
 let seq = 0;
 
+/** A millisecond passes: the next write's envelope createdAt is later than the last one's. */
+async function nextMs(): Promise<void> {
+  const t = Date.now();
+  await waitFor('the clock moved', () => Date.now() > t);
+}
+
 describe('auto-recovery of writes a tier missed', () => {
   const fx = redisFixture();
 
@@ -63,12 +69,6 @@ describe('auto-recovery of writes a tier missed', () => {
 
   async function replayed(c: TieredCache): Promise<void> {
     await waitFor('the queue replayed', () => c.l2!.ready && c.stats().l2.recovery.queued === 0 && c.stats().l2.pendingInvalidations === 0, 15_000);
-  }
-
-  /** A millisecond passes: the next write's envelope createdAt is later than the last one's. */
-  async function nextMs(): Promise<void> {
-    const t = Date.now();
-    await waitFor('the clock moved', () => Date.now() > t);
   }
 
   it('a set on A while Redis is down is in Redis once it is back, and B reads it instead of the older value', async () => {
@@ -394,5 +394,40 @@ describe('auto-recovery of a PostgreSQL tier below Redis', () => {
     expect(await rowPayload(p, 'k')).toBe(stored('newest'));
     // L2 had it all along; its copy is dropped anyway (it may have been refilled from L4's older row meanwhile).
     expect(await a.get('k')).toBe('newest');
+  }, 60_000);
+
+  it('PostgreSQL cut off for A only: a delete B makes meanwhile leaves a tombstone, and A replays a delete, not its write', async () => {
+    const p = `rp${++seq}:`;
+    const proxy = await TcpProxy.start(pg.port);
+    try {
+      const l4 = (url: string) => ({ name: 'l4', type: 'postgres' as const, postgres: { url, commandTimeout: 300, connectTimeout: 300, maintenanceInterval: '1h' }, ttl: '1d' });
+      const build = async (url: string): Promise<TieredCache> => {
+        const c = new TieredCache({ logger: quiet, keyPrefix: p, tiers: [{ name: 'l1', type: 'memory' }, { name: 'l2', type: 'redis', redis: l2.url }, l4(url)] });
+        caches.push(c);
+        await c.connect();
+        await waitFor('L4 up', () => c.stats().tiers.l4.ready, 20_000);
+        return c;
+      };
+      const a = await build(pg.url.replace(`:${pg.port}/`, `:${proxy.port}/`));
+      const b = await build(pg.url);
+      await a.set('k', 'old');
+      expect(await rowPayload(p, 'k')).toBe(stored('old'));
+
+      proxy.blackhole = true;
+      proxy.cut();
+      await a.set('k', 'from-a');
+      await waitFor('the write queued for L4', () => a.stats().tiers.l4.recovery?.queued === 1, 10_000);
+      await nextMs();
+      expect(await b.delete('k')).toBeGreaterThanOrEqual(1);
+      proxy.blackhole = false;
+      proxy.cut();
+      await waitFor('the queue settled', () => a.stats().tiers.l4.recovery?.queued === 0, 20_000);
+      expect(a.stats().tiers.l4.recovery).toMatchObject({ replayed: 0, dropped: 1 });
+      expect(await rowPayload(p, 'k')).toBeNull();
+      await waitFor('A misses', async () => (await a.get('k')) === undefined);
+      expect(await b.get('k')).toBeUndefined();
+    } finally {
+      await proxy.stop();
+    }
   }, 60_000);
 });
