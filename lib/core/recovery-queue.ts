@@ -195,6 +195,7 @@ export class RecoveryQueue<W extends RecoverableWrite> {
       this.#queue.delete(pkey);
       this.#n.overflowed++;
       this.#hooks.overflowed(oldest.write);
+      this.#hooks.log(`more queued writes than recovery.maxKeys (${this.#maxKeys}); the oldest is replaced by a delete of its key`);
     }
     this.#changed();
   }
