@@ -8,7 +8,7 @@ import { GracedEntry } from './get-set/graced-entry';
 import type { DeferredInvalidations } from './deferred-invalidations';
 import { compressionStats, mean, ratio, type TierStats } from './tier-stats';
 import type { LowerTiers } from './lower-tiers';
-import { L2_FAILED, type RedisTier, type ReplacedEntry } from './tiers/redis.tier';
+import { L2_FAILED, type L2Write, type RedisTier } from './tiers/redis.tier';
 import type { FillMark } from './tiers/tier';
 import { cappedTtl, type Tier } from './tiers/tier';
 
@@ -23,8 +23,8 @@ export interface HeldCopy {
   stale: boolean;
   /** When the value was written (epoch ms). */
   createdAt: number;
-  /** L2's entry, when it came from there: what the refresh's store replaces (and nothing else). */
-  replaces?: ReplacedEntry;
+  /** L2's entry as stored, when it came from there: what the refresh's store replaces (and nothing else). */
+  replaces?: string;
   /**
    * Until when this instance may keep it (epoch ms) without outliving what names it in a tag index: the end of
    * the copy it came from; 0 when unknown (fail-safe then serves it, but keeps nothing).
@@ -61,8 +61,6 @@ export class CacheStack {
    * weighs. copyToL1 runs right after decodeStored, in the same synchronous stretch.
    */
   #decoded = '';
-  /** Where the payload decodeStored() last read starts (the length of its envelope header). */
-  #at = 0;
 
   constructor(private readonly ctx: EngineContext) {
     const o = ctx.options;
@@ -293,7 +291,7 @@ export class CacheStack {
       value,
       stale,
       createdAt,
-      replaces: { header: (payload as string).slice(0, this.#at), bytes: Buffer.byteLength(payload as string, 'utf8') },
+      replaces: payload as string,
       keepUntil: pttl !== undefined && pttl > 0 ? now + pttl : 0,
     };
     return stale ? { value: undefined, copy } : { value, copy };
@@ -341,7 +339,6 @@ export class CacheStack {
     h.createdAt = 0;
     // Where the codec's payload starts (entry-envelope.ts): 0 for an entry written before the envelope.
     const at = readHeader(payload, h);
-    this.#at = at;
     if (at === ENTRY_NEWER) {
       ctx.n.newerEntries++;
       ctx.log('warn', 'entry-version', `entry under "${key}" is in a newer format than this version reads: treated as a miss and left in ${where}`);
@@ -381,9 +378,11 @@ export class CacheStack {
     let written: Promise<boolean> | undefined;
     if (ctx.l2 && !l1Only) {
       const deferred = ctx.deferred as DeferredInvalidations;
+      // This write is newer than one queued for replay; if it fails too, it is queued in its place.
+      if (ctx.recovery !== undefined && !ctx.recovery.idle) ctx.recovery.supersede(w.pkey);
       if (!deferred.idle && deferred.hasKey(w.key)) written = this.writeOverDeferred(w, deferred);
       else if (ctx.writeBehind) ctx.writeBehind.enqueue(w);
-      else written = ctx.l2.set(w);
+      else written = ctx.l2.set(w, ctx.recovery && this.lostL2);
       if (ctx.lower) {
         const below = ctx.lower.write([w]);
         written = written ? Promise.all([written, below]).then(() => true) : below.then(() => true);
@@ -415,10 +414,28 @@ export class CacheStack {
     const deferred = ctx.deferred as DeferredInvalidations;
     const seq = deferred.idle ? 0 : deferred.nextSeq();
     if (seq !== 0) for (const w of writes) if (deferred.hasKey(w.key)) w.seq = seq;
+    const recovery = ctx.recovery;
+    if (recovery !== undefined && !recovery.idle) for (const w of writes) recovery.supersede(w.pkey);
     const below = ctx.lower?.write(writes);
     if (ctx.writeBehind) for (const w of writes) ctx.writeBehind.enqueue(w);
-    else if ((await ctx.l2.setMany(writes)) !== L2_FAILED && seq !== 0) for (const w of writes) deferred.written(w.key, seq);
+    else {
+      const r = await ctx.l2.setMany(writes);
+      if (r === L2_FAILED) this.lostL2Many(writes);
+      else if (seq !== 0) for (const w of writes) deferred.written(w.key, seq);
+    }
     await below;
+  }
+
+  /**
+   * A write that did not reach Redis: kept for replay (recovery-queue.ts). Only what the replay needs: an mset's
+   * writes also carry the live value, which the queue must not keep alive.
+   */
+  readonly lostL2 = (w: L2Write): void => {
+    this.ctx.recovery?.enqueue({ pkey: w.pkey, payload: w.payload, ttl: w.ttl, tagKeys: w.tagKeys });
+  };
+
+  lostL2Many(writes: readonly L2Write[]): void {
+    for (const w of writes) this.lostL2(w);
   }
 
   /**
@@ -435,6 +452,7 @@ export class CacheStack {
     const seq = w.seq;
     return (this.ctx.l2 as RedisTier).setMany([w]).then((r) => {
       if (r !== L2_FAILED) deferred.written(w.key, seq);
+      else this.lostL2(w);
       return true as const;
     });
   }

@@ -1,4 +1,5 @@
 import { compileGlob, escapeGlob, type GlobMatcher } from './glob';
+import { RetryLoop } from './retry-loop';
 import { L2_FAILED, type L2Failed, type ScanDeleteResult, type TagPopResult } from './tiers/redis.tier';
 
 /** What the replay needs of the remote tier. */
@@ -44,10 +45,7 @@ export interface DeferredInvalidationStats {
   overflows: number;
 }
 
-const MIN_BACKOFF_MS = 100;
-const MAX_BACKOFF_MS = 5_000;
 const KEY_BATCH = 500;
-const CLOSE_WAIT_MS = 1_000;
 
 /**
  * Invalidations (deletes, patterns, tags, clears) that could not reach Redis, kept until they land. Without
@@ -82,10 +80,7 @@ export class DeferredInvalidations {
   /** Sequence number of a deferred namespace clear; 0 when none. */
   #clearSeq = 0;
   #seq = 0;
-  #timer: NodeJS.Timeout | undefined;
-  #backoff = MIN_BACKOFF_MS;
-  #round: Promise<void> | undefined;
-  #closed = false;
+  readonly #loop: RetryLoop;
   readonly #n = { deferred: 0, replayed: 0, retries: 0, overflows: 0 };
 
   constructor(
@@ -101,11 +96,12 @@ export class DeferredInvalidations {
     this.#legacyTagPrefix = tags.legacyPrefix;
     this.#limits = limits;
     this.#hooks = hooks;
+    this.#loop = new RetryLoop(() => this.#replayOnce(), {
+      settled: () => this.#changed(),
+      failed: (err) => this.#hooks.log(`replaying deferred invalidations failed: ${err instanceof Error ? err.message : String(err)}`),
+    });
     target.onReady(() => {
-      if (this.idle || this.#closed) return;
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#run();
+      if (!this.idle) this.#loop.now();
     });
   }
 
@@ -182,15 +178,7 @@ export class DeferredInvalidations {
 
   /** Stops the timer and makes one last bounded attempt; resolves to how many invalidations stay unapplied. */
   async close(): Promise<number> {
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#round) await this.#round;
-    if (!this.idle && this.#target.ready) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.#replayOnce(), new Promise((r) => (timer = setTimeout(r, CLOSE_WAIT_MS)))]);
-      clearTimeout(timer);
-    }
+    await this.#loop.close(() => !this.idle && this.#target.ready);
     return this.#pendingCount();
   }
 
@@ -209,38 +197,7 @@ export class DeferredInvalidations {
 
   #changed(): void {
     this.idle = this.#pendingCount() === 0;
-    if (this.idle) {
-      this.#backoff = MIN_BACKOFF_MS;
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-    } else this.#schedule();
-  }
-
-  #schedule(): void {
-    if (this.#closed || this.#timer || this.#round) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#run();
-    }, this.#backoff);
-    this.#timer.unref();
-  }
-
-  #run(): void {
-    if (this.#round || this.#closed) return;
-    this.#round = this.#replayOnce()
-      .then(
-        (done) => {
-          this.#backoff = done ? MIN_BACKOFF_MS : Math.min(this.#backoff * 2, MAX_BACKOFF_MS);
-        },
-        (err: unknown) => {
-          this.#backoff = Math.min(this.#backoff * 2, MAX_BACKOFF_MS);
-          this.#hooks.log(`replaying deferred invalidations failed: ${err instanceof Error ? err.message : String(err)}`);
-        },
-      )
-      .finally(() => {
-        this.#round = undefined;
-        this.#changed();
-      });
+    this.#loop.pending(!this.idle);
   }
 
   /** One round: clear, then keys, then patterns, then tags. Resolves true when nothing is left. */

@@ -6,6 +6,7 @@ import type { SingleFlight } from './get-set/single-flight';
 import type { CacheObserver } from './observer';
 import type { ResolvedOptions } from './options';
 import type { ReadGuard } from './read-guard';
+import type { RecoveryQueue } from './recovery-queue';
 import type { MemoryTier } from './tiers/memory.tier';
 import type { L2Write, RedisTier } from './tiers/redis.tier';
 import type { ValueProtection } from './value-protection';
@@ -110,6 +111,8 @@ export interface EngineContext {
   /** Invalidations that could not reach Redis, replayed until they land; undefined without L2. */
   readonly deferred: DeferredInvalidations | undefined;
   readonly writeBehind: WriteBehindQueue<PreparedWrite> | undefined;
+  /** Writes that could not reach Redis, replayed when it is back; undefined without L2 or with `recovery: false`. */
+  readonly recovery: RecoveryQueue<L2Write> | undefined;
   readonly flights: SingleFlight;
   readonly readGuard: ReadGuard;
   readonly protection: ValueProtection;

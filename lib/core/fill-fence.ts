@@ -1,7 +1,8 @@
 import type { InvalidationTarget } from './deferred-invalidations';
 import { escapeGlob } from './glob';
 import { fenceKeyOf, RESERVED } from './keys/cache-key';
-import type { RedisTier } from './tiers/redis.tier';
+import { replayWindow, type RecoveryTarget } from './recovery-queue';
+import { L2_FAILED, type L2Write, type RedisTier } from './tiers/redis.tier';
 
 export { fenceKeyOf };
 
@@ -59,5 +60,30 @@ export function fencedTarget(l2: RedisTier, names: { prefix: string; tagPrefix: 
       const r = await l2.popTag(tagKey, legacyKey, onKeys);
       return bumped ? r : { removed: r.removed, complete: false };
     },
+  };
+}
+
+/**
+ * Redis as the replay of queued writes sees it (recovery-queue.ts): the fill read and a store over what it read,
+ * both against the key's fence and the namespace generation.
+ */
+export function replayTarget(l2: RedisTier, names: { fencePrefix: string; genKey: string }, fillWindow: number, commandTimeout: number): RecoveryTarget<L2Write> {
+  const fenceOf = (w: L2Write): string | undefined => fenceKeyOf(names.fencePrefix, w.pkey);
+  return {
+    get ready() {
+      return l2.ready;
+    },
+    onReady: (listener) => l2.onReady(listener),
+    window: replayWindow(fillWindow, commandTimeout),
+    ttl: (w) => w.ttl,
+    generation: () => l2.generation(names.genKey),
+    read: (w) => {
+      const fenceKey = fenceOf(w);
+      // No fence key (braces that defeat the slot rule): nothing can be proven, as if fenced.
+      if (fenceKey === undefined) return Promise.resolve({ value: undefined, fence: 'unfenced', generation: '' });
+      return l2.readForFill(w.pkey, fenceKey, names.genKey, false).then((r) => (r === L2_FAILED ? r : { value: r[0] ?? undefined, fence: r[2], generation: r[3] }));
+    },
+    replace: (w, ttl, mark, expected) => l2.replaceFill({ ...w, ttl }, fenceOf(w), names.genKey, mark, expected),
+    drop: (ws) => l2.del(ws.map((w) => w.pkey), { keys: ws.map(fenceOf), ttl: fillWindow }).then((r) => r !== L2_FAILED),
   };
 }

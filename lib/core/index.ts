@@ -4,6 +4,7 @@ export { escapeGlob } from './glob';
 export type { CacheStats } from './stats';
 export type { ResilienceCounters } from './engine-context';
 export type { TierStats, TierTargetStats } from './tier-stats';
+export type { RecoveryStats } from './recovery-queue';
 export { defaultCodec, jsonCodec, CacheDecodeError, type CacheCodec } from './codec';
 export { TieredCacheOptionsError, CacheSerializationError, CacheFactoryTimeoutError } from './errors';
 export { parseDuration, MAX_TTL_MS, type Duration } from './duration';

@@ -1,13 +1,12 @@
 import type { CacheChange, PatternInvalidationReport } from './cache-change';
 import type { CacheStack } from './cache-stack';
 import type { DeferredInvalidations, InvalidationTarget, LandedInvalidation } from './deferred-invalidations';
-import type { EngineContext, PreparedWrite } from './engine-context';
+import type { EngineContext } from './engine-context';
 import { compileGlob, escapeGlob, type GlobMatcher } from './glob';
 import { checkKey } from './keys/cache-key';
 import { invalidationCount } from './observer';
 import type { TagSystem } from './tag-system';
 import { L2_FAILED, type ScanDeleteResult } from './tiers/redis.tier';
-import type { WriteBehindQueue } from './write-behind-queue';
 
 /**
  * Invalidation of keys, patterns and the whole namespace, local (this instance's calls) and remote (what the
@@ -34,24 +33,30 @@ export class Invalidator {
       this.stack.forget(list[i]);
       if (ctx.l1?.delete(list[i])) removed[i] = true;
       if (ctx.writeBehind?.discardKey(ctx.prefix + list[i])) removed[i] = true;
+      ctx.recovery?.supersede(ctx.prefix + list[i]);
     }
     if (this.target) {
-      const deferred = ctx.deferred as DeferredInvalidations;
       // Bottom-up (lower-tiers.ts): a read that misses L2 after this delete then misses every tier below it.
       if (ctx.lower) lowerRemoved = await ctx.lower.deleteKeys(list);
-      const r = await this.target.del(list.map((k) => ctx.prefix + k));
-      if (r === L2_FAILED) {
-        // Redis still holds these: replayed until it no longer does (see DeferredInvalidations).
-        deferred.addKeys(list);
-        ctx.log('warn', 'deferred', `delete of ${list.length} key(s) could not reach Redis; it is retried until it lands`);
-      } else {
-        r.forEach((ok, i) => ok && (removed[i] = true));
-        deferred.settled(list);
-      }
+      const r = await this.deleteL2(list);
+      if (r !== L2_FAILED) r.forEach((ok, i) => ok && (removed[i] = true));
     }
     ctx.n.deletes += list.length;
     ctx.emit({ type: 'delete', keys: [...list] });
     return Math.max(removed.filter(Boolean).length, lowerRemoved);
+  }
+
+  /** The Redis part of a delete; what cannot reach Redis is deferred (see DeferredInvalidations). */
+  private async deleteL2(list: readonly string[]): Promise<boolean[] | typeof L2_FAILED> {
+    const ctx = this.ctx;
+    const deferred = ctx.deferred as DeferredInvalidations;
+    const r = await (this.target as InvalidationTarget).del(list.map((k) => ctx.prefix + k));
+    if (r === L2_FAILED) {
+      // Redis still holds these: replayed until it no longer does.
+      deferred.addKeys(list);
+      ctx.log('warn', 'deferred', `delete of ${list.length} key(s) could not reach Redis; it is retried until it lands`);
+    } else deferred.settled(list);
+    return r;
   }
 
   async pattern(glob: string): Promise<PatternInvalidationReport> {
@@ -59,6 +64,7 @@ export class Invalidator {
     const matcher = compileGlob(glob);
     const walked = await this.dropMatching(matcher, async (): Promise<ScanDeleteResult> => {
       ctx.writeBehind?.discard((w) => matcher.test(w.key));
+      ctx.recovery?.invalidate((w) => matcher.test(w.pkey.slice(ctx.prefix.length)));
       if (!this.target) return { removed: 0, failedNodes: [] };
       const lower = ctx.lower ? await ctx.lower.deletePattern(glob) : undefined;
       const r = await this.target.scanDelete(escapeGlob(ctx.prefix) + glob);
@@ -82,6 +88,7 @@ export class Invalidator {
     ctx.flights.markAll();
     const l1Count = ctx.l1?.clear() ?? 0;
     ctx.writeBehind?.clear();
+    ctx.recovery?.clear();
     this.stack.forgetAll();
     let l2Count = 0;
     if (this.target) {
@@ -108,7 +115,7 @@ export class Invalidator {
   dropLocal(change: CacheChange): number | Promise<number> {
     const n = invalidationCount(change);
     if (n > 0) this.ctx.observer?.invalidation?.('bus', n);
-    if (this.ctx.writeBehind && change.type !== 'overwrite') this.discardQueued(change);
+    if ((this.ctx.writeBehind || this.ctx.recovery) && change.type !== 'overwrite') this.discardQueued(change);
     return this.dropL1(change);
   }
 
@@ -143,6 +150,18 @@ export class Invalidator {
     if (c.type === 'delete') for (const k of c.keys) this.stack.forget(k);
     void this.dropL1(c);
     this.ctx.emit(c);
+  }
+
+  /**
+   * Queued writes of a tier below L2 were replayed there (or replaced by deletes). While they waited, reads here
+   * and on other instances may have copied that tier's older values into the tiers above it: those copies go
+   * (every instance drops its L1 copy); the tier itself keeps what the replay left.
+   */
+  async replayedBelow(keys: string[], level: number): Promise<void> {
+    if (!this.target) return;
+    if (level > 0) await this.ctx.lower?.deleteKeys(keys, level);
+    await this.deleteL2(keys);
+    this.replayed({ type: 'delete', keys });
   }
 
   /**
@@ -187,28 +206,36 @@ export class Invalidator {
   }
 
   /**
-   * Another instance's invalidation also cancels this instance's queued write-behind writes it covers: a later
-   * flush would otherwise write back what was invalidated. (Another instance's overwrite does not: Redis also
-   * announces keys that merely expired, and dropping a queued write for those would lose it.)
+   * Another instance's invalidation also cancels this instance's queued writes it covers (write-behind, and those
+   * waiting for replay): a later flush would otherwise write back what was invalidated. (Another instance's
+   * overwrite does not: Redis also announces keys that merely expired, and dropping a queued write for those
+   * would lose it.)
    */
   private discardQueued(change: Exclude<CacheChange, { type: 'overwrite' }>): void {
-    const wb = this.ctx.writeBehind as WriteBehindQueue<PreparedWrite>;
+    const { writeBehind: wb, recovery, prefix, reserved } = this.ctx;
     switch (change.type) {
       case 'delete':
-        for (const k of change.keys) wb.discardKey(this.ctx.prefix + k);
+        for (const k of change.keys) {
+          wb?.discardKey(prefix + k);
+          recovery?.supersede(prefix + k);
+        }
         return;
       case 'pattern': {
         const m = compileGlob(change.pattern);
-        wb.discard((w) => m.test(w.key));
+        wb?.discard((w) => m.test(w.key));
+        recovery?.invalidate((w) => m.test(w.pkey.slice(prefix.length)));
         return;
       }
       case 'tags': {
         const tags = new Set(change.tags);
-        wb.discard((w) => !!w.tags?.some((t) => tags.has(t)));
+        wb?.discard((w) => !!w.tags?.some((t) => tags.has(t)));
+        const tagKeys = new Set(change.tags.map((t) => reserved.tagPrefix + t));
+        recovery?.invalidate((w) => !!w.tagKeys?.some((k) => tagKeys.has(k)));
         return;
       }
       case 'clear':
-        wb.clear();
+        wb?.clear();
+        recovery?.clear();
     }
   }
 

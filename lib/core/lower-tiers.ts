@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { EntryCompressor } from './compression';
 import { DeferredInvalidations, type InvalidationTarget, type LandedInvalidation } from './deferred-invalidations';
 import { compileGlob } from './glob';
+import { RecoveryQueue, replayWindow, type RecoveryTarget } from './recovery-queue';
 import { resolveRedis } from './options';
 import { compressionStats, mean, ratio, type TierStats } from './tier-stats';
 import type { ResolvedLowerTier } from './tier-options';
@@ -59,6 +60,8 @@ interface Level {
   readonly deferred: DeferredInvalidations;
   /** write: 'behind': this tier's writes, batched. */
   readonly queue: WriteBehindQueue<LowerWrite> | undefined;
+  /** Writes that could not reach this tier, replayed when it is back (`recovery: false`: undefined). */
+  readonly recovery: RecoveryQueue<LowerWrite> | undefined;
   readonly n: LevelCounters;
 }
 
@@ -86,6 +89,8 @@ export interface LowerTierHooks {
    * been refilled from what it covered (on other instances too): the engine drops it again above that tier.
    */
   landed(change: LandedInvalidation, level: number): void;
+  /** Queued writes were replayed on tier `level` (or their keys deleted there): the tiers above drop their copies. */
+  recovered(keys: string[], level: number): void;
   onError(tier: string, op: string, err: unknown): void;
   log(message: string): void;
 }
@@ -110,6 +115,7 @@ export class LowerTiers {
     private readonly namespace: string,
     fillWindow: number,
     private readonly hooks: LowerTierHooks,
+    recovery?: { maxKeys: number; batchSize: number },
   ) {
     this.levels = specs.map((spec, index) => {
       const tier = buildTier(spec, namespace, fillWindow, (op, err) => hooks.onError(spec.name, op, err));
@@ -119,12 +125,23 @@ export class LowerTiers {
         tagKeys: () => undefined,
         log: (message) => hooks.log(`tier ${spec.name}: ${message}`),
       });
+      const recovered = (ws: readonly LowerWrite[]): void => hooks.recovered(ws.map((w) => w.key), index);
+      const replay = recovery
+        ? new RecoveryQueue<LowerWrite>(this.replayTarget(tier, index, fillWindow), recovery, {
+            overflowed: (w) => deferred.addKeys([w.key]),
+            replayed: recovered,
+            dropped: recovered,
+            log: (message) => hooks.log(`tier ${spec.name}: ${message}`),
+          })
+        : undefined;
       const queue = spec.behind
         ? new WriteBehindQueue<LowerWrite>(
             { get ready() { return tier.ready; }, setMany: (ws) => Promise.resolve(tier.setEntries(ws.map((w) => this.tierWrite(w, index)))) },
             spec.behind.batchSize,
             spec.behind.maxQueue,
             spec.behind.flushInterval,
+            undefined,
+            replay && ((ws) => this.lost(replay, ws)),
           )
         : undefined;
       return {
@@ -135,13 +152,21 @@ export class LowerTiers {
         counts: spec.promoteAfter > 1 ? new LRUCache<string, number>({ max: 10_000 }) : undefined,
         deferred,
         queue,
+        recovery: replay,
         n: { hits: 0, misses: 0, errors: 0, promotions: 0, latencyTotal: 0, latencySamples: 0 },
       };
     });
   }
 
   async connect(): Promise<boolean[]> {
-    return Promise.all(this.levels.map((l) => connectTier(l.tier)));
+    return Promise.all(
+      this.levels.map(async (l) => {
+        const up = await connectTier(l.tier);
+        // What writes that fail from now on are checked against when they are replayed.
+        if (up) await l.recovery?.refresh();
+        return up;
+      }),
+    );
   }
 
   // ---------------------------------------------------------------- reads
@@ -256,14 +281,25 @@ export class LowerTiers {
     if (writes.length === 0) return;
     await Promise.all(
       this.levels.slice(from).map((level) => {
-        for (const w of writes) level.counts?.delete(w.key);
+        const recovery = level.recovery;
+        for (const w of writes) {
+          level.counts?.delete(w.key);
+          if (recovery !== undefined && !recovery.idle) recovery.supersede(w.pkey);
+        }
         if (level.queue) {
           for (const w of writes) level.queue.enqueue(w);
           return undefined;
         }
-        return level.tier.setEntries(writes.map((w) => this.tierWrite(w, level.index)));
+        return Promise.resolve(level.tier.setEntries(writes.map((w) => this.tierWrite(w, level.index)))).then((r) => {
+          if (r === TIER_FAILED && recovery) this.lost(recovery, writes);
+        });
       }),
     );
+  }
+
+  /** Writes that did not reach a tier: kept for its replay (only what the replay needs, not an mset's live value). */
+  private lost(recovery: RecoveryQueue<LowerWrite>, writes: readonly LowerWrite[]): void {
+    for (const w of writes) recovery.enqueue({ key: w.key, pkey: w.pkey, payload: w.payload, ttl: w.ttl, callTtl: w.callTtl, tags: w.tags, bytes: w.bytes });
   }
 
   /** Writes out every write-behind queue now. */
@@ -273,13 +309,15 @@ export class LowerTiers {
 
   // ---------------------------------------------------------------- invalidations, bottom-up
 
-  async deleteKeys(keys: readonly string[]): Promise<number> {
+  /** `above`: only the tiers above that level (a replay there left it holding the newest). */
+  async deleteKeys(keys: readonly string[], above = this.levels.length): Promise<number> {
     let removed = 0;
-    for (let i = this.levels.length - 1; i >= 0; i--) {
+    for (let i = above - 1; i >= 0; i--) {
       const level = this.levels[i];
       for (const k of keys) {
         level.counts?.delete(k);
         level.queue?.discardKey(this.namespace + k);
+        level.recovery?.supersede(this.namespace + k);
       }
       const r = await level.tier.deleteKeys(keys);
       if (r === TIER_FAILED) this.defer(level, 'delete', keys.length, () => level.deferred.addKeys(keys));
@@ -299,6 +337,7 @@ export class LowerTiers {
       const level = this.levels[i];
       level.counts?.clear();
       level.queue?.discard((w) => matcher.test(w.key));
+      level.recovery?.invalidate((w) => matcher.test(w.key));
       const r = await level.tier.deletePattern(glob);
       removed = Math.max(removed, r.removed);
       if (!r.complete) {
@@ -316,7 +355,9 @@ export class LowerTiers {
     for (let i = this.levels.length - 1; i >= 0; i--) {
       const level = this.levels[i];
       level.counts?.clear();
-      level.queue?.discard((w) => !!w.tags?.some((t) => set.has(t)));
+      const tagged = (w: LowerWrite): boolean => !!w.tags?.some((t) => set.has(t));
+      level.queue?.discard(tagged);
+      level.recovery?.invalidate(tagged);
       const found: string[] = [];
       const r = await level.tier.deleteTags([...set], (keys) => found.push(...keys));
       if (found.length > 0) await onKeys(found);
@@ -332,6 +373,7 @@ export class LowerTiers {
       const level = this.levels[i];
       level.counts?.clear();
       level.queue?.clear();
+      level.recovery?.clear();
       const r = await level.tier.deletePattern('*');
       removed = Math.max(removed, r.removed);
       if (!r.complete) this.defer(level, 'clear', 1, () => level.deferred.addClear());
@@ -368,6 +410,7 @@ export class LowerTiers {
       if (c) out[l.tier.name].compression = c;
       if (l.tier.kind === 'postgres' && l.tier.lastSize !== undefined) out[l.tier.name].size = l.tier.lastSize;
       if (l.queue) out[l.tier.name].writeBehind = { queueLength: l.queue.length, flushed: l.queue.flushed, dropped: l.queue.dropped };
+      if (l.recovery) out[l.tier.name].recovery = l.recovery.stats();
     }
     return out;
   }
@@ -397,6 +440,7 @@ export class LowerTiers {
     let lost = 0;
     for (const l of this.levels) {
       if (l.queue) lost += await l.queue.close();
+      if (l.recovery) lost += await l.recovery.close();
       lost += await l.deferred.close();
       await l.tier.close();
     }
@@ -423,6 +467,25 @@ export class LowerTiers {
     const grace = w.grace ?? 0;
     const value = encodeEntry(w.payload.slice(payloadStart(w.payload)), { createdAt: w.createdAt, staleAt: w.createdAt + ttl });
     return { key: w.key, value, ttl: withGrace(ttl, grace), tags: w.tags, bytes: w.bytes };
+  }
+
+  /**
+   * Tier `index` as the replay of its queued writes sees it (recovery-queue.ts): cache keys (the tier applies its
+   * namespace), each write at the tier's own TTL.
+   */
+  private replayTarget(tier: SharedTier, index: number, fillWindow: number): RecoveryTarget<LowerWrite> {
+    return {
+      get ready() {
+        return tier.ready;
+      },
+      onReady: (listener) => tier.onReady(listener),
+      window: replayWindow(fillWindow, tier.deadlines.timeoutMs),
+      ttl: (w) => this.tierWrite(w, index).ttl,
+      generation: () => tier.currentGeneration(),
+      read: (w) => tier.readFenced(w.key).then((r) => (r === TIER_FAILED ? r : { value: r.entry?.value, fence: r.mark.fence, generation: r.mark.generation })),
+      replace: (w, ttl, mark, expected) => tier.replaceFenced({ ...this.tierWrite(w, index), ttl }, mark, expected),
+      drop: (ws) => Promise.resolve(tier.deleteKeys(ws.map((w) => w.key))).then((r) => r !== TIER_FAILED),
+    };
   }
 
   private defer(level: Level, what: string, count: number, add: () => void): void {

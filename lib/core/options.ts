@@ -22,6 +22,8 @@ export interface ResolvedOptions {
   l2: { enabled: boolean; ttl: number; promoteAfter: number; fillWindow: number; compression: ResolvedCompression | undefined };
   redis: (RedisConnectionOptions & { commandTimeout: number; connectTimeout: number; socketTimeout: number; maxConnections: number; protocol: 2 | 3 }) | undefined;
   writeBehind: { flushInterval: number; batchSize: number; maxQueue: number } | undefined;
+  /** Replay of missed writes (recovery-queue.ts); undefined when off. */
+  recovery: { maxKeys: number; batchSize: number } | undefined;
   readThrough: boolean;
   cacheNullValues: boolean;
   codec: CacheCodec;
@@ -119,6 +121,7 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
     l2,
     redis: l2.enabled ? redis : undefined,
     writeBehind: l2.enabled ? writeBehind : undefined,
+    recovery: resolveRecovery(input.recovery),
     readThrough: bool('readThrough', input.readThrough, true),
     cacheNullValues: bool('cacheNullValues', input.cacheNullValues, false),
     codec: resolveCodec(codec),
@@ -132,6 +135,13 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
     resilience: resolveResilience(input.resilience),
     warnings: tiers?.warnings ?? [],
   };
+}
+
+function resolveRecovery(input: TieredCacheOptions['recovery']): ResolvedOptions['recovery'] {
+  if (input === false) return undefined;
+  const r = input === undefined || input === true ? {} : input;
+  if (typeof r !== 'object' || r === null) throw new TieredCacheOptionsError('recovery', input, 'expected true, false or an options object');
+  return { maxKeys: positiveInt('recovery.maxKeys', r.maxKeys, 10_000), batchSize: positiveInt('recovery.batchSize', r.batchSize, 100) };
 }
 
 function resolveBus(input: TieredCacheOptions['bus'], l2: boolean): ResolvedOptions['bus'] {

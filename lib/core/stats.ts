@@ -3,6 +3,7 @@ import type { EngineContext, ResilienceCounters } from './engine-context';
 import type { InvalidationQueue } from './invalidation-queue';
 import type { InvalidationStats } from './invalidation-stats';
 import type { DeferredInvalidations } from './deferred-invalidations';
+import type { RecoveryStats } from './recovery-queue';
 import { mean, ratio, type TierStats } from './tier-stats';
 
 export { ratio, type TierStats };
@@ -49,6 +50,8 @@ export interface CacheStats {
     replayRounds: number;
     /** Times the deferred set outgrew its bounds (10,000 keys, 100 patterns, 1,000 tags) and became one clear. */
     deferredOverflows: number;
+    /** Writes that could not reach Redis, queued and replayed when it is back (all 0 with `recovery: false`). */
+    recovery: RecoveryStats;
   };
   overall: {
     gets: number;
@@ -112,6 +115,7 @@ export function statsReport(ctx: EngineContext, src: StatsSources): CacheStats {
       newerEntries: n.newerEntries,
       fillsRefused: n.fillsRefused,
       ...deferredStats(ctx.deferred),
+      recovery: ctx.recovery?.stats() ?? { queued: 0, replayed: 0, dropped: 0, overflowed: 0, superseded: 0 },
     },
     overall: {
       gets: n.gets,

@@ -1,6 +1,6 @@
 import type { DeferredInvalidations, InvalidationTarget } from './deferred-invalidations';
 import type { EngineContext } from './engine-context';
-import { L2_FAILED } from './tiers/redis.tier';
+import { L2_FAILED, type L2Write } from './tiers/redis.tier';
 
 /**
  * Tags: an index per tag in each tier that holds tagged entries (L1: a map; Redis: a sorted set scored by
@@ -21,7 +21,9 @@ export class TagSystem {
     ctx.flights.markAll();
     const l1Count = ctx.l1?.deleteTagged(list) ?? 0;
     const tagKeys = new Set(list.map((t) => tagPrefix + t));
-    ctx.writeBehind?.discard((w) => !!w.tagKeys?.some((k) => tagKeys.has(k)));
+    const tagged = (w: L2Write): boolean => !!w.tagKeys?.some((k) => tagKeys.has(k));
+    ctx.writeBehind?.discard(tagged);
+    ctx.recovery?.invalidate(tagged);
     let l2Count = 0;
     if (this.target) {
       const target = this.target;

@@ -1,3 +1,4 @@
+import type { RecoveryStats } from './recovery-queue';
 /** stats().tiers[name]: one tier's share of the work, in stack order. */
 export interface TierStats {
   kind: 'memory' | 'redis' | 'postgres';
@@ -25,6 +26,8 @@ export interface TierStats {
   compression?: { entries: number; bytesBefore: number; bytesAfter: number };
   /** A tier below L2 with `write: 'behind'`: its queue (L2's own is stats().writeBehind). */
   writeBehind?: { queueLength: number; flushed: number; dropped: number };
+  /** A tier below L2, with `recovery` on: its writes queued for replay (recovery-queue.ts; L2's own is stats().l2.recovery). */
+  recovery?: RecoveryStats;
   /** The tier's hit-rate target (`hitRateTarget`), judged over recent lookups (hit-rate-targets.ts). */
   target?: TierTargetStats;
 }

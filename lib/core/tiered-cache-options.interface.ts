@@ -108,6 +108,17 @@ export interface WriteBehindOptions {
   maxQueue?: number;
 }
 
+/**
+ * Auto-recovery: writes that could not reach a shared tier (Redis, or a tier below it) while it was down are
+ * queued and replayed, each only where the tier proves it is not stale, when the tier is back (README: Recovery).
+ */
+export interface RecoveryOptions {
+  /** Queued writes per tier (default 10,000); past it the oldest is pushed out and its key deleted there instead. */
+  maxKeys?: number;
+  /** Writes replayed at once (default 100). */
+  batchSize?: number;
+}
+
 /** A byte size: a number of bytes, or a string such as `'512kb'`, `'5mb'`, `'1gb'` (1 kb = 1,024 bytes). */
 export type ByteSize = number | string;
 
@@ -211,6 +222,8 @@ export interface TieredCacheOptions {
   writeThrough?: boolean;
   /** Write L1 at once, queue L2 writes. Mutually exclusive with writeThrough. */
   writeBehind?: boolean | WriteBehindOptions;
+  /** Replay of writes a shared tier missed while it was down (default on; `false` turns it off). */
+  recovery?: boolean | RecoveryOptions;
   /** Default true: getOrSet (and @Cacheable) store what the factory returns. false = cache-aside only. */
   readThrough?: boolean;
   /** Store `null` results (default false: null is a miss). `undefined` is never stored. */

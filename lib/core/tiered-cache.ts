@@ -11,7 +11,7 @@ import { CacheDecodeError } from './codec';
 import { DeferredInvalidations } from './deferred-invalidations';
 import { parseCallTtl } from './duration';
 import { newCounters, type EngineContext, type PreparedWrite } from './engine-context';
-import { fencedTarget } from './fill-fence';
+import { fencedTarget, replayTarget } from './fill-fence';
 import { FactoryRunner } from './get-set/factory-runner';
 import { GracedEntry } from './get-set/graced-entry';
 import { callPolicy, type CallPolicy } from './get-set/resilience-policy';
@@ -25,11 +25,12 @@ import { LowerTiers } from './lower-tiers';
 import { fanOut, type CacheObserver, type CacheOperation, type CacheTier, type InvalidationSource } from './observer';
 import { resolveOptions, type ResolvedOptions } from './options';
 import { ReadGuard } from './read-guard';
+import { RecoveryQueue } from './recovery-queue';
 import { statsReport, type CacheStats } from './stats';
 import { TagSystem } from './tag-system';
 import { MemoryTier } from './tiers/memory.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
-import { L2_FAILED, RedisTier } from './tiers/redis.tier';
+import { L2_FAILED, RedisTier, type L2Write } from './tiers/redis.tier';
 import type { TierHealth } from './tiers/tier';
 import { NULL_MARKER, ValueProtection } from './value-protection';
 import { WritePath } from './write-path';
@@ -109,6 +110,7 @@ export class TieredCache {
       lower: undefined,
       deferred: undefined,
       writeBehind: undefined,
+      recovery: undefined,
       flights: new SingleFlight(),
       readGuard: new ReadGuard(),
       protection: new ValueProtection(o.l1.protection),
@@ -122,12 +124,13 @@ export class TieredCache {
     if (l2 && o.lower.length > 0) {
       state.lower = new LowerTiers(o.lower, prefix, o.l2.fillWindow, {
         landed: (change) => void this.#invalidator.landedBelow(change),
+        recovered: (keys, level) => void this.#invalidator.replayedBelow(keys, level),
         onError: (tier, op, err) => {
           state.lower?.countError(tier);
           this.#logs.log('warn', `${tier}:${op}`, `tier ${tier}: ${op} failed: ${err instanceof Error ? err.message : String(err)}`);
         },
         log: (message) => log('warn', 'deferred', message),
-      });
+      }, o.recovery);
     }
     this.#state = state;
     this.#plain = state.protection.plain;
@@ -143,10 +146,33 @@ export class TieredCache {
         log: (message) => log('warn', 'deferred', message),
       });
       state.deferred = deferred;
+      const cacheKeys = (ws: readonly L2Write[]): string[] => ws.map((w) => w.pkey.slice(prefix.length));
+      const recovery = o.recovery
+        ? new RecoveryQueue<L2Write>(replayTarget(l2, reserved, o.l2.fillWindow, o.redis?.commandTimeout ?? 0), o.recovery, {
+            // Pushed out of the queue, its key must still lose the older value Redis holds: a deferred delete.
+            overflowed: (w) => deferred.addKeys(cacheKeys([w])),
+            // Reads made before the replay reached Redis (here too) may have copied the older value into L1.
+            replayed: (ws) => {
+              const change = { type: 'overwrite', keys: cacheKeys(ws) } as const;
+              void this.#invalidator.dropL1(change);
+              this.#emit(change);
+            },
+            dropped: (ws) => this.#invalidator.replayed({ type: 'delete', keys: cacheKeys(ws) }),
+            log: (message) => log('warn', 'recovery', message),
+          })
+        : undefined;
+      state.recovery = recovery;
       if (o.writeBehind) {
-        state.writeBehind = new WriteBehindQueue<PreparedWrite>(l2, o.writeBehind.batchSize, o.writeBehind.maxQueue, o.writeBehind.flushInterval, (batch) => {
-          if (!deferred.idle) for (const w of batch) if (w.seq !== undefined) deferred.written(w.key, w.seq);
-        });
+        state.writeBehind = new WriteBehindQueue<PreparedWrite>(
+          l2,
+          o.writeBehind.batchSize,
+          o.writeBehind.maxQueue,
+          o.writeBehind.flushInterval,
+          (batch) => {
+            if (!deferred.idle) for (const w of batch) if (w.seq !== undefined) deferred.written(w.key, w.seq);
+          },
+          recovery && ((writes) => this.#stack.lostL2Many(writes)),
+        );
       }
     }
     const internals: EngineInternals = {
@@ -170,6 +196,8 @@ export class TieredCache {
   async connect(): Promise<boolean> {
     if (!this.l2) return true;
     const [ok, lower] = await Promise.all([this.l2.connect(), this.#state.lower?.connect(), this.bus?.connect(this.options.redis?.connectTimeout ?? 0)]);
+    // What writes that fail from now on are checked against when they are replayed (recovery-queue.ts).
+    if (ok) await this.#state.recovery?.refresh();
     lower?.forEach((up, i) => {
       if (!up) this.#logs.log('warn', 'connect', `tier ${this.options.lower[i].name} is not reachable; it is skipped until it answers`);
     });
@@ -187,6 +215,10 @@ export class TieredCache {
     if (s.writeBehind) {
       const lost = await s.writeBehind.close();
       if (lost > 0) this.#logs.log('error', 'shutdown', `${lost} queued write-behind entries could not be written to Redis`);
+    }
+    if (s.recovery) {
+      const left = await s.recovery.close();
+      if (left > 0) this.#logs.log('error', 'shutdown', `${left} writes could not be replayed on Redis; what it held before them stays there until it expires`);
     }
     if (s.deferred) {
       const left = await s.deferred.close();

@@ -9,6 +9,10 @@ export interface BatchSink<W> {
 /**
  * Write-behind: L2 writes are queued (newest value per key wins), flushed in pipelined batches on an
  * interval and on shutdown. Bounded: past maxQueue the oldest queued write is dropped and counted.
+ *
+ * With `lost` (the recovery queue, recovery-queue.ts), a batch that fails and a write dropped over maxQueue are
+ * handed to it instead of being put back or forgotten: a blind re-flush after an outage could write back what
+ * another instance invalidated meanwhile, and a dropped write would leave the tier's older value in place.
  */
 export class WriteBehindQueue<W extends L2Write = L2Write> {
   private readonly queue = new Map<string, W>();
@@ -29,6 +33,7 @@ export class WriteBehindQueue<W extends L2Write = L2Write> {
     flushIntervalMs: number,
     /** A batch reached Redis. */
     private readonly onWritten?: (batch: readonly W[]) => void,
+    private readonly lost?: (writes: readonly W[]) => void,
   ) {
     this.timer = setInterval(() => void this.flush(), flushIntervalMs);
     this.timer.unref();
@@ -42,9 +47,10 @@ export class WriteBehindQueue<W extends L2Write = L2Write> {
     this.queue.delete(w.pkey); // re-insert at the tail: the queue stays in write order
     this.queue.set(w.pkey, w);
     while (this.queue.size > this.maxQueue) {
-      const oldest = this.queue.keys().next().value as string;
+      const [oldest, dropped] = this.queue.entries().next().value as [string, W];
       this.queue.delete(oldest);
       this.dropped++;
+      this.lost?.([dropped]);
     }
     if (this.queue.size >= this.batchSize) void this.flush();
   }
@@ -103,9 +109,11 @@ export class WriteBehindQueue<W extends L2Write = L2Write> {
       const ok = await this.l2.setMany(batch);
       this.inFlight = undefined;
       if (ok === L2_FAILED) {
-        // Put back what was neither invalidated nor overwritten meanwhile: a newer queued value must win, and
-        // a delete made while the batch was out must not be undone by the next flush.
-        for (const w of inFlight.values()) if (!this.queue.has(w.pkey)) this.queue.set(w.pkey, w);
+        // Put back (or hand over) what was neither invalidated nor overwritten meanwhile: a newer queued value
+        // must win, and a delete made while the batch was out must not be undone by the next flush.
+        const left = Array.from(inFlight.values()).filter((w) => !this.queue.has(w.pkey));
+        if (this.lost) this.lost(left);
+        else for (const w of left) this.queue.set(w.pkey, w);
         return;
       }
       this.flushed += batch.length;

@@ -47,8 +47,9 @@ export class WritePath {
     this.overtake(key);
     ctx.l1?.delete(key);
     ctx.n.sets++;
+    if (ctx.recovery !== undefined && !ctx.recovery.idle) ctx.recovery.supersede(w.pkey);
     if (at === 0) {
-      await l2.set(w);
+      await l2.set(w, ctx.recovery && this.stack.lostL2);
     } else {
       await l2.del([w.pkey], { keys: [fenceKeyOf(ctx.reserved.fencePrefix, w.pkey)], ttl: ctx.options.l2.fillWindow });
       await ctx.lower?.write([w], at - 1);

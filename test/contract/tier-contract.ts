@@ -1,4 +1,4 @@
-import { isFenced, TIER_FAILED, type FencedTier, type FillMark, type Tier, type TierEntry, type TierFailed, type TierRemoval, type TierWrite } from '../../lib/core/tiers/tier';
+import { isFenced, isReplayable, TIER_FAILED, type FencedTier, type FillMark, type Tier, type TierEntry, type TierFailed, type TierRemoval, type TierWrite } from '../../lib/core/tiers/tier';
 import { waitFor } from '../support/wait-for';
 
 /**
@@ -589,6 +589,50 @@ export function describeTierContract<V>(title: string, setup: TierContractSetup<
           expect(typeof asked(s)).toBe('boolean');
           expect({ round, stored: s, left: asked(await tier.getEntry('k'))?.value }).toEqual({ round, stored: s, left: undefined });
         }
+      });
+
+      describe('replayed writes (replaceFenced)', () => {
+        /** What the replay of a write made now is checked against: no fence, the generation as it reads now. */
+        async function replayMark(t: Tier<V>): Promise<FillMark | undefined> {
+          if (!isReplayable(t)) return undefined;
+          return { fence: '', generation: asked(await t.currentGeneration()) };
+        }
+
+        it('currentGeneration is what readFenced marks, and moves with a pattern or tag invalidation', async () => {
+          if (!isReplayable(tier)) return;
+          const g = asked(await tier.currentGeneration());
+          expect((await readMissing(tier, 'k')).generation).toBe(g);
+          await (await other()).deletePattern('nomatch:*');
+          expect(asked(await tier.currentGeneration())).not.toBe(g);
+        });
+
+        it('stores over nothing, and over exactly the entry it read; refuses over any other', async () => {
+          if (!isReplayable(tier)) return;
+          const mark = (await replayMark(tier)) as FillMark;
+          expect(await tier.replaceFenced(w('k', 1), mark, undefined)).toBe(true);
+          const read = asked(await tier.readFenced('k'));
+          expect(await tier.replaceFenced(w('k', 2), mark, read.entry?.value)).toBe(true);
+          expect(await value(tier, 'k')).toEqual(setup.sample(2));
+          // What it read before is gone: the entry there now is not the one it was told to replace.
+          expect(await tier.replaceFenced(w('k', 3), mark, read.entry?.value)).toBe(false);
+          expect(await tier.replaceFenced(w('k', 3), mark, undefined)).toBe(false);
+          expect(await value(tier, 'k')).toEqual(setup.sample(2));
+        });
+
+        it("refused after another instance's delete of the key (its fence), or any pattern or tag invalidation (the generation)", async () => {
+          if (!isReplayable(tier)) return;
+          const peer = await other();
+          const mark = (await replayMark(tier)) as FillMark;
+          await put(tier, w('k', 1));
+          expect(await peer.deleteKeys(['k'])).toBe(1);
+          expect(await tier.replaceFenced(w('k', 2), mark, undefined)).toBe(false);
+          expect(await tier.getEntry('k')).toBeUndefined();
+          await put(tier, w('j', 1));
+          const read = asked(await tier.readFenced('j'));
+          expect(await peer.deletePattern('nomatch:*')).toEqual({ removed: 0, complete: true });
+          expect(await tier.replaceFenced(w('j', 2), mark, read.entry?.value)).toBe(false);
+          expect(await value(tier, 'j')).toEqual(setup.sample(1));
+        });
       });
 
       it(`once closed, readFenced and storeFenced resolve (${setup.afterClose === 'fails' ? 'TIER_FAILED' : 'as an empty tier'})`, async () => {

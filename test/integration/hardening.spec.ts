@@ -1,9 +1,10 @@
 import { Redis } from 'ioredis';
 import { CacheSerializationError, MAX_TTL_MS, TieredCache, TieredCacheOptionsError, escapeGlob, type TieredCacheOptions } from '../../lib';
-import { decodeEntry } from '../../lib/core/entry-envelope';
 import { EngineProcess } from '../support/engine-process';
 import { heardMarker, warm } from '../support/l1-helpers';
+import { redisFixture } from '../support/redis-fixture';
 import { RedisServer } from '../support/redis-server';
+import { payloadOf, stored } from '../support/stored';
 import { TcpProxy } from '../support/tcp-proxy';
 import { waitFor } from '../support/wait-for';
 
@@ -16,46 +17,24 @@ import { waitFor } from '../support/wait-for';
 
 const quiet = { warn() {}, error() {} };
 let seq = 0;
-/** What the default codec stores for `v`. */
-const stored = (v: unknown): string => '\u0001tc1:' + JSON.stringify(v);
-/** The codec payload of a raw Redis value: the entry envelope stripped (a value written without one as it is). */
-const payloadOf = (raw: string | null): string | null | undefined => (raw === null ? null : decodeEntry(raw).payload);
 
 describe('hardening', () => {
-  let redis: RedisServer;
-  let raw: Redis;
-  const caches: TieredCache[] = [];
-  const procs: EngineProcess[] = [];
-  const proxies: TcpProxy[] = [];
-
-  beforeAll(async () => {
-    redis = await RedisServer.start();
-    raw = new Redis(redis.url);
-  });
-  afterEach(async () => {
-    await Promise.all(caches.splice(0).map((c) => c.close()));
-    await Promise.all(procs.splice(0).map((p) => p.stop()));
-    await Promise.all(proxies.splice(0).map((p) => p.stop()));
-  });
-  afterAll(async () => {
-    raw.disconnect();
-    await redis.stop();
-  });
+  const fx = redisFixture();
 
   function options(prefix: string, more: Partial<TieredCacheOptions> = {}): TieredCacheOptions {
-    return { redis: redis.url, keyPrefix: prefix, ...more };
+    return { redis: fx.redis.url, keyPrefix: prefix, ...more };
   }
 
   async function cache(opts: TieredCacheOptions): Promise<TieredCache> {
     const c = new TieredCache({ logger: quiet, ...opts });
-    caches.push(c);
+    fx.caches.push(c);
     expect(await c.connect()).toBe(true);
     return c;
   }
 
   async function proc(opts: TieredCacheOptions): Promise<EngineProcess> {
     const p = await EngineProcess.start(opts);
-    procs.push(p);
+    fx.procs.push(p);
     expect(await p.call('connect')).toBe(true);
     return p;
   }
@@ -83,8 +62,8 @@ describe('hardening', () => {
       for (const k of ['list:a', 'list:q', 'list:z', 'other']) expect(await b.call('inL1', k)).toBe(true);
       const before = (await b.call<{ bus: { received: number } }>('stats')).bus.received;
 
-      await raw.publish(a.bus!.channel, busMessage({ type: 'pattern', pattern: 'list:[z-a]*' }));
-      await heardMarker(raw, a.bus!.channel, a);
+      await fx.raw.publish(a.bus!.channel, busMessage({ type: 'pattern', pattern: 'list:[z-a]*' }));
+      await heardMarker(fx.raw, a.bus!.channel, a);
       await childHeard(b, before, 2);
       await waitFor('B applied the pattern', async () => !(await b.call('inL1', 'list:z')));
 
@@ -103,8 +82,8 @@ describe('hardening', () => {
       await a.set('k:d', 1);
       await a.invalidatePattern('k:[c-a]');
       expect(a.peekLocal('k:b')).toBeUndefined();
-      expect(await raw.exists(prefix + 'k:b')).toBe(0);
-      expect(await raw.exists(prefix + 'k:d')).toBe(1);
+      expect(await fx.raw.exists(prefix + 'k:b')).toBe(0);
+      expect(await fx.raw.exists(prefix + 'k:d')).toBe(1);
     });
 
     it('a garbage or hostile message is counted and dropped; the subscriber keeps working', async () => {
@@ -112,14 +91,14 @@ describe('hardening', () => {
       const a = await cache(options(prefix));
       const malformed = a.stats().bus.malformed;
       for (const m of ['{', 'null', '[]', busMessage({ type: 'pattern', pattern: 42 }), busMessage({ type: 'delete', keys: [{}] }), '\u0000'.repeat(10)]) {
-        await raw.publish(a.bus!.channel, m);
+        await fx.raw.publish(a.bus!.channel, m);
       }
-      await heardMarker(raw, a.bus!.channel, a);
+      await heardMarker(fx.raw, a.bus!.channel, a);
       expect(a.stats().bus.malformed).toBe(malformed + 6);
       await a.set('x', 1);
       await warm(a, 'x', 1);
-      await raw.publish(a.bus!.channel, busMessage({ type: 'delete', keys: ['x'] }));
-      await heardMarker(raw, a.bus!.channel, a);
+      await fx.raw.publish(a.bus!.channel, busMessage({ type: 'delete', keys: ['x'] }));
+      await heardMarker(fx.raw, a.bus!.channel, a);
       expect(a.peekLocal('x')).toBeUndefined();
     });
 
@@ -162,7 +141,7 @@ describe('hardening', () => {
       await b.call('set', 'a'.repeat(20) + 'b', 'matches');
       const before = (await b.call<{ bus: { received: number } }>('stats')).bus.received;
       const pingsBefore = (await b.call<{ ticks: number }>('ping')).ticks;
-      await raw.publish(a.bus!.channel, busMessage({ type: 'pattern', pattern: hostile }));
+      await fx.raw.publish(a.bus!.channel, busMessage({ type: 'pattern', pattern: hostile }));
       await childHeard(b, before);
       await waitFor('the walk in the other process is over', async () => !(await b.call('inL1', 'a'.repeat(20) + 'b')) && (await b.call<{ l1: { size: number } }>('stats')).l1.size === remote);
       expect(b.alive).toBe(true);
@@ -182,11 +161,11 @@ describe('hardening', () => {
       await waitFor('B applied the pattern', async () => !(await b.call('inL1', 'k:]')));
       expect(a.peekLocal('k:]')).toBeUndefined();
       expect(await b.call('inL1', 'k:]')).toBe(false);
-      expect(await raw.exists(prefix + 'k:]')).toBe(0);
+      expect(await fx.raw.exists(prefix + 'k:]')).toBe(0);
       for (const k of ['k:\\]', 'k:\\']) {
         expect(a.peekLocal(k)).toBe(k);
         expect(await b.call('inL1', k)).toBe(true);
-        expect(await raw.exists(prefix + k)).toBe(1);
+        expect(await fx.raw.exists(prefix + k)).toBe(1);
       }
     });
 
@@ -206,8 +185,8 @@ describe('hardening', () => {
 
   describe('invalidations that cannot reach Redis', () => {
     async function viaProxy(prefix: string, more: Partial<TieredCacheOptions> = {}): Promise<{ a: TieredCache; proxy: TcpProxy }> {
-      const proxy = await TcpProxy.start(redis.port);
-      proxies.push(proxy);
+      const proxy = await TcpProxy.start(fx.redis.port);
+      fx.proxies.push(proxy);
       const a = await cache({ redis: { url: proxy.url, connectTimeout: 400, commandTimeout: 200 }, keyPrefix: prefix, ...more });
       return { a, proxy };
     }
@@ -234,12 +213,12 @@ describe('hardening', () => {
       expect(await a.set('k2', 'new')).toBe(true);
       expect(a.stats().l2.pendingInvalidations).toBe(2);
       expect(a.stats().l2.deferredInvalidations).toBe(2);
-      expect(payloadOf(await raw.get(prefix + 'k'))).toBe(stored('old'));
+      expect(payloadOf(await fx.raw.get(prefix + 'k'))).toBe(stored('old'));
 
       proxy.blackhole = false;
       await waitFor('the deferred deletes landed', () => a.stats().l2.pendingInvalidations === 0, 15_000);
-      expect(await raw.exists(prefix + 'k')).toBe(0);
-      expect(payloadOf(await raw.get(prefix + 'k2'))).not.toBe(stored('old'));
+      expect(await fx.raw.exists(prefix + 'k')).toBe(0);
+      expect(payloadOf(await fx.raw.get(prefix + 'k2'))).not.toBe(stored('old'));
       expect(a.stats().l2.replayedInvalidations).toBe(2);
       await waitFor('B dropped its copy', async () => !(await b.call('inL1', 'k')));
       expect(await b.call('get', 'k')).toBeUndefined();
@@ -249,32 +228,32 @@ describe('hardening', () => {
     it('while a delete is pending, this instance reads nothing it covers from Redis, and a write that lands settles it', async () => {
       const prefix = `h${++seq}:`;
       // A user Redis lets read and write but not delete: the delete fails while everything else works.
-      await raw.call('ACL', 'SETUSER', 'nounlink', 'reset', 'on', '>pw', '~*', '&*', '+@all', '-unlink');
+      await fx.raw.call('ACL', 'SETUSER', 'nounlink', 'reset', 'on', '>pw', '~*', '&*', '+@all', '-unlink');
       try {
-        const a = await cache({ redis: `redis://nounlink:pw@127.0.0.1:${redis.port}`, keyPrefix: prefix, bus: false });
-        await raw.set(prefix + 'k', stored('old'));
-        await raw.set(prefix + 'w', stored('old'));
+        const a = await cache({ redis: `redis://nounlink:pw@127.0.0.1:${fx.redis.port}`, keyPrefix: prefix, bus: false });
+        await fx.raw.set(prefix + 'k', stored('old'));
+        await fx.raw.set(prefix + 'w', stored('old'));
         await a.delete(['k', 'w']);
         expect(a.stats().l2.pendingInvalidations).toBe(2);
-        expect(payloadOf(await raw.get(prefix + 'k'))).toBe(stored('old'));
+        expect(payloadOf(await fx.raw.get(prefix + 'k'))).toBe(stored('old'));
         expect(await a.get('k')).toBeUndefined();
         expect(await a.mget(['k', 'w'])).toEqual([undefined, undefined]);
         expect(await a.has('k')).toBe(false);
         // A fill cannot store over the old value (it only stores into an absent key): it keeps its result in L1.
         expect(await a.getOrSet('k', () => 'fresh')).toBe('fresh');
-        expect(payloadOf(await raw.get(prefix + 'k'))).toBe(stored('old'));
+        expect(payloadOf(await fx.raw.get(prefix + 'k'))).toBe(stored('old'));
         expect(a.stats().l2.pendingInvalidations).toBe(2);
         // A write that reaches Redis does: newest intent wins, the delete of k is settled.
         expect(await a.set('k', 'newer')).toBe(true);
-        expect(payloadOf(await raw.get(prefix + 'k'))).toBe(stored('newer'));
+        expect(payloadOf(await fx.raw.get(prefix + 'k'))).toBe(stored('newer'));
         expect(a.stats().l2.pendingInvalidations).toBe(1);
-        await raw.call('ACL', 'SETUSER', 'nounlink', '+unlink');
+        await fx.raw.call('ACL', 'SETUSER', 'nounlink', '+unlink');
         await waitFor('the deferred delete landed', () => a.stats().l2.pendingInvalidations === 0, 15_000);
-        expect(await raw.exists(prefix + 'w')).toBe(0);
-        expect(payloadOf(await raw.get(prefix + 'k'))).toBe(stored('newer'));
+        expect(await fx.raw.exists(prefix + 'w')).toBe(0);
+        expect(payloadOf(await fx.raw.get(prefix + 'k'))).toBe(stored('newer'));
         expect(await a.get('k')).toBe('newer');
       } finally {
-        await raw.call('ACL', 'DELUSER', 'nounlink');
+        await fx.raw.call('ACL', 'DELUSER', 'nounlink');
       }
     });
 
@@ -291,9 +270,9 @@ describe('hardening', () => {
       expect(a.stats().l2.pendingInvalidations).toBe(2);
       proxy.blackhole = false;
       await waitFor('tag and pattern landed', () => a.stats().l2.pendingInvalidations === 0, 15_000);
-      expect(await raw.exists(prefix + 't1')).toBe(0);
-      expect(await raw.exists(prefix + 'p:1')).toBe(0);
-      expect(await raw.exists(prefix + 'keep')).toBe(1);
+      expect(await fx.raw.exists(prefix + 't1')).toBe(0);
+      expect(await fx.raw.exists(prefix + 'p:1')).toBe(0);
+      expect(await fx.raw.exists(prefix + 'keep')).toBe(1);
 
       // 10,001 keys: more than the queue holds. It becomes one clear of the namespace.
       unreachable(proxy);
@@ -303,7 +282,7 @@ describe('hardening', () => {
       expect(a.stats().l2.pendingInvalidations).toBe(1);
       proxy.blackhole = false;
       await waitFor('the clear landed', () => a.stats().l2.pendingInvalidations === 0, 15_000);
-      expect(await raw.exists(prefix + 'keep')).toBe(0);
+      expect(await fx.raw.exists(prefix + 'keep')).toBe(0);
     });
 
     it('a write-behind flush that timed out does not bring back a key deleted meanwhile', async () => {
@@ -338,11 +317,11 @@ describe('hardening', () => {
   describe("Redis' last millisecond, sizes and TTLs", () => {
     it('an entry read with PTTL 0 is returned but not copied into L1', async () => {
       const prefix = `h${++seq}:`;
-      const proxy = await TcpProxy.start(redis.port);
-      proxies.push(proxy);
+      const proxy = await TcpProxy.start(fx.redis.port);
+      fx.proxies.push(proxy);
       const a = await cache({ redis: proxy.url, keyPrefix: prefix, bus: false });
-      await raw.set(prefix + 'k', stored('v'), 'PX', 60_000);
-      await raw.set(prefix + 'control', stored('v'), 'PX', 60_000);
+      await fx.raw.set(prefix + 'k', stored('v'), 'PX', 60_000);
+      await fx.raw.set(prefix + 'control', stored('v'), 'PX', 60_000);
       // Every positive integer reply becomes 0: what PTTL answers in the entry's last millisecond.
       proxy.rewriteReplies = (chunk) => Buffer.from(chunk.toString('latin1').replace(/^:[1-9]\d*\r\n/gm, ':0\r\n'), 'latin1');
       expect(await a.get('k')).toBe('v');
@@ -359,14 +338,14 @@ describe('hardening', () => {
       const a = await cache(options(prefix, { maxValueBytes: 1_000_000, l1: { maxBytes: 2_000_000 } }));
       await expect(a.set('big', '€'.repeat(400_000))).rejects.toThrow(CacheSerializationError);
       await expect(a.set('big', '€'.repeat(400_000))).rejects.toThrow(/1200007 bytes exceeds maxValueBytes 1000000/);
-      expect(await raw.exists(prefix + 'big')).toBe(0);
+      expect(await fx.raw.exists(prefix + 'big')).toBe(0);
       expect(a.peekLocal('big')).toBeUndefined();
       expect(await a.set('fits', '€'.repeat(300_000))).toBe(true);
       // The limits count the codec's payload; Redis also holds the entry header (ASCII) in front of it.
-      const fits = (await raw.get(prefix + 'fits'))!;
+      const fits = (await fx.raw.get(prefix + 'fits'))!;
       const payload = payloadOf(fits)!;
       expect(Buffer.byteLength(payload, 'utf8')).toBe(900_007);
-      expect(await raw.strlen(prefix + 'fits')).toBe(900_007 + fits.length - payload.length);
+      expect(await fx.raw.strlen(prefix + 'fits')).toBe(900_007 + fits.length - payload.length);
       expect(a.stats().l1.bytes).toBe(900_007);
       // Promoted copies are weighed the same way.
       const b = await cache(options(prefix, { l1: { maxBytes: 2_000_000 }, bus: false }));
@@ -383,16 +362,16 @@ describe('hardening', () => {
       await expect(a.set('k', 1, { ttl: Number.MAX_VALUE })).rejects.toThrow(/ttl.*MAX_TTL_MS/);
       await expect(a.getOrSet('g', () => 1, { ttl: Number.MAX_VALUE })).rejects.toThrow(/MAX_TTL_MS/);
       expect(a.peekLocal('k')).toBeUndefined();
-      expect(await raw.exists(prefix + 'k')).toBe(0);
+      expect(await fx.raw.exists(prefix + 'k')).toBe(0);
 
       expect(await a.set('k', 1, { ttl: MAX_TTL_MS })).toBe(true);
-      expect(await raw.pttl(prefix + 'k')).toBeGreaterThan(MAX_TTL_MS - 60_000);
+      expect(await fx.raw.pttl(prefix + 'k')).toBeGreaterThan(MAX_TTL_MS - 60_000);
       expect(a.peekLocal('k')).toBe(1);
       expect(await a.ttl('k')).toBeGreaterThan(MAX_TTL_MS - 60_000);
 
       // Options fail at boot, naming the option.
-      expect(() => new TieredCache({ l2: { ttl: Number.MAX_VALUE }, redis: redis.url, logger: quiet })).toThrow(TieredCacheOptionsError);
-      expect(() => new TieredCache({ l2: { ttl: Number.MAX_VALUE }, redis: redis.url, logger: quiet })).toThrow(/"l2\.ttl"/);
+      expect(() => new TieredCache({ l2: { ttl: Number.MAX_VALUE }, redis: fx.redis.url, logger: quiet })).toThrow(TieredCacheOptionsError);
+      expect(() => new TieredCache({ l2: { ttl: Number.MAX_VALUE }, redis: fx.redis.url, logger: quiet })).toThrow(/"l2\.ttl"/);
       expect(() => new TieredCache({ defaultTtl: '300000000000d', logger: quiet })).toThrow(/"defaultTtl"/);
       // A timer option past Node's limit would fire every millisecond.
       expect(() => new TieredCache({ l1: { cleanupInterval: '30d' }, logger: quiet })).toThrow(/"l1\.cleanupInterval".*24\.8 days/);

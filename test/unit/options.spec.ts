@@ -40,6 +40,9 @@ describe('option validation at construction', () => {
     ['bad protection', { l1: { protection: 'copy' } }, /"l1\.protection" = "copy"/],
     ['bad codec', { codec: 'msgpack' }, /"codec"/],
     ['bad command timeout', { redis: { url: 'redis://localhost:6379', commandTimeout: -1 } }, /"redis\.commandTimeout"/],
+    ['recovery queue of 0', { recovery: { maxKeys: 0 } }, /"recovery\.maxKeys" = 0/],
+    ['fractional recovery batch', { recovery: { batchSize: 1.5 } }, /"recovery\.batchSize"/],
+    ['recovery neither flag nor object', { recovery: 'yes' }, /"recovery"/],
   ];
   it.each(cases)('%s', (_name, opts, message) => {
     expect(() => new TieredCache(opts as never)).toThrow(TieredCacheOptionsError);
@@ -62,6 +65,9 @@ describe('option validation at construction', () => {
     expect(withRedis.l2).toEqual({ enabled: true, ttl: 3_600_000, promoteAfter: 1, fillWindow: 60_000 });
     expect(withRedis.redis).toMatchObject({ commandTimeout: 250, connectTimeout: 3000, maxConnections: 1, protocol: 2 });
     expect(withRedis.writeBehind).toBeUndefined();
+    expect(withRedis.recovery).toEqual({ maxKeys: 10_000, batchSize: 100 });
+    expect(resolveOptions({ recovery: false }).recovery).toBeUndefined();
+    expect(resolveOptions({ recovery: { maxKeys: 5 } }).recovery).toEqual({ maxKeys: 5, batchSize: 100 });
   });
 });
 

@@ -4,7 +4,7 @@ import type { EngineContext } from '../engine-context';
 import { CacheFactoryTimeoutError } from '../errors';
 import { fenceKeyOf, type FillSeen } from '../fill-fence';
 import type { CacheOperation, CacheTier } from '../observer';
-import type { RedisTier, ReplacedEntry } from '../tiers/redis.tier';
+import type { RedisTier } from '../tiers/redis.tier';
 import type { FillMark } from '../tiers/tier';
 import type { WritePath } from '../write-path';
 import { GracedEntry } from './graced-entry';
@@ -207,7 +207,7 @@ export class FactoryRunner {
   }
 
   /** A fill's result into the tiers: fenced where the lookup could read what to check against, else as a write. */
-  private async store(key: string, value: unknown, options: Options, policy: CallPolicy | undefined, flight: Flight, seen: FillSeen | undefined, marks: Array<FillMark | undefined> | undefined, replaces: ReplacedEntry | undefined): Promise<void> {
+  private async store(key: string, value: unknown, options: Options, policy: CallPolicy | undefined, flight: Flight, seen: FillSeen | undefined, marks: Array<FillMark | undefined> | undefined, replaces: string | undefined): Promise<void> {
     const ctx = this.ctx;
     if (!ctx.options.readThrough || ctx.closed) return;
     if (flight.stale) {
@@ -218,7 +218,7 @@ export class FactoryRunner {
   }
 
   /** Stores a fill's value in Redis only if no invalidation overtook it, and in L1 only once Redis took it. */
-  private async storeFenced(key: string, value: unknown, options: Options, policy: CallPolicy | undefined, seen: FillSeen, flight: Flight, marks: Array<FillMark | undefined> | undefined, replaces: ReplacedEntry | undefined): Promise<void> {
+  private async storeFenced(key: string, value: unknown, options: Options, policy: CallPolicy | undefined, seen: FillSeen, flight: Flight, marks: Array<FillMark | undefined> | undefined, replaces: string | undefined): Promise<void> {
     const ctx = this.ctx;
     if (!this.writes.storable(value)) return;
     const w = this.writes.prepare(key, value, options, policy);
@@ -230,7 +230,10 @@ export class FactoryRunner {
     // Each lower tier checks its own mark (lower-tiers.ts), so these go beside the L2 store, not after it. A
     // refresh read L2 only: the tiers below may hold the entry it replaces, and drop it (a miss is never stale).
     const below = replaces !== undefined ? ctx.lower?.deleteKeys([key]) : marks && ctx.lower?.storeFill(w, marks);
-    const r = await (ctx.l2 as RedisTier).storeFill(w, fenceKeyOf(ctx.reserved.fencePrefix, w.pkey), ctx.reserved.genKey, seen, replaces);
+    const l2 = ctx.l2 as RedisTier;
+    const fenceKey = fenceKeyOf(ctx.reserved.fencePrefix, w.pkey);
+    // A refresh replaces the very entry it read (still there unchanged), where a fill needs the key absent.
+    const r = await (replaces === undefined ? l2.storeFill(w, fenceKey, ctx.reserved.genKey, seen) : l2.replaceFill(w, fenceKey, ctx.reserved.genKey, seen, replaces));
     await below;
     if (r === false) {
       ctx.n.fillsRefused++;

@@ -4,7 +4,7 @@ import type { EntryCompressor } from '../compression';
 import { compileGlob } from '../glob';
 import { RESERVED } from '../keys/cache-key';
 import { DEADLINE_MISSED, Deadlines, L2_FAILED, type L2Failed } from './deadline';
-import type { FencedTier, FillMark, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
+import type { FillMark, ReplayableTier, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
 const POSTGRES_CAPABILITIES: TierCapabilities = Object.freeze({ shared: true, persistent: true, tags: true, patterns: true, byteBound: true, fences: true });
 
@@ -188,7 +188,7 @@ function rowEntry(row: EntryRow | undefined): TierEntry<string> | undefined {
  * Fenced fills: deleteKeys leaves a tombstone with a fresh fence token for `fillWindow`, pattern and tag deletes
  * move the namespace generation first, and storeFenced writes only if neither moved since readFenced.
  */
-export class PostgresTier implements Tier<string>, FencedTier<string> {
+export class PostgresTier implements Tier<string>, ReplayableTier<string> {
   readonly kind = 'postgres' as const;
   readonly capabilities = POSTGRES_CAPABILITIES;
   readonly name: string;
@@ -219,8 +219,9 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
   private probe: NodeJS.Timeout | undefined;
   private probeDelay = 0;
   private booting: Promise<boolean> | undefined;
+  private readonly readyListeners: Array<() => void> = [];
   private readonly sql: Record<
-    'get' | 'gets' | 'ttl' | 'set' | 'del' | 'delRows' | 'delLike' | 'walk' | 'tags' | 'sweep' | 'size' | 'trim' | 'genInit' | 'bump' | 'readFenced' | 'storeFenced',
+    'get' | 'gets' | 'ttl' | 'set' | 'del' | 'delRows' | 'delLike' | 'walk' | 'tags' | 'sweep' | 'size' | 'trim' | 'genInit' | 'bump' | 'readFenced' | 'storeFenced' | 'replaceFenced' | 'generation',
     string
   >;
 
@@ -249,6 +250,23 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
     const live = 'expires_at > now() AND value IS NOT NULL';
     const ttl = 'floor(extract(epoch from expires_at - now()) * 1000)::float8 AS ttl';
     const counted = 'SELECT count(*)::int AS total, (count(*) FILTER (WHERE expires_at > now()))::int AS live FROM d';
+    // Why the generation row is locked FOR SHARE, not merely read: an invalidation moves the generation (an
+    // upsert, which takes the row's FOR NO KEY UPDATE lock, in conflict with FOR SHARE but not with FOR KEY
+    // SHARE) and only then, in later statements with fresh snapshots, deletes. If this statement locks first,
+    // the move waits until this write has committed, so the deletes that follow it see the written row and
+    // take it. If the move is first, this lock waits for it to commit and, under READ COMMITTED, re-checks the
+    // row's latest version: the token no longer matches, the CTE is empty, nothing is inserted. A plain read
+    // could see the old token while the move commits and its deletes run, and write after them.
+    // The key's own row is checked in ON CONFLICT's WHERE (`existing`, besides an expired row), under the lock
+    // the upsert holds on that row (or after waiting for a concurrent insert of it), so a tombstone or a write
+    // that lands meanwhile is seen too.
+    const fencedUpsert = (existing: string): string =>
+      `WITH g AS (SELECT 1 FROM ${q} WHERE ns = $1 AND key = ${gen} AND fence = $7 FOR SHARE) ` +
+      `INSERT INTO ${q} AS t (ns, key, value, fence, expires_at, tags, bytes, written_at) ` +
+      `SELECT $1, $2, $3, NULL, now() + $4::float8 * interval '1 millisecond', $5::text[], $6::bigint, now() FROM g ` +
+      'ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, fence = NULL, expires_at = excluded.expires_at, tags = excluded.tags, bytes = excluded.bytes, written_at = excluded.written_at ' +
+      `WHERE t.expires_at <= now() OR (${existing}) ` +
+      'RETURNING 1 AS ok';
     this.sql = {
       get: `SELECT value, ${ttl} FROM ${q} WHERE ns = $1 AND key = $2 AND ${live}`,
       gets: `SELECT key, value, ${ttl} FROM ${q} WHERE ns = $1 AND key = ANY($2::text[]) AND ${live}`,
@@ -295,22 +313,11 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
         `SELECT (SELECT g.fence FROM ${q} g WHERE g.ns = $1 AND g.key = ${gen}) AS generation, ` +
         `k.value, floor(extract(epoch from k.expires_at - now()) * 1000)::float8 AS ttl, CASE WHEN k.value IS NULL THEN k.fence END AS fence ` +
         `FROM (VALUES (1)) AS one(x) LEFT JOIN ${q} k ON k.ns = $1 AND k.key = $2 AND k.expires_at > now()`,
-      // Why the generation row is locked FOR SHARE, not merely read: an invalidation moves the generation (an
-      // upsert, which takes the row's FOR NO KEY UPDATE lock, in conflict with FOR SHARE but not with FOR KEY
-      // SHARE) and only then, in later statements with fresh snapshots, deletes. If this statement locks first,
-      // the move waits until this write has committed, so the deletes that follow it see the written row and
-      // take it. If the move is first, this lock waits for it to commit and, under READ COMMITTED, re-checks the
-      // row's latest version: the token no longer matches, the CTE is empty, nothing is inserted. A plain read
-      // could see the old token while the move commits and its deletes run, and write after them.
-      // The key's own row is checked in ON CONFLICT's WHERE, under the lock the upsert holds on that row (or
-      // after waiting for a concurrent insert of it), so a tombstone or a write that lands meanwhile is seen too.
-      storeFenced:
-        `WITH g AS (SELECT 1 FROM ${q} WHERE ns = $1 AND key = ${gen} AND fence = $7 FOR SHARE) ` +
-        `INSERT INTO ${q} AS t (ns, key, value, fence, expires_at, tags, bytes, written_at) ` +
-        `SELECT $1, $2, $3, NULL, now() + $4::float8 * interval '1 millisecond', $5::text[], $6::bigint, now() FROM g ` +
-        'ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, fence = NULL, expires_at = excluded.expires_at, tags = excluded.tags, bytes = excluded.bytes, written_at = excluded.written_at ' +
-        'WHERE t.expires_at <= now() OR (t.value IS NULL AND t.fence = $8) ' +
-        'RETURNING 1 AS ok',
+      storeFenced: fencedUpsert('t.value IS NULL AND t.fence = $8'),
+      // A replayed write (recovery-queue.ts): the key must still hold the value the replay read ($8; NULL for
+      // none, which no live row equals: then only an absent or expired row is taken, never a tombstone).
+      replaceFenced: fencedUpsert('t.value = $8'),
+      generation: `SELECT fence AS generation FROM ${q} WHERE ns = $1 AND key = ${gen}`,
     };
     // Loaded here, not at import: `pg` is an optional peer, needed only by apps that build this tier.
     const pg = require('pg') as typeof PG;
@@ -350,6 +357,7 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
         if (ok) {
           this.up = true;
           this.probeDelay = 0;
+          for (const l of this.readyListeners) l();
         } else this.scheduleProbe();
         return ok;
       });
@@ -553,12 +561,33 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
   }
 
   storeFenced(w: TierWrite<string>, mark: FillMark): Promise<boolean | L2Failed> {
+    return this.upsertFenced(w, mark, 'tc_store_fenced', this.sql.storeFenced, mark.fence);
+  }
+
+  /** A replayed write's store (recovery-queue.ts): only over the entry the replay read (`expected`, as stored; undefined: none). */
+  replaceFenced(w: TierWrite<string>, mark: FillMark, expected: string | undefined): Promise<boolean | L2Failed> {
+    return this.upsertFenced(w, mark, 'tc_replace_fenced', this.sql.replaceFenced, expected ?? null);
+  }
+
+  private upsertFenced(w: TierWrite<string>, mark: FillMark, name: string, text: string, existing: string | null): Promise<boolean | L2Failed> {
     if (this.closed) return FAILED;
     const { value, size } = this.storedForm(w);
     // No generation row to lock: nothing would order this write against an invalidation.
     if (mark.generation === '' || w.key === GEN_KEY || (this.maxBytes !== undefined && size > this.maxBytes)) return Promise.resolve(false);
-    const values = [this.namespace, w.key, value, w.ttl, w.tags ? Array.from(w.tags) : [], size, mark.generation, mark.fence];
-    return this.query<{ ok: number }>('set', 'tc_store_fenced', this.sql.storeFenced, values).then((rows) => (rows === L2_FAILED ? rows : rows.length > 0));
+    const values = [this.namespace, w.key, value, w.ttl, w.tags ? Array.from(w.tags) : [], size, mark.generation, existing];
+    return this.query<{ ok: number }>('set', name, text, values).then((rows) => (rows === L2_FAILED ? rows : rows.length > 0));
+  }
+
+  /** The namespace generation's token ('' when its row went: readFenced puts a fresh one back). */
+  currentGeneration(): Promise<string | L2Failed> {
+    return this.query<{ generation: unknown }>('get', 'tc_generation', this.sql.generation, [this.namespace]).then((rows) =>
+      rows === L2_FAILED ? rows : typeof rows[0]?.generation === 'string' ? rows[0].generation : '',
+    );
+  }
+
+  /** Calls `listener` each time the tier becomes usable (at boot, and after the probe brought it back). */
+  onReady(listener: () => void): void {
+    this.readyListeners.push(listener);
   }
 
   /** Moves the generation first (fills that read before it must not store), then deletes: incomplete when it could not move. */

@@ -6,7 +6,7 @@ import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
-import type { FencedTier, FillMark, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
+import type { FillMark, ReplayableTier, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
 const REDIS_CAPABILITIES: TierCapabilities = Object.freeze({ shared: true, persistent: false, tags: true, patterns: true, byteBound: false, fences: true });
 
@@ -21,12 +21,6 @@ export interface ScanDeleteResult {
 export interface TagPopResult {
   removed: number;
   complete: boolean;
-}
-
-/** The entry a refresh replaces: its envelope header (up to and including the `|`) and its UTF-8 length. */
-export interface ReplacedEntry {
-  header: string;
-  bytes: number;
 }
 
 export interface L2Write {
@@ -68,18 +62,15 @@ return 1`;
 
 /**
  * A fill's store on a Cluster (see fill-fence.ts): KEYS = key, its fence; ARGV = payload, PX, the fence the fill
- * saw ('' for none), and for a refresh the header and byte length of the entry it replaces. Writes only if the
- * fence still reads so and the key is absent (or, for a refresh, still holds that entry).
+ * saw ('' for none). Writes only if the fence still reads so and the key is absent.
  */
 const FILL_STORE = `if (redis.call('GET', KEYS[2]) or '') ~= ARGV[3] then return 0 end
-if ARGV[4] then
-  local v = redis.call('GET', KEYS[1])
-  if v and (#v ~= tonumber(ARGV[5]) or string.sub(v, 1, #ARGV[4]) ~= ARGV[4]) then return 0 end
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
 if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
 return 0`;
+/** A replayed write's store on a Cluster (recovery-queue.ts): FILL_STORE over the value the replay read (ARGV[4]) instead of NX. */
+const REPLAY_STORE = `if (redis.call('GET', KEYS[2]) or '') ~= ARGV[3] or (redis.call('GET', KEYS[1]) or '') ~= ARGV[4] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
 
 /**
  * A fill's store on standalone/Sentinel, inside MULTI before a `RENAME staging key`: KEYS = key, fence,
@@ -89,17 +80,10 @@ return 0`;
  * Otherwise nothing is staged and the RENAME fails with nothing written. So a script that does not run at all
  * (NOSCRIPT: a flushed script cache, a fresh server after a failover) stores nothing either, and the script
  * can go as EVALSHA. The value is not written by the script itself: CLIENT TRACKING's NOLOOP does not cover
- * writes made inside a script, and Redis would announce this instance's own fill back to it. A refresh (a
- * stale or early-refreshed entry replaced) passes the entry it read as ARGV[6] (its envelope header) and
- * ARGV[7] (its byte length): the key may then be present, but only with that very entry. A header holds the
- * entry's write time, so any write after the read differs from it.
+ * writes made inside a script, and Redis would announce this instance's own fill back to it.
+ * (Built over `keyMoved`, the check of the key itself, which the replay's store below makes differently.)
  */
-const FILL_STAGE = `if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if not ARGV[6] then return 0 end
-  local v = redis.call('GET', KEYS[1])
-  if #v ~= tonumber(ARGV[7]) or string.sub(v, 1, #ARGV[6]) ~= ARGV[6] then return 0 end
-end
+const stageScript = (keyMoved: string): string => `if ${keyMoved} or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
 redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
 if #KEYS > 4 then
   ${REDIS_NOW}
@@ -108,6 +92,13 @@ if #KEYS > 4 then
   end
 end
 return 1`;
+const FILL_STAGE = stageScript(`redis.call('EXISTS', KEYS[1]) == 1`);
+/**
+ * A replayed write's store (recovery-queue.ts): FILL_STAGE, except that the key must still hold what the replay
+ * read (ARGV[6]; '' for nothing) instead of being absent, so an older entry can be replaced, never a newer one.
+ */
+const REPLAY_STAGE = stageScript(`(redis.call('GET', KEYS[1]) or '') ~= ARGV[6]`);
+const REPLAY_STAGE_SHA = createHash('sha1').update(REPLAY_STAGE).digest('hex');
 const FILL_STAGE_SHA = createHash('sha1').update(FILL_STAGE).digest('hex');
 
 /** Expired members a tagged write prunes at most (bounded work per write; a burst of expiries is pruned over several writes). */
@@ -123,7 +114,8 @@ const NO_TAGS: readonly string[] = [];
 
 /** The scripts run on every fill or tagged write, as ioredis commands (defineCommand: EVALSHA, loaded on first use). */
 interface FillCommands {
-  tcFillStore(key: string, fence: string, payload: string, ttl: number, seenFence: string, ...replaces: Array<string | number>): Promise<number>;
+  tcFillStore(key: string, fence: string, payload: string, ttl: number, seenFence: string): Promise<number>;
+  tcReplayStore(key: string, fence: string, payload: string, ttl: number, seenFence: string, expected: string): Promise<number>;
   tcTagAdd(tagKey: string, key: string, ttl: number, prune: number): Promise<number>;
 }
 
@@ -150,11 +142,12 @@ const UTF8 = { replyEncoding: 'utf8' as const };
  * path every extra step between a reply and the next request counts: see `set()`.
  */
 class WriteCommand extends Command {
-  constructor(args: Array<string | number>, options: typeof UTF8 & { keyPrefix?: string }, onFail: (err: unknown) => void) {
+  constructor(args: Array<string | number>, options: typeof UTF8 & { keyPrefix?: string }, onFail: (err: unknown) => void, write: L2Write, lost: ((w: L2Write) => void) | undefined) {
     super('set', args, options);
     const resolve = this.resolve;
     this.reject = (err: Error) => {
       onFail(err);
+      lost?.(write);
       resolve(true);
     };
   }
@@ -175,7 +168,7 @@ function endTick(conn: Conn): void {
  * SCAN MATCH, io#239). Everything that touches several keys is written so it also works on a Cluster,
  * where one pipeline cannot span slots.
  */
-export class RedisTier implements Tier<string>, FencedTier<string> {
+export class RedisTier implements Tier<string>, ReplayableTier<string> {
   readonly kind = 'redis' as const;
   readonly capabilities = REDIS_CAPABILITIES;
   /** Tag indexes (sorted sets scored by expiry) and the plain sets of earlier versions, under keyPrefix. */
@@ -240,6 +233,7 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
       const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
       // EVALSHA instead of EVAL: fills and tagged writes would otherwise send the scripts' text every time.
       (client as Redis).defineCommand('tcFillStore', { numberOfKeys: 2, lua: FILL_STORE });
+      (client as Redis).defineCommand('tcReplayStore', { numberOfKeys: 2, lua: REPLAY_STORE });
       (client as Redis).defineCommand('tcTagAdd', { numberOfKeys: 1, lua: TAG_ADD });
       const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
       this.disposers.push(reviveOnEnd(client, () => this.closed));
@@ -551,17 +545,27 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
 
   /**
    * Resolves to true once the write is done or given up (a failure is reported through onError, as
-   * everywhere): the caller has already stored the value in L1 and answers true either way.
+   * everywhere): the caller has already stored the value in L1 and answers true either way. `lost` hears a
+   * write that failed, missed its deadline or was not sent (the recovery queue keeps it for replay).
    */
-  set(w: L2Write): Promise<true> {
+  set(w: L2Write, lost?: (w: L2Write) => void): Promise<true> {
     const payload = this.stored(w.payload);
-    if (w.tagKeys && w.tagKeys.length > 0) return this.run('set', (c) => writeOne(c, w, payload), true, true).then(returnTrue);
-    if (!this.coalesce) return this.run('set', (c) => c.set(w.pkey, payload, 'PX', w.ttl), false, true).then(returnTrue);
+    if ((w.tagKeys && w.tagKeys.length > 0) || !this.coalesce) {
+      const sent = w.tagKeys && w.tagKeys.length > 0 ? this.run('set', (c) => writeOne(c, w, payload), true, true) : this.run('set', (c) => c.set(w.pkey, payload, 'PX', w.ttl), false, true);
+      if (lost === undefined) return sent.then(returnTrue);
+      return sent.then((r): true => {
+        if (r === L2_FAILED) lost(w);
+        return true;
+      });
+    }
     const conn = this.closed ? undefined : this.pick(true);
-    if (!conn) return TRUE;
+    if (!conn) {
+      lost?.(w);
+      return TRUE;
+    }
     // The command's own promise, already true either way. On a VM, a fraction of a µs more between Redis'
     // reply and our next request (one more promise hop) measurably costs a vCPU wake-up on the next write.
-    return this.dispatch(conn, new WriteCommand([w.pkey, payload, 'PX', w.ttl], commandOptions(conn), this.setFailed)) as Promise<true>;
+    return this.dispatch(conn, new WriteCommand([w.pkey, payload, 'PX', w.ttl], commandOptions(conn), this.setFailed, w, lost)) as Promise<true>;
   }
 
   /** Many writes in one round trip (auto-pipelined; per node on a Cluster). */
@@ -677,16 +681,35 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
    * refused. Tags are indexed after the value is in. Without a fence key (a key whose braces defeat the slot
    * rule) the fill is refused: it cannot be checked.
    */
-  async storeFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }, replaces?: ReplacedEntry): Promise<boolean | L2Failed> {
+  storeFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }): Promise<boolean | L2Failed> {
+    return this.storeChecked(write, fenceKey, genKey, seen, undefined);
+  }
+
+  /**
+   * A replayed write's store (recovery-queue.ts): as storeFill, but the key must still hold `expected` (the raw
+   * value the replay read; undefined: nothing) rather than be absent, so an older entry can be replaced.
+   */
+  replaceFill(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }, expected: string | undefined): Promise<boolean | L2Failed> {
+    return this.storeChecked(write, fenceKey, genKey, seen, expected ?? '');
+  }
+
+  /** storeFill; with `expected` ('' for nothing), replaceFill. */
+  private async storeChecked(write: L2Write, fenceKey: string | undefined, genKey: string, seen: { fence: string; generation: string }, expected: string | undefined): Promise<boolean | L2Failed> {
     if (fenceKey === undefined) return false;
     const payload = this.stored(write.payload);
     const w = payload === write.payload ? write : { ...write, payload };
-    if (this.mode !== 'cluster') return this.storeFillStaged(w, fenceKey, genKey, seen, false, replaces);
+    if (this.mode !== 'cluster') return this.storeFillStaged(w, fenceKey, genKey, seen, false, expected);
     // The generation is in another slot: checked just before (see fill-fence.ts for the window this leaves).
     const g = await this.run('get', (c) => c.get(genKey));
     if (g === L2_FAILED) return L2_FAILED;
     if ((g ?? '') !== seen.generation) return false;
-    const stored = await this.run('set', (c) => (c as unknown as FillCommands).tcFillStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence, ...(replaces ? [replaces.header, replaces.bytes] : [])), false, true);
+    const commands = (c: RedisClient): FillCommands => c as unknown as FillCommands;
+    const stored = await this.run(
+      'set',
+      (c) => (expected === undefined ? commands(c).tcFillStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence) : commands(c).tcReplayStore(w.pkey, fenceKey, w.payload, w.ttl, seen.fence, expected)),
+      false,
+      true,
+    );
     if (stored === L2_FAILED) return L2_FAILED;
     if (stored !== 1) return false;
     if (w.tagKeys && w.tagKeys.length > 0) {
@@ -702,21 +725,31 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
   }
 
   /**
+   * The namespace generation (fill-fence.ts). Created with a random value when absent: a Redis that lost its
+   * data then reads another generation than before, and nothing checked against the old one is stored.
+   */
+  generation(genKey: string): Promise<string | L2Failed> {
+    const seed = String(Math.floor(Math.random() * 2 ** 40));
+    return this.run('get', (c) => Promise.all([c.set(genKey, seed, 'NX'), c.get(genKey)]).then(([, g]) => g ?? ''), true, true);
+  }
+
+  /**
    * A fill's store on standalone/Sentinel: MULTI, FILL_STAGE, RENAME, EXEC, sent as raw commands in one
    * socket write instead of through an ioredis Pipeline, whose bookkeeping is a measurable share of the miss
    * path. Tags are indexed by the same script, so a tag invalidation cannot fall between the value and its
    * index. The script goes as EVALSHA; when Redis no longer knows it, the store is sent once more as EVAL
    * (which also loads it again).
    */
-  private storeFillStaged(w: L2Write, fenceKey: string, genKey: string, seen: { fence: string; generation: string }, asEval: boolean, replaces?: ReplacedEntry): Promise<boolean | L2Failed> {
+  private storeFillStaged(w: L2Write, fenceKey: string, genKey: string, seen: { fence: string; generation: string }, asEval: boolean, expected?: string): Promise<boolean | L2Failed> {
     const conn = this.closed ? undefined : this.pick(true);
     if (!conn) return FAILED;
     const send = this.sender(conn, true);
     const tags = w.tagKeys ?? NO_TAGS;
-    const stage: Array<string | number> = [asEval ? FILL_STAGE : FILL_STAGE_SHA, 4 + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
+    const script = expected === undefined ? (asEval ? FILL_STAGE : FILL_STAGE_SHA) : asEval ? REPLAY_STAGE : REPLAY_STAGE_SHA;
+    const stage: Array<string | number> = [script, 4 + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
     for (const tk of tags) stage.push(tk);
     stage.push(seen.fence, seen.generation, w.payload, w.ttl, TAG_PRUNE);
-    if (replaces) stage.push(replaces.header, replaces.bytes);
+    if (expected !== undefined) stage.push(expected);
     // Their replies are MULTI's OK and QUEUED; what counts comes back in EXEC's reply (or as its rejection).
     send('multi', []).catch(ignore);
     send(asEval ? 'eval' : 'evalsha', stage).catch(ignore);
@@ -729,7 +762,7 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
       const [staged, renamed] = rows;
       if (staged === 1) return renamed === 'OK' ? true : this.failed('set', renamed instanceof Error ? renamed : new Error('fill store: staged value not moved'));
       if (staged === 0) return false;
-      if (!asEval && staged instanceof Error && staged.message.startsWith('NOSCRIPT')) return this.storeFillStaged(w, fenceKey, genKey, seen, true, replaces);
+      if (!asEval && staged instanceof Error && staged.message.startsWith('NOSCRIPT')) return this.storeFillStaged(w, fenceKey, genKey, seen, true, expected);
       return this.failed('set', staged instanceof Error ? staged : new Error('fill store: unexpected reply'));
     }, this.setFillFailed);
   }
@@ -882,14 +915,12 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
 
   setEntries(writes: ReadonlyArray<TierWrite<string>>): Promise<boolean | L2Failed> {
     if (writes.length === 0) return Promise.resolve(true);
-    return this.setMany(
-      writes.map((w) => ({
-        pkey: this.keyPrefix + w.key,
-        payload: w.value,
-        ttl: w.ttl,
-        tagKeys: w.tags && w.tags.length > 0 ? w.tags.map((t) => this.tagPrefix + t) : undefined,
-      })),
-    );
+    return this.setMany(writes.map((w) => this.physical(w)));
+  }
+
+  /** A contract write as the physical-key methods take it. */
+  private physical(w: TierWrite<string>): L2Write {
+    return { pkey: this.keyPrefix + w.key, payload: w.value, ttl: w.ttl, tagKeys: w.tags && w.tags.length > 0 ? w.tags.map((t) => this.tagPrefix + t) : undefined };
   }
 
   deleteKeys(keys: readonly string[]): Promise<number | L2Failed> {
@@ -934,9 +965,19 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
   }
 
   storeFenced(w: TierWrite<string>, mark: FillMark): Promise<boolean | L2Failed> {
-    const pkey = this.keyPrefix + w.key;
-    const write: L2Write = { pkey, payload: w.value, ttl: w.ttl, tagKeys: w.tags && w.tags.length > 0 ? w.tags.map((t) => this.tagPrefix + t) : undefined };
-    return this.storeFill(write, fenceKeyOf(this.fencePrefix, pkey), this.genKey, mark);
+    const write = this.physical(w);
+    return this.storeFill(write, fenceKeyOf(this.fencePrefix, write.pkey), this.genKey, mark);
+  }
+
+  /** The namespace generation of this tier (see generation(genKey)). */
+  currentGeneration(): Promise<string | L2Failed> {
+    return this.generation(this.genKey);
+  }
+
+  /** storeFenced over an entry the caller read (`expected`, raw; undefined: none): see replaceFill. */
+  replaceFenced(w: TierWrite<string>, mark: FillMark, expected: string | undefined): Promise<boolean | L2Failed> {
+    const write = this.physical(w);
+    return this.replaceFill(write, fenceKeyOf(this.fencePrefix, write.pkey), this.genKey, mark, expected);
   }
 
   /** PTTL 0 (expiring within this millisecond) is no entry, as getEntry reads it. */

@@ -106,8 +106,29 @@ export interface FencedTier<V> {
   storeFenced(write: TierWrite<V>, mark: FillMark): Promise<boolean | TierFailed>;
 }
 
+/**
+ * Replayed writes (recovery-queue.ts), for a fenced tier: a write that could not reach the tier is stored later
+ * only where the tier proves it is not stale (see RecoveryQueue for the argument).
+ */
+export interface ReplayableTier<V> extends FencedTier<V> {
+  /** The namespace generation now, as readFenced's mark holds it. */
+  currentGeneration(): Promise<string | TierFailed>;
+  /**
+   * storeFenced over an entry: writes only if the key still holds `expected` (what readFenced returned, as the
+   * tier stores it; undefined: no entry, and no tombstone) and neither fence nor generation moved from `mark`.
+   */
+  replaceFenced(write: TierWrite<V>, mark: FillMark, expected: V | undefined): Promise<boolean | TierFailed>;
+  /** Called each time the tier can answer again. */
+  onReady(listener: () => void): void;
+}
+
 export function isFenced<V>(tier: Tier<V>): tier is Tier<V> & FencedTier<V> {
   return tier.capabilities.fences && typeof (tier as Partial<FencedTier<V>>).readFenced === 'function' && typeof (tier as Partial<FencedTier<V>>).storeFenced === 'function';
+}
+
+export function isReplayable<V>(tier: Tier<V>): tier is Tier<V> & ReplayableTier<V> {
+  const r = tier as Partial<ReplayableTier<V>>;
+  return isFenced(tier) && typeof r.replaceFenced === 'function' && typeof r.currentGeneration === 'function' && typeof r.onReady === 'function';
 }
 
 /**

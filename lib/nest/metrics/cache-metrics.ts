@@ -2,6 +2,7 @@ import type { Cluster } from 'ioredis';
 import type { Counter, Gauge } from 'prom-client';
 import { TieredCacheOptionsError } from '../../core/errors';
 import { invalidationCount, type CacheOperation, type CacheObserver, type CacheTier, type InvalidationSource } from '../../core/observer';
+import type { RecoveryStats } from '../../core/recovery-queue';
 import { ratio, type CacheStats, type TierStats } from '../../core/stats';
 import type { CacheChange, TieredCache } from '../../core/tiered-cache';
 import { probeClusterHealth, type ClusterProbe } from '../health/redis-probe';
@@ -17,6 +18,7 @@ export const DEFAULT_DURATION_BUCKETS = [
 ];
 
 const CLUSTER_PROBE_TIMEOUT_MS = 1_000;
+const RECOVERY_OUTCOMES = ['replayed', 'dropped', 'overflowed'] as const;
 // The op names come from RedisTier (a closed set in code); the cap only guards against a future bug there.
 const MAX_ERROR_OPS = 32;
 const INVALIDATION_SOURCES: readonly InvalidationSource[] = ['api', 'event', 'bus', 'tag', 'pattern'];
@@ -257,6 +259,25 @@ class CacheMetricSet {
           c.inc({ cache: r.name, kind: 'soft' }, s.resilience.softTimeouts);
           c.inc({ cache: r.name, kind: 'hard' }, s.resilience.hardTimeouts);
         }),
+      ),
+      gauge('cache_recovery_queued', 'Writes a shared tier missed, queued and replayed when it is back (auto-recovery), per tier.', ['cache', 'tier'], (g) =>
+        each((r, s) => {
+          if (s.l2.enabled) g.inc({ cache: r.name, tier: 'l2' }, s.l2.recovery.queued);
+          for (const [tier, t] of lowerTiers(s)) if (t.recovery) g.inc({ cache: r.name, tier }, t.recovery.queued);
+        }),
+      ),
+      counter(
+        'cache_recovery_writes_total',
+        'Queued writes by outcome: replayed (written back), dropped (replaced by a delete of the key), overflowed (pushed out of the full queue; the key is deleted instead).',
+        ['cache', 'tier', 'outcome'],
+        (c) =>
+          each((r, s) => {
+            const add = (tier: string, n: RecoveryStats): void => {
+              for (const outcome of RECOVERY_OUTCOMES) c.inc({ cache: r.name, tier, outcome }, n[outcome]);
+            };
+            if (s.l2.enabled) add('l2', s.l2.recovery);
+            for (const [tier, t] of lowerTiers(s)) if (t.recovery) add(tier, t.recovery);
+          }),
       ),
       counter('cache_write_behind_dropped_total', 'Queued write-behind writes dropped because the queue was full.', ['cache'], (c) =>
         each((r, s) => c.inc({ cache: r.name }, s.writeBehind.dropped)),
