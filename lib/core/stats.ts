@@ -3,6 +3,7 @@ import type { EngineContext } from './engine-context';
 import type { InvalidationQueue } from './invalidation-queue';
 import type { InvalidationStats } from './invalidation-stats';
 import type { DeferredInvalidations } from './deferred-invalidations';
+import type { FillLockStats } from './get-set/distributed-lock';
 import { mean, ratio, type TierStats } from './tier-stats';
 
 export { ratio, type TierStats };
@@ -65,6 +66,8 @@ export interface CacheStats {
   invalidation: InvalidationStats;
   /** Cross-instance invalidation bus. */
   bus: BusStats;
+  /** getOrSet's cluster-wide fill lock (one factory run per missing key across instances). */
+  lock: FillLockStats;
   /** Every tier of the stack by name ('l1', 'l2'), in stack order; l1/l2 above stay for existing dashboards. */
   tiers: Record<string, TierStats>;
 }
@@ -76,6 +79,7 @@ export interface StatsSources {
   bus: BusStats;
   invalidationCounters: Omit<InvalidationStats, 'queued' | 'applied' | 'batches' | 'queueLength'>;
   invalidationQueue: InvalidationQueue;
+  lock: FillLockStats;
 }
 
 /** Assembles stats() from the counters and the parts that keep their own. */
@@ -134,6 +138,7 @@ export function statsReport(ctx: EngineContext, src: StatsSources): CacheStats {
       queueLength: q.length,
     },
     bus: src.bus,
+    lock: src.lock,
     tiers: src.tiers,
   };
 }

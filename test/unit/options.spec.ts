@@ -40,6 +40,11 @@ describe('option validation at construction', () => {
     ['bad protection', { l1: { protection: 'copy' } }, /"l1\.protection" = "copy"/],
     ['bad codec', { codec: 'msgpack' }, /"codec"/],
     ['bad command timeout', { redis: { url: 'redis://localhost:6379', commandTimeout: -1 } }, /"redis\.commandTimeout"/],
+    ['bad lock', { redis: 'redis://localhost:6379', lock: 'yes' }, /"lock" = "yes"/],
+    ['lock ttl too short to renew', { redis: 'redis://localhost:6379', lock: { ttl: 10 } }, /"lock\.ttl" = 10.*at least 30ms/],
+    ['bad lock wait', { redis: 'redis://localhost:6379', lock: { wait: -1 } }, /"lock\.wait"/],
+    ['bad lock poll', { redis: 'redis://localhost:6379', lock: { poll: 'often' } }, /"lock\.poll"/],
+    ['bad lock enabled', { redis: 'redis://localhost:6379', lock: { enabled: 1 } }, /"lock\.enabled"/],
   ];
   it.each(cases)('%s', (_name, opts, message) => {
     expect(() => new TieredCache(opts as never)).toThrow(TieredCacheOptionsError);
@@ -62,6 +67,11 @@ describe('option validation at construction', () => {
     expect(withRedis.l2).toEqual({ enabled: true, ttl: 3_600_000, promoteAfter: 1, fillWindow: 60_000 });
     expect(withRedis.redis).toMatchObject({ commandTimeout: 250, connectTimeout: 3000, maxConnections: 1, protocol: 2 });
     expect(withRedis.writeBehind).toBeUndefined();
+    // The fill lock: on with L2 (nothing to lock in without it).
+    expect(withRedis.lock).toEqual({ enabled: true, ttl: 2_000, wait: 5_000, poll: 50 });
+    expect(o.lock.enabled).toBe(false);
+    expect(resolveOptions({ redis: 'redis://localhost:6379', lock: false }).lock.enabled).toBe(false);
+    expect(resolveOptions({ redis: 'redis://localhost:6379', lock: { ttl: '500ms', wait: '1s' } }).lock).toEqual({ enabled: true, ttl: 500, wait: 1_000, poll: 50 });
   });
 });
 

@@ -6,6 +6,7 @@ import type { CacheOperation, CacheTier } from '../observer';
 import type { RedisTier } from '../tiers/redis.tier';
 import type { FillMark } from '../tiers/tier';
 import type { WritePath } from '../write-path';
+import type { FillLease, FillLocks } from './distributed-lock';
 import type { Flight } from './single-flight';
 
 /**
@@ -19,15 +20,22 @@ export class FactoryRunner {
     private readonly stack: CacheStack,
     private readonly writes: WritePath,
     private readonly sampled: (t0: number, op: CacheOperation, tier: CacheTier) => void,
+    private readonly locks?: FillLocks,
   ) {}
 
   async fill<T>(key: string, factory: () => T | Promise<T>, options: SetOptions | undefined, flight: Flight, t0: number): Promise<T> {
     const ctx = this.ctx;
+    let lease: FillLease | undefined;
     try {
       let seen: FillSeen | undefined;
       let marks: Array<FillMark | undefined> | undefined;
       if (ctx.l2) {
-        const r = await this.stack.readForFill(key);
+        // ▼ One factory run per key across instances (distributed-lock.ts): the lock is asked for in the read; when
+        // another instance holds it, settle() waits for its value (or the lock) and reads again.
+        const lock = this.locks?.attempt(key, options);
+        let r = await this.stack.readForFill(key, lock);
+        if (lock !== undefined) ({ read: r, lease } = await (this.locks as FillLocks).settle(key, r, lock, flight));
+        // ▲
         if (r.value !== undefined) {
           if (t0 >= 0) this.sampled(t0, 'getOrSet', 'l2');
           return r.value as T;
@@ -45,6 +53,7 @@ export class FactoryRunner {
       else await this.storeFenced(key, value, options, seen, flight, marks);
       return value;
     } finally {
+      lease?.release();
       ctx.flights.end(key, flight);
     }
   }

@@ -5,6 +5,7 @@ import { ClusterReads, type RoutedNode } from './cluster-reads';
 import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
+import { LOCK_ACQUIRE, LOCK_EXTEND, LOCK_RELEASE, LOCK_RELEASE_SHA, READ_OR_LOCK, READ_OR_LOCK_SHA } from './lock-scripts';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
 import type { FencedTier, FillMark, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
@@ -21,6 +22,14 @@ export interface ScanDeleteResult {
 export interface TagPopResult {
   removed: number;
   complete: boolean;
+}
+
+/** A fill lock as the tier sends it (lock-scripts.ts): the lock, its waiter flag, the holder's token, the lock's PX. */
+export interface FillLockKeys {
+  lockKey: string;
+  waitKey: string;
+  token: string;
+  ttl: number;
 }
 
 export interface L2Write {
@@ -104,6 +113,9 @@ const NO_TAGS: readonly string[] = [];
 interface FillCommands {
   tcFillStore(key: string, fence: string, payload: string, ttl: number, seenFence: string): Promise<number>;
   tcTagAdd(tagKey: string, key: string, ttl: number, prune: number): Promise<number>;
+  tcLockAcquire(lockKey: string, waitKey: string, token: string, ttl: number): Promise<number>;
+  tcLockExtend(lockKey: string, waitKey: string, token: string, ttl: number): Promise<number>;
+  tcLockRelease(lockKey: string, waitKey: string, token: string, channel: string, message: string): Promise<number>;
 }
 
 /** One data connection, with what the write coalescing and the half-open watchdog need to know about it. */
@@ -220,6 +232,9 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
       // EVALSHA instead of EVAL: fills and tagged writes would otherwise send the scripts' text every time.
       (client as Redis).defineCommand('tcFillStore', { numberOfKeys: 2, lua: FILL_STORE });
       (client as Redis).defineCommand('tcTagAdd', { numberOfKeys: 1, lua: TAG_ADD });
+      (client as Redis).defineCommand('tcLockAcquire', { numberOfKeys: 2, lua: LOCK_ACQUIRE });
+      (client as Redis).defineCommand('tcLockExtend', { numberOfKeys: 2, lua: LOCK_EXTEND });
+      (client as Redis).defineCommand('tcLockRelease', { numberOfKeys: 2, lua: LOCK_RELEASE });
       const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
       this.disposers.push(reviveOnEnd(client, () => this.closed));
       client.on('error', (err: unknown) => this.onError('connection', err));
@@ -645,6 +660,71 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
     );
   }
 
+  /**
+   * Whether readForFillLocking can take a fill lock inside the fill read. Not on a Cluster: the generation it
+   * reads lives in another slot than the key, so one script cannot read both (the lock is taken after the read).
+   */
+  get locksInRead(): boolean {
+    return this.coalesce;
+  }
+
+  /**
+   * readForFill that also takes `lock` when the key is missing, in one script call (READ_OR_LOCK) instead of the
+   * MGET + PTTL: the fifth element says whether the lock was taken (undefined on a hit: not asked, so a payload
+   * the caller cannot use leaves it to ask again). Standalone/Sentinel only (see locksInRead).
+   * EVALSHA; once more as EVAL when Redis does not know the script (it is loaded with it).
+   */
+  readForFillLocking(pkey: string, fenceKey: string, genKey: string, withPttl: boolean, lock: FillLockKeys, asEval = false): Promise<[string | null, number, string, string, boolean | undefined] | L2Failed> {
+    const conn = this.closed ? undefined : this.pick(false);
+    if (!conn) return FAILED;
+    const send = this.sender(conn, false);
+    const r = send(asEval ? 'eval' : 'evalsha', [asEval ? READ_OR_LOCK : READ_OR_LOCK_SHA, 5, pkey, fenceKey, genKey, lock.lockKey, lock.waitKey, lock.token, lock.ttl, withPttl ? 1 : 0]);
+    this.deadlines.ensureArmed();
+    return r.then(
+      (reply) => {
+        const row = reply as Array<string | number | null>;
+        if (!Array.isArray(row)) return this.failed('get', new Error('locking fill read: unexpected reply'));
+        if (row[0] === 1) return [row[1] as string, Number(row[2]), (row[3] as string | null) ?? '', (row[4] as string | null) ?? '', undefined];
+        return [null, -2, (row[1] as string | null) ?? '', (row[2] as string | null) ?? '', row[3] === 1];
+      },
+      (err: unknown) => (!asEval && err instanceof Error && err.message.startsWith('NOSCRIPT') ? this.readForFillLocking(pkey, fenceKey, genKey, withPttl, lock, true) : this.getFailed(err)),
+    );
+  }
+
+  /** Takes a fill lock, or raises its waiter flag (LOCK_ACQUIRE): true when taken. */
+  lockAcquire(lock: FillLockKeys): Promise<boolean | L2Failed> {
+    return this.run('lock', (c) => (c as unknown as FillCommands).tcLockAcquire(lock.lockKey, lock.waitKey, lock.token, lock.ttl).then((n) => n === 1), false, true);
+  }
+
+  /** Gives the lock another PX while its holder's factory runs; false when it is no longer the holder's. */
+  lockExtend(lock: FillLockKeys): Promise<boolean | L2Failed> {
+    return this.run('lock', (c) => (c as unknown as FillCommands).tcLockExtend(lock.lockKey, lock.waitKey, lock.token, lock.ttl).then((n) => n === 1), false, true);
+  }
+
+  /** Fill-lock releases waiting to ride with their key's fill store (standalone/Sentinel): pkey → release. */
+  private readonly riding = new Map<string, { lock: FillLockKeys; channel: string; message: string }>();
+
+  /**
+   * Sends the release of `lock` in the same socket write as the next fill store of `pkey` (after its EXEC), as
+   * releaseLater() in the caller's finally would, one round trip sooner. False on a Cluster (the store there is
+   * several calls): the caller releases itself.
+   */
+  releaseWithStore(pkey: string, lock: FillLockKeys, channel: string, message: string): boolean {
+    if (!this.coalesce) return false;
+    this.riding.set(pkey, { lock, channel, message });
+    return true;
+  }
+
+  /** True when the release of `pkey` registered with releaseWithStore found no store to ride with (it is forgotten here). */
+  unride(pkey: string): boolean {
+    return this.riding.delete(pkey);
+  }
+
+  /** Releases a fill lock still held by `lock.token`, announcing `message` on `channel` when someone waits. */
+  lockRelease(lock: FillLockKeys, channel: string, message: string): Promise<boolean | L2Failed> {
+    return this.run('lock', (c) => (c as unknown as FillCommands).tcLockRelease(lock.lockKey, lock.waitKey, lock.token, channel, message).then((n) => n === 1), false, true);
+  }
+
   private fillRead(values: unknown, pttl: number): [string | null, number, string, string] | L2Failed {
     if (!Array.isArray(values) || values.length !== 3) return this.failed('get', new Error('fill read: unexpected reply'));
     const [v, f, g] = values as Array<string | null>;
@@ -700,6 +780,17 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
     send(asEval ? 'eval' : 'evalsha', stage).catch(ignore);
     send('rename', [this.stagingKey, w.pkey]).catch(ignore);
     const exec = send('exec', []);
+    const release = this.riding.size === 0 ? undefined : this.riding.get(w.pkey);
+    if (release !== undefined) {
+      // After EXEC in the same write: Redis lets the lock go once the value is in (or refused), and the release
+      // costs no write or read of its own. A flushed script cache: once more through the command, which loads it.
+      this.riding.delete(w.pkey);
+      const { lock, channel, message } = release;
+      send('evalsha', [LOCK_RELEASE_SHA, 2, lock.lockKey, lock.waitKey, lock.token, channel, message]).catch((err: unknown) => {
+        if (err instanceof Error && err.message.startsWith('NOSCRIPT')) void this.lockRelease(lock, channel, message);
+        else this.failed('lock', err);
+      });
+    }
     this.deadlines.ensureArmed();
     return exec.then((r) => {
       const rows = r as unknown[] | null;
