@@ -150,6 +150,19 @@ describe('distributed single flight (one factory run per key across instances)',
     expect(await raw.keys(`${prefix}__tc:lock:*`)).toEqual([]);
   });
 
+  it("a fill under the lock stores its tags with it (the store's transaction also lets the lock go)", async () => {
+    const [a, b] = await Promise.all([instance(), instance()]);
+    const held = heldFactory<string>();
+    const fromA = a.getOrSet('listing:3', held.factory, { tags: ['listings'] });
+    await held.entered;
+    const [w] = await waiting('listing:3', [b]);
+    held.gate.open('tagged');
+    expect(await Promise.all([fromA, w.result])).toEqual(['tagged', 'tagged']);
+    expect(await raw.keys(`${prefix}__tc:lock:*`)).toEqual([]);
+    expect(await b.invalidateTags('listings')).toBe(1);
+    expect(await raw.exists(`${prefix}listing:3`)).toBe(0);
+  });
+
   it('a waiter with the bus off still gets the value (it polls)', async () => {
     const a = await instance();
     const b = await instance({ bus: false });

@@ -65,8 +65,9 @@ const POLL_CAP = 8;
  *   that is not stored anyway): a slow factory keeps its lock, a dead holder is replaced within `lock.ttl`.
  * - Redis unreachable or failing (the read or the lock call fails): the fill goes on as single flight per process,
  *   counted in `fallbacks`. So does a key whose braces defeat the slot rule (no lock key can share its slot).
- * - Releases are not awaited: the caller has its value, and Redis runs the release after the store that came
- *   before it (its reply was in before the release was sent).
+ * - The release goes with the fill's store on standalone/Sentinel (inside its transaction: see the redis tier's
+ *   FILL_STAGE), stored or refused; otherwise (a factory that threw, a value not stored, a Cluster) in the fill's
+ *   finally, not awaited: the caller has its value, and that release follows everything the fill sent before it.
  */
 export class FillLocks {
   readonly #waiters = new FillWaiters();
@@ -174,7 +175,7 @@ export class FillLocks {
     return {
       release: () => {
         if (!this.#held.delete(h)) return;
-        // Sent with the fill's store already, unless there was none (a factory that threw, a value not stored).
+        // Done by the fill's store already, unless there was none (a factory that threw, a value not stored).
         if (!riding || l2.unride(pkey)) this.#release(lock, key);
       },
     };

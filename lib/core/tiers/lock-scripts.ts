@@ -44,12 +44,17 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1`;
 
 /**
- * Gives the lock up if it is still the holder's, and announces it on ARGV[2] (message ARGV[3]) when someone
+ * Gives the lock up if it is still the holder's, and announces it on `channel` (message `message`) when someone
  * raised the flag. A lock that expired and was taken by another holder is left alone, flag included: that flag
- * belongs to the new holder's waiters. KEYS = lock, flag; ARGV = token, channel, message.
+ * belongs to the new holder's waiters. Lua text over the given expressions; `released` is true when it let go.
  */
-export const LOCK_RELEASE = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return 1`;
-export const LOCK_RELEASE_SHA = createHash('sha1').update(LOCK_RELEASE).digest('hex');
+export const releaseLock = (lock: string, flag: string, token: string, channel: string, message: string): string => `local released = redis.call('GET', ${lock}) == ${token}
+if released then
+  redis.call('DEL', ${lock})
+  if redis.call('DEL', ${flag}) == 1 then redis.call('PUBLISH', ${channel}, ${message}) end
+end`;
+
+/** KEYS = lock, flag; ARGV = token, channel, message. 1 when released. */
+export const LOCK_RELEASE = `${releaseLock('KEYS[1]', 'KEYS[2]', 'ARGV[1]', 'ARGV[2]', 'ARGV[3]')}
+if released then return 1 end
+return 0`;

@@ -5,7 +5,7 @@ import { ClusterReads, type RoutedNode } from './cluster-reads';
 import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
-import { LOCK_ACQUIRE, LOCK_EXTEND, LOCK_RELEASE, LOCK_RELEASE_SHA, READ_OR_LOCK, READ_OR_LOCK_SHA } from './lock-scripts';
+import { LOCK_ACQUIRE, LOCK_EXTEND, LOCK_RELEASE, READ_OR_LOCK, READ_OR_LOCK_SHA, releaseLock } from './lock-scripts';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
 import type { FencedTier, FillMark, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
@@ -30,6 +30,13 @@ export interface FillLockKeys {
   waitKey: string;
   token: string;
   ttl: number;
+}
+
+/** A fill lock's release, as FILL_STAGE performs it (see releaseWithStore). */
+interface RidingRelease {
+  lock: FillLockKeys;
+  channel: string;
+  message: string;
 }
 
 export interface L2Write {
@@ -86,12 +93,22 @@ return 0`;
  * (NOSCRIPT: a flushed script cache, a fresh server after a failover) stores nothing either, and the script
  * can go as EVALSHA. The value is not written by the script itself: CLIENT TRACKING's NOLOOP does not cover
  * writes made inside a script, and Redis would announce this instance's own fill back to it.
+ *
+ * A fill that holds its key's fill lock (get-set/distributed-lock.ts) lets it go here, stored or refused: ARGV[6]
+ * = 1, KEYS[5], KEYS[6] = the lock and its waiter flag (the tag indexes follow them), ARGV[7..9] = token,
+ * channel, message. Inside the transaction, so a waiter told of the release finds the value in place, and at the
+ * price of a few calls in a script that runs anyway, instead of a script call of its own.
  */
-const FILL_STAGE = `if redis.call('EXISTS', KEYS[1]) == 1 or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
+const FILL_STAGE = `local firstTag = 5
+if ARGV[6] == '1' then
+  firstTag = 7
+  ${releaseLock('KEYS[5]', 'KEYS[6]', 'ARGV[7]', 'ARGV[8]', 'ARGV[9]')}
+end
+if redis.call('EXISTS', KEYS[1]) == 1 or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
 redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
-if #KEYS > 4 then
+if #KEYS >= firstTag then
   ${REDIS_NOW}
-  for i = 5, #KEYS do
+  for i = firstTag, #KEYS do
     ${indexUnderTag('KEYS[i]', 'KEYS[1]', 'ARGV[4]', 'ARGV[5]')}
   end
 end
@@ -702,12 +719,11 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
   }
 
   /** Fill-lock releases waiting to ride with their key's fill store (standalone/Sentinel): pkey → release. */
-  private readonly riding = new Map<string, { lock: FillLockKeys; channel: string; message: string }>();
+  private readonly riding = new Map<string, RidingRelease>();
 
   /**
-   * Sends the release of `lock` in the same socket write as the next fill store of `pkey` (after its EXEC), as
-   * releaseLater() in the caller's finally would, one round trip sooner. False on a Cluster (the store there is
-   * several calls): the caller releases itself.
+   * Lets `lock` go inside the next fill store of `pkey` (FILL_STAGE), stored or refused, instead of in a script
+   * call of its own after it. False on a Cluster (the store there is several calls): the caller releases itself.
    */
   releaseWithStore(pkey: string, lock: FillLockKeys, channel: string, message: string): boolean {
     if (!this.coalesce) return false;
@@ -740,7 +756,11 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
     if (fenceKey === undefined) return false;
     const payload = this.stored(write.payload);
     const w = payload === write.payload ? write : { ...write, payload };
-    if (this.mode !== 'cluster') return this.storeFillStaged(w, fenceKey, genKey, seen, false);
+    if (this.mode !== 'cluster') {
+      const release = this.riding.size === 0 ? undefined : this.riding.get(w.pkey);
+      if (release !== undefined) this.riding.delete(w.pkey);
+      return this.storeFillStaged(w, fenceKey, genKey, seen, false, release);
+    }
     // The generation is in another slot: checked just before (see fill-fence.ts for the window this leaves).
     const g = await this.run('get', (c) => c.get(genKey));
     if (g === L2_FAILED) return L2_FAILED;
@@ -767,30 +787,21 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
    * index. The script goes as EVALSHA; when Redis no longer knows it, the store is sent once more as EVAL
    * (which also loads it again).
    */
-  private storeFillStaged(w: L2Write, fenceKey: string, genKey: string, seen: { fence: string; generation: string }, asEval: boolean): Promise<boolean | L2Failed> {
+  private storeFillStaged(w: L2Write, fenceKey: string, genKey: string, seen: { fence: string; generation: string }, asEval: boolean, release: RidingRelease | undefined): Promise<boolean | L2Failed> {
     const conn = this.closed ? undefined : this.pick(true);
     if (!conn) return FAILED;
     const send = this.sender(conn, true);
     const tags = w.tagKeys ?? NO_TAGS;
-    const stage: Array<string | number> = [asEval ? FILL_STAGE : FILL_STAGE_SHA, 4 + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
+    const stage: Array<string | number> = [asEval ? FILL_STAGE : FILL_STAGE_SHA, (release ? 6 : 4) + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
+    if (release) stage.push(release.lock.lockKey, release.lock.waitKey);
     for (const tk of tags) stage.push(tk);
     stage.push(seen.fence, seen.generation, w.payload, w.ttl, TAG_PRUNE);
+    if (release) stage.push(1, release.lock.token, release.channel, release.message);
     // Their replies are MULTI's OK and QUEUED; what counts comes back in EXEC's reply (or as its rejection).
     send('multi', []).catch(ignore);
     send(asEval ? 'eval' : 'evalsha', stage).catch(ignore);
     send('rename', [this.stagingKey, w.pkey]).catch(ignore);
     const exec = send('exec', []);
-    const release = this.riding.size === 0 ? undefined : this.riding.get(w.pkey);
-    if (release !== undefined) {
-      // After EXEC in the same write: Redis lets the lock go once the value is in (or refused), and the release
-      // costs no write or read of its own. A flushed script cache: once more through the command, which loads it.
-      this.riding.delete(w.pkey);
-      const { lock, channel, message } = release;
-      send('evalsha', [LOCK_RELEASE_SHA, 2, lock.lockKey, lock.waitKey, lock.token, channel, message]).catch((err: unknown) => {
-        if (err instanceof Error && err.message.startsWith('NOSCRIPT')) void this.lockRelease(lock, channel, message);
-        else this.failed('lock', err);
-      });
-    }
     this.deadlines.ensureArmed();
     return exec.then((r) => {
       const rows = r as unknown[] | null;
@@ -798,7 +809,7 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
       const [staged, renamed] = rows;
       if (staged === 1) return renamed === 'OK' ? true : this.failed('set', renamed instanceof Error ? renamed : new Error('fill store: staged value not moved'));
       if (staged === 0) return false;
-      if (!asEval && staged instanceof Error && staged.message.startsWith('NOSCRIPT')) return this.storeFillStaged(w, fenceKey, genKey, seen, true);
+      if (!asEval && staged instanceof Error && staged.message.startsWith('NOSCRIPT')) return this.storeFillStaged(w, fenceKey, genKey, seen, true, release);
       return this.failed('set', staged instanceof Error ? staged : new Error('fill store: unexpected reply'));
     }, this.setFillFailed);
   }
