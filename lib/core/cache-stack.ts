@@ -8,7 +8,7 @@ import { GracedEntry } from './get-set/graced-entry';
 import type { DeferredInvalidations } from './deferred-invalidations';
 import { compressionStats, mean, ratio, type TierStats } from './tier-stats';
 import type { LowerTiers } from './lower-tiers';
-import { L2_FAILED, type L2Write, type RedisTier } from './tiers/redis.tier';
+import { L2_FAILED, type FillLockKeys, type L2Write, type RedisTier } from './tiers/redis.tier';
 import type { FillMark } from './tiers/tier';
 import { cappedTtl, type Tier } from './tiers/tier';
 
@@ -43,6 +43,8 @@ export interface FillRead {
   seen?: FillSeen;
   /** Each lower tier's mark (undefined where it was not asked). */
   marks?: Array<FillMark | undefined>;
+  /** The fill lock asked for in this read (get-set/distributed-lock.ts): taken, held by another; undefined: not asked. */
+  locked?: boolean;
 }
 
 /**
@@ -172,9 +174,10 @@ export class CacheStack {
   /**
    * A fill's read below L1: the value when there is one, else what its store will be checked against
    * (fill-fence.ts). `seen` is undefined when Redis could not be asked (unreachable, or an invalidation of the
-   * key still waiting to reach it): the fill then keeps its value in L1 only.
+   * key still waiting to reach it): the fill then keeps its value in L1 only. `lock`: the fill lock to take in
+   * the same call when the key is missing, where Redis can (RedisTier.locksInRead); `locked` tells the outcome.
    */
-  async readForFill(key: string, eagerRefresh = 0): Promise<FillRead> {
+  async readForFill(key: string, eagerRefresh = 0, lock?: FillLockKeys): Promise<FillRead> {
     const ctx = this.ctx;
     const deferred = ctx.deferred as DeferredInvalidations;
     if (!deferred.idle && deferred.blocks(key)) {
@@ -187,20 +190,28 @@ export class CacheStack {
     const lower = ctx.lower;
     const since = promote || lower ? ctx.readGuard.begin() : -1;
     try {
-      const r = await (ctx.l2 as RedisTier).readForFill(pkey, fenceKeyOf(ctx.reserved.fencePrefix, pkey), ctx.reserved.genKey, promote);
+      const l2 = ctx.l2 as RedisTier;
+      const fenceKey = fenceKeyOf(ctx.reserved.fencePrefix, pkey);
+      const locking = lock !== undefined && fenceKey !== undefined && l2.locksInRead;
+      const r = locking ? await l2.readForFillLocking(pkey, fenceKey, ctx.reserved.genKey, promote, lock) : await l2.readForFill(pkey, fenceKey, ctx.reserved.genKey, promote);
       const seen = r === L2_FAILED ? undefined : { fence: r[2], generation: r[3], startedAt };
+      const locked = locking && r !== L2_FAILED ? (r as [unknown, unknown, unknown, unknown, boolean | undefined])[4] : undefined;
       if (r === L2_FAILED) ctx.n.l2Misses++;
       else {
         const found = this.acceptForFill(key, r[0], promote ? r[1] : undefined, since, eagerRefresh);
         if (found !== undefined) {
           found.seen = seen;
+          found.locked = locked;
           // A stale copy in L2 may still be fresh below it (a longer-lived tier): only a plain miss goes down.
           if (found.value !== undefined || lower === undefined) return found;
           const below = await this.readLower(lower, key, seen, since);
-          return below.value !== undefined ? below : { ...below, copy: found.copy };
+          return below.value !== undefined ? below : { ...below, copy: found.copy, locked };
         }
       }
-      return lower === undefined ? { value: undefined, seen } : await this.readLower(lower, key, seen, since);
+      if (lower === undefined) return { value: undefined, seen, locked };
+      const below = await this.readLower(lower, key, seen, since);
+      below.locked = locked;
+      return below;
     } finally {
       if (since >= 0) ctx.readGuard.end();
     }

@@ -15,6 +15,7 @@ export { canonicalize, stableDigest } from './keys/stable-digest';
 export { buildArgumentsKey } from './keys/method-key';
 export { InvalidationBus, type BusState } from './bus/invalidation-bus';
 export type { BusStats } from './bus/bus-stats';
+export type { FillLockStats } from './get-set/distributed-lock';
 export type { InvalidationStats } from './invalidation-stats';
 export type { CacheObserver, CacheOperation, CacheTier, InvalidationSource } from './observer';
 export { decodeEntry, type DecodedEntry, type EntryMeta } from './entry-envelope';

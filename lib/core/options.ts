@@ -32,6 +32,8 @@ export interface ResolvedOptions {
   /** Cross-instance invalidation bus; undefined when off or without L2. */
   bus: { maxMessageBytes: number; retryQueueSize: number; heartbeatInterval: number; overwriteWindow: number; tracking: boolean } | undefined;
   invalidation: { batchSize: number; maxDelay: number };
+  /** getOrSet's cluster-wide fill lock (get-set/distributed-lock.ts); `enabled` is false without L2. */
+  lock: { enabled: boolean; ttl: number; wait: number; poll: number };
   /** Names of the top tiers in stats() and `set(..., { tier })` ('l1', 'l2' unless `tiers` names them). */
   tierNames: { l1: string; l2: string };
   /** Tiers with a hit-rate target, by name. */
@@ -129,6 +131,7 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
     logger: input.logger ?? consoleLogger,
     bus: resolveBus(input.bus, l2.enabled),
     invalidation: resolveInvalidation(input.invalidation),
+    lock: resolveLock(input.lock, l2.enabled),
     tierNames,
     hitRateTargets,
     lower: tiers?.lower ?? [],
@@ -157,6 +160,21 @@ function resolveBus(input: TieredCacheOptions['bus'], l2: boolean): ResolvedOpti
   };
   // Without L2 there is no Redis to carry it (and nothing shared to keep consistent).
   return bool('bus.enabled', b.enabled, true) && l2 ? resolved : undefined;
+}
+
+function resolveLock(input: TieredCacheOptions['lock'], l2: boolean): ResolvedOptions['lock'] {
+  const l = input === undefined || input === true ? {} : input === false ? { enabled: false } : input;
+  if (typeof l !== 'object' || l === null) throw new TieredCacheOptionsError('lock', input, 'expected true, false or { ttl?, wait?, poll? }');
+  const resolved = {
+    // Without L2 there is nothing shared to lock in; a per-call `lock: true` then changes nothing either.
+    enabled: bool('lock.enabled', l.enabled, true) && l2,
+    ttl: parseTimerDuration('lock.ttl', l.ttl ?? '2s'),
+    wait: parseTimerDuration('lock.wait', l.wait ?? '5s'),
+    poll: parseTimerDuration('lock.poll', l.poll ?? 50),
+  };
+  // The renewal runs every third of the TTL: below 30 ms it would be a busy loop against Redis.
+  if (resolved.ttl < 30) throw new TieredCacheOptionsError('lock.ttl', l.ttl, 'must be at least 30ms (the lock is renewed every third of it)');
+  return resolved;
 }
 
 function resolveInvalidation(input: TieredCacheOptions['invalidation']): ResolvedOptions['invalidation'] {

@@ -4,6 +4,7 @@ import type { InvalidationQueue } from './invalidation-queue';
 import type { InvalidationStats } from './invalidation-stats';
 import type { DeferredInvalidations } from './deferred-invalidations';
 import type { RecoveryStats } from './recovery-queue';
+import type { FillLockStats } from './get-set/distributed-lock';
 import { mean, ratio, type TierStats } from './tier-stats';
 
 export { ratio, type TierStats };
@@ -68,6 +69,8 @@ export interface CacheStats {
   invalidation: InvalidationStats;
   /** Cross-instance invalidation bus. */
   bus: BusStats;
+  /** getOrSet's cluster-wide fill lock (one factory run per missing key across instances). */
+  lock: FillLockStats;
   /** Every tier of the stack by name ('l1', 'l2'), in stack order; l1/l2 above stay for existing dashboards. */
   tiers: Record<string, TierStats>;
   /** What getOrSet did about expired entries and a slow or failing source (grace, eager refresh, fail-safe, timeouts). */
@@ -81,6 +84,7 @@ export interface StatsSources {
   bus: BusStats;
   invalidationCounters: Omit<InvalidationStats, 'queued' | 'applied' | 'batches' | 'queueLength'>;
   invalidationQueue: InvalidationQueue;
+  lock: FillLockStats;
 }
 
 /** Assembles stats() from the counters and the parts that keep their own. */
@@ -140,6 +144,7 @@ export function statsReport(ctx: EngineContext, src: StatsSources): CacheStats {
       queueLength: q.length,
     },
     bus: src.bus,
+    lock: src.lock,
     tiers: src.tiers,
     resilience: { ...n.resilience },
   };

@@ -239,6 +239,12 @@ export interface TieredCacheOptions {
    * then another instance's change reaches this instance's L1 only when the L1 entry expires (`l1.ttl`).
    */
   bus?: boolean | InvalidationBusOptions;
+  /**
+   * One getOrSet factory run per missing key across every instance sharing Redis (default on whenever L2 is
+   * on): a miss takes a lock in Redis, and the other instances' misses of that key wait for its value instead
+   * of running their own factory. `false` keeps single flight per process only. See FillLockOptions.
+   */
+  lock?: boolean | FillLockOptions;
   /** Batching of `invalidate(key)` (`delete` stays immediate). */
   invalidation?: InvalidationQueueOptions;
   /** Declarative event → invalidation rules, applied when the app uses `EventEmitterModule`. */
@@ -288,6 +294,29 @@ export interface InvalidationBusOptions {
   tracking?: boolean;
 }
 
+/**
+ * The cluster-wide fill lock of getOrSet. An instance whose miss finds the lock taken waits until the holder's
+ * value is stored (it hears of it on the bus, or polls), then reads it; it never waits past `wait`, and runs
+ * its own factory then. A holder whose factory throws releases the lock at once and the next waiter takes it
+ * (one at a time, not all at once). When Redis cannot be asked, fills fall back to single flight per process.
+ */
+export interface FillLockOptions {
+  /** Default true (when L2 is on). */
+  enabled?: boolean;
+  /**
+   * Lifetime of a lock (default 2s), renewed every third of it while its holder's factory runs: how long the
+   * other instances wait before they replace a holder that died.
+   */
+  ttl?: Duration;
+  /** The longest a miss waits for another instance's value before it runs its own factory (default 5s). */
+  wait?: Duration;
+  /**
+   * First interval at which a waiter reads the key again in case it missed the announcement (default 50ms);
+   * it doubles after each read, up to 8 times this.
+   */
+  poll?: Duration;
+}
+
 export interface InvalidationQueueOptions {
   /** Queued invalidations applied per batch; a full batch is applied at once (default 100). */
   batchSize?: number;
@@ -335,6 +364,8 @@ export interface SetOptions<T = unknown> {
   /** L1 TTL for this entry (never longer than `ttl`). */
   l1Ttl?: Duration;
   tags?: readonly string[];
+  /** getOrSet only: take (or wait for) the cluster-wide fill lock on a miss (default: the cache's `lock` setting). */
+  lock?: boolean;
 }
 
 export type { MetricsRegistry, TieredCacheMetricsOptions } from './metrics-options.interface';

@@ -12,6 +12,7 @@ import { DeferredInvalidations } from './deferred-invalidations';
 import { parseCallTtl } from './duration';
 import { newCounters, type EngineContext, type PreparedWrite } from './engine-context';
 import { fencedTarget, replayTarget } from './fill-fence';
+import { FillLocks, type FillLockStats } from './get-set/distributed-lock';
 import { FactoryRunner } from './get-set/factory-runner';
 import { GracedEntry } from './get-set/graced-entry';
 import { callPolicy, type CallPolicy } from './get-set/resilience-policy';
@@ -36,6 +37,7 @@ import { NULL_MARKER, ValueProtection } from './value-protection';
 import { WritePath } from './write-path';
 import { WriteBehindQueue } from './write-behind-queue';
 
+const DISABLED_LOCK_STATS: FillLockStats = Object.freeze({ enabled: false, acquired: 0, waited: 0, received: 0, timedOut: 0, fallbacks: 0 });
 const DEFERRED_LIMITS = { keys: 10_000, patterns: 100, tags: 1_000 };
 const SAMPLE_MASK = 7;
 const ignore = (): void => undefined;
@@ -64,6 +66,7 @@ export class TieredCache {
   readonly #stack: CacheStack;
   readonly #writes: WritePath;
   readonly #runner: FactoryRunner;
+  readonly #locks: FillLocks | undefined;
   readonly #invalidator: Invalidator;
   readonly #invalidationQueue: InvalidationQueue;
   readonly #listeners: Array<(change: CacheChange) => void> = [];
@@ -138,7 +141,8 @@ export class TieredCache {
     const tags = new TagSystem(state, target);
     this.#invalidator = new Invalidator(state, this.#stack, tags, target);
     this.#writes = new WritePath(state, this.#stack);
-    this.#runner = new FactoryRunner(state, this.#stack, this.#writes, (t0, op, tier) => this.#sampleLatency(t0, op, tier), o.resilience);
+    this.#locks = l2 ? new FillLocks(state, this.#stack) : undefined;
+    this.#runner = new FactoryRunner(state, this.#stack, this.#writes, (t0, op, tier) => this.#sampleLatency(t0, op, tier), o.resilience, this.#locks);
     if (l2 && target) {
       const deferred = new DeferredInvalidations(target, prefix, { prefix: reserved.tagPrefix, legacyPrefix: reserved.legacyTagPrefix }, DEFERRED_LIMITS, {
         landed: (change) => this.#invalidator.replayed(change),
@@ -189,6 +193,9 @@ export class TieredCache {
     };
     INTERNALS.set(this, internals);
     if (l2 && factory && o.bus) this.bus = new InvalidationBus(internals, factory, o.bus, l2);
+    const locks = this.#locks;
+    // Without a subscriber (bus off, or no L1 to keep), waiters for another instance's fill poll instead.
+    if (locks) this.bus?.onFillReleased((key) => locks.notify(key));
     this.#invalidationQueue = new InvalidationQueue((keys) => this.delete(keys), o.invalidation.batchSize, o.invalidation.maxDelay);
   }
 
@@ -212,6 +219,7 @@ export class TieredCache {
     this.#closing = true;
     await this.#invalidationQueue.close();
     s.closed = true;
+    this.#locks?.close();
     if (s.writeBehind) {
       const lost = await s.writeBehind.close();
       if (lost > 0) this.#logs.log('error', 'shutdown', `${lost} queued write-behind entries could not be written to Redis`);
@@ -532,6 +540,7 @@ export class TieredCache {
       bus: this.bus?.stats() ?? DISABLED_BUS_STATS,
       invalidationCounters: this.invalidationCounters,
       invalidationQueue: this.#invalidationQueue,
+      lock: this.#locks?.stats() ?? DISABLED_LOCK_STATS,
     });
   }
 

@@ -11,6 +11,8 @@ const cache = new TieredCache({ ...options, logger: { warn() {}, error() {} } })
 let ticks = 0;
 /** Fills held inside their factory until the parent releases them: key → { release(value), result }. */
 const held = new Map();
+/** Bursts of concurrent getOrSet started by startBurst: key → { runs, open(value), results }. */
+const bursts = new Map();
 // Counts turns of the event loop: a frozen loop stops counting.
 const ticker = setInterval(() => ticks++, 1);
 
@@ -51,6 +53,38 @@ const ops = {
     held.delete(key);
     h.release(value);
     return h.result;
+  },
+  /**
+   * Starts `n` concurrent getOrSet(key) whose factory counts its runs and returns what the parent gives
+   * openBurst(key, value): a latch, so the calls overlap however fast the machine. Resolves once they are issued.
+   */
+  startBurst(key, n, opts) {
+    let open;
+    const gate = new Promise((r) => (open = r));
+    const b = { runs: 0, open, results: undefined };
+    const factory = () => {
+      b.runs++;
+      return gate;
+    };
+    const calls = [];
+    for (let i = 0; i < n; i++) calls.push(cache.getOrSet(key, factory, opts));
+    b.results = Promise.allSettled(calls);
+    bursts.set(key, b);
+    return n;
+  },
+  /** Factory runs of the burst on `key` so far. */
+  burstRuns: (key) => bursts.get(key).runs,
+  /** Opens the burst's latch (its factory, if it ran or runs, returns `value`). */
+  openBurst(key, value) {
+    bursts.get(key).open(value);
+    return true;
+  },
+  /** What the burst's calls returned: { runs, values (distinct, JSON), rejected }. */
+  async burstResult(key) {
+    const b = bursts.get(key);
+    const settled = await b.results;
+    const values = [...new Set(settled.filter((s) => s.status === 'fulfilled').map((s) => JSON.stringify(s.value)))];
+    return { runs: b.runs, values, rejected: settled.filter((s) => s.status === 'rejected').length };
   },
   stats: () => cache.stats(),
   ping: () => ({ pid: process.pid, ticks }),

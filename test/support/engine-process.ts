@@ -68,6 +68,14 @@ export class EngineProcess {
     });
   }
 
+  /** SIGKILL: the process dies at once, as a crashed host would (no close, no goodbye to Redis). */
+  async kill(): Promise<void> {
+    if (!this.alive) return;
+    const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
+    this.child.kill('SIGKILL');
+    await exited;
+  }
+
   /** Closes the cache and waits for the process to end (killed after 5 s). */
   async stop(): Promise<void> {
     if (!this.alive) return;

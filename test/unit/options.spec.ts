@@ -43,6 +43,11 @@ describe('option validation at construction', () => {
     ['recovery queue of 0', { recovery: { maxKeys: 0 } }, /"recovery\.maxKeys" = 0/],
     ['fractional recovery batch', { recovery: { batchSize: 1.5 } }, /"recovery\.batchSize"/],
     ['recovery neither flag nor object', { recovery: 'yes' }, /"recovery"/],
+    ['bad lock', { redis: 'redis://localhost:6379', lock: 'yes' }, /"lock" = "yes"/],
+    ['lock ttl too short to renew', { redis: 'redis://localhost:6379', lock: { ttl: 10 } }, /"lock\.ttl" = 10.*at least 30ms/],
+    ['bad lock wait', { redis: 'redis://localhost:6379', lock: { wait: -1 } }, /"lock\.wait"/],
+    ['bad lock poll', { redis: 'redis://localhost:6379', lock: { poll: 'often' } }, /"lock\.poll"/],
+    ['bad lock enabled', { redis: 'redis://localhost:6379', lock: { enabled: 1 } }, /"lock\.enabled"/],
   ];
   it.each(cases)('%s', (_name, opts, message) => {
     expect(() => new TieredCache(opts as never)).toThrow(TieredCacheOptionsError);
@@ -68,6 +73,11 @@ describe('option validation at construction', () => {
     expect(withRedis.recovery).toEqual({ maxKeys: 10_000, batchSize: 100 });
     expect(resolveOptions({ recovery: false }).recovery).toBeUndefined();
     expect(resolveOptions({ recovery: { maxKeys: 5 } }).recovery).toEqual({ maxKeys: 5, batchSize: 100 });
+    // The fill lock: on with L2 (nothing to lock in without it).
+    expect(withRedis.lock).toEqual({ enabled: true, ttl: 2_000, wait: 5_000, poll: 50 });
+    expect(o.lock.enabled).toBe(false);
+    expect(resolveOptions({ redis: 'redis://localhost:6379', lock: false }).lock.enabled).toBe(false);
+    expect(resolveOptions({ redis: 'redis://localhost:6379', lock: { ttl: '500ms', wait: '1s' } }).lock).toEqual({ enabled: true, ttl: 500, wait: 1_000, poll: 50 });
   });
 });
 

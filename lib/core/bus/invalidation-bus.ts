@@ -5,6 +5,7 @@ import type { BusHost } from './bus-host';
 import { zeroCounts, type BusStats } from './bus-stats';
 import { BUS_WIRE_VERSION, decodeBusMessage, encodeBusMessage } from './bus-message';
 import { BusOutbox } from './bus-outbox';
+import { reservedNames } from '../keys/cache-key';
 
 /**
  * Where the bus publishes: the engine's own data connection. A PUBLISH issued in the same tick as other
@@ -91,6 +92,13 @@ export class InvalidationBus {
   private closed = false;
   private disposeRevive: (() => void) | undefined;
   private readonly onceSubscribed: Array<() => void> = [];
+  /**
+   * Released fill locks that had waiters (get-set/distributed-lock.ts) are announced on a channel of their own,
+   * on this subscriber connection: not as a new message type on the bus channel, which instances of an earlier
+   * version would count and log as malformed. Only the key travels (bounded by maxMessageBytes like the rest).
+   */
+  private readonly fillChannel: string;
+  private fillListener: ((key: string) => void) | undefined;
   private readonly n = zeroCounts();
 
   constructor(
@@ -100,6 +108,7 @@ export class InvalidationBus {
     private readonly publisher: BusPublisher,
   ) {
     this.channel = `${engine.keyPrefix}__tc:bus:v${BUS_WIRE_VERSION}`;
+    this.fillChannel = reservedNames(engine.keyPrefix).fillChannel;
     this.outbox = new BusOutbox(settings.retryQueueSize);
     // We subscribe ourselves on every `ready`, so we know when the subscription is confirmed.
     this.ownPrefix = encodeBusMessage(this.instanceId, { type: 'clear' }).split('"change"')[0];
@@ -212,6 +221,12 @@ export class InvalidationBus {
     };
   }
 
+  /** Hears released fill locks (see fillChannel); false when this bus has no subscriber (publish only). */
+  onFillReleased(listener: (key: string) => void): boolean {
+    this.fillListener = listener;
+    return this.sub !== undefined;
+  }
+
   // ---------------------------------------------------------------- receiving
 
   private async subscribe(): Promise<void> {
@@ -223,7 +238,7 @@ export class InvalidationBus {
     try {
       // The redirect target is this connection's id, new on every reconnect.
       if (tracking) this.subId = Number(await sub.client('ID'));
-      await (tracking ? sub.subscribe(this.channel, TRACKING_CHANNEL) : sub.subscribe(this.channel));
+      await (tracking ? sub.subscribe(this.channel, this.fillChannel, TRACKING_CHANNEL) : sub.subscribe(this.channel, this.fillChannel));
     } catch (err) {
       // The connection dropped again before the reply: the next `ready` retries.
       this.warn('bus:subscribe', `invalidation bus could not subscribe to ${this.channel}: ${message(err)}`);
@@ -356,7 +371,10 @@ export class InvalidationBus {
   }
 
   private receive(channel: string, raw: string): void {
-    if (channel !== this.channel) return;
+    if (channel !== this.channel) {
+      if (channel === this.fillChannel && raw.length <= this.settings.maxMessageBytes) this.fillListener?.(raw);
+      return;
+    }
     if (raw.startsWith(this.ownPrefix)) {
       this.n.echoes++;
       return;

@@ -9,6 +9,7 @@ import type { FillMark } from '../tiers/tier';
 import type { WritePath } from '../write-path';
 import { GracedEntry } from './graced-entry';
 import type { CallPolicy } from './resilience-policy';
+import type { FillLease, FillLocks } from './distributed-lock';
 import type { Flight } from './single-flight';
 
 type Options = GetOrSetOptions<never> | undefined;
@@ -32,16 +33,26 @@ export class FactoryRunner {
     private readonly writes: WritePath,
     private readonly sampled: (t0: number, op: CacheOperation, tier: CacheTier) => void,
     private readonly defaults: CallPolicy,
+    private readonly locks?: FillLocks,
   ) {}
 
   async fill<T>(key: string, factory: () => T | Promise<T>, options: Options, flight: Flight, t0: number): Promise<T> {
     const ctx = this.ctx;
     let handedOver = false;
+    let lease: FillLease | undefined;
     try {
       let seen: FillSeen | undefined;
       let marks: Array<FillMark | undefined> | undefined;
       if (ctx.l2) {
-        const r = await this.stack.readForFill(key);
+        // One factory run per key across instances (distributed-lock.ts): the lock is asked for in the read; when
+        // another instance holds it, settle() waits for its value (or the lock) and reads again.
+        const lock = this.locks?.attempt(key, options);
+        let r = await this.stack.readForFill(key, 0, lock);
+        if (lock !== undefined) {
+          // A stale copy is served at once (fillResilient); its refresh asks for the lock without waiting.
+          if (r.copy !== undefined) this.locks?.abandon(key);
+          else ({ read: r, lease } = await (this.locks as FillLocks).settle(key, r, lock, flight));
+        }
         if (r.value !== undefined) {
           if (t0 >= 0) this.sampled(t0, 'getOrSet', 'l2');
           return r.value as T;
@@ -59,6 +70,7 @@ export class FactoryRunner {
       await this.store(key, value, options, undefined, flight, seen, marks, undefined);
       return value;
     } finally {
+      lease?.release();
       if (!handedOver) ctx.flights.end(key, flight);
     }
   }
@@ -71,8 +83,17 @@ export class FactoryRunner {
   async fillResilient<T>(key: string, factory: () => T | Promise<T>, options: Options, policy: CallPolicy, flight: Flight, t0: number, held?: HeldCopy, read?: FillRead, answered = false): Promise<T> {
     const ctx = this.ctx;
     let run: Promise<T> | undefined;
+    let lease: FillLease | undefined;
     try {
-      if (read === undefined && ctx.l2) read = await this.stack.readForFill(key, policy.eagerRefresh);
+      if (read === undefined && ctx.l2) {
+        const lock = this.locks?.attempt(key, options);
+        read = await this.stack.readForFill(key, policy.eagerRefresh, lock);
+        if (lock !== undefined) {
+          // A plain miss waits for another instance's fill, as fill() does; a copy is answered without waiting.
+          if (read.value === undefined && read.copy === undefined) ({ read, lease } = await (this.locks as FillLocks).settle(key, read, lock, flight));
+          else this.locks?.abandon(key);
+        }
+      }
       if (t0 >= 0) this.sampled(t0, 'getOrSet', ctx.l2 ? 'l2' : 'l1');
       if (read !== undefined && read.value !== undefined && read.copy === undefined) return read.value as T;
       // L2's copy is at least as new as the one L1 held.
@@ -81,7 +102,9 @@ export class FactoryRunner {
       const allowStale = options?.grace !== false;
       // Fail-safe acts once per run: after the hard timeout, or when the factory fails, whichever comes first.
       const failSafe = { done: false };
-      run = this.runFactory(key, factory, options, policy, flight, read, copy, failSafe);
+      const background = (read !== undefined && read.value !== undefined) || (copy !== undefined && copy.stale && allowStale);
+      run = this.runFactory(key, factory, options, policy, flight, read, copy, failSafe, lease, background);
+      lease = undefined;
       if (read !== undefined && read.value !== undefined) {
         // Fresh, and due for an early refresh: answered now, refreshed in the background.
         ctx.n.resilience.refreshes++;
@@ -97,14 +120,37 @@ export class FactoryRunner {
       return await this.answer(key, run, policy, flight, copy, failSafe);
     } finally {
       // Nothing started: the flight is over now. Otherwise it ends with the run (runFactory).
-      if (run === undefined) ctx.flights.end(key, flight);
+      if (run === undefined) {
+        lease?.release();
+        ctx.flights.end(key, flight);
+      }
     }
   }
 
   /** The factory's run to its end: its result stored, or its failure met with fail-safe. Ends the flight. */
-  private async runFactory<T>(key: string, factory: () => T | Promise<T>, options: Options, policy: CallPolicy, flight: Flight, read: FillRead | undefined, copy: HeldCopy | undefined, failSafe: { done: boolean }): Promise<T> {
+  /**
+   * `background`: a refresh behind an answer already given. It asks for the fill lock first, without waiting: when
+   * another instance holds it (refreshing the same key), this one leaves the refresh to it and resolves to the copy.
+   */
+  private async runFactory<T>(
+    key: string,
+    factory: () => T | Promise<T>,
+    options: Options,
+    policy: CallPolicy,
+    flight: Flight,
+    read: FillRead | undefined,
+    copy: HeldCopy | undefined,
+    failSafe: { done: boolean },
+    lease: FillLease | undefined,
+    background: boolean,
+  ): Promise<T> {
     const ctx = this.ctx;
     try {
+      if (background && lease === undefined && this.locks !== undefined && read?.seen !== undefined) {
+        const taken = await this.locks.tryLock(key, options);
+        if (taken === false) return copy?.value as T;
+        lease = taken;
+      }
       const value = await factory();
       await this.store(key, value, options, policy, flight, read?.seen, read?.marks, copy?.replaces);
       return value;
@@ -120,6 +166,7 @@ export class FactoryRunner {
       }
       throw err;
     } finally {
+      lease?.release();
       ctx.flights.end(key, flight);
     }
   }

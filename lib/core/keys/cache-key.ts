@@ -29,14 +29,24 @@ export interface ReservedNames {
   fencePrefix: string;
   /** The namespace generation that pattern, tag and clear invalidations move. */
   genKey: string;
+  /** Per-key fill locks (get-set/distributed-lock.ts): one factory run per key across instances. */
+  lockPrefix: string;
+  /** Where a released fill lock with waiters is announced (the bus subscriber listens). */
+  fillChannel: string;
 }
 
 export function reservedNames(keyPrefix: string): ReservedNames {
-  return { ...tagIndexPrefixes(keyPrefix), fencePrefix: keyPrefix + RESERVED + 'fence:', genKey: keyPrefix + RESERVED + 'gen' };
+  return {
+    ...tagIndexPrefixes(keyPrefix),
+    fencePrefix: keyPrefix + RESERVED + 'fence:',
+    genKey: keyPrefix + RESERVED + 'gen',
+    lockPrefix: keyPrefix + RESERVED + 'lock:',
+    fillChannel: keyPrefix + RESERVED + 'filled:v1',
+  };
 }
 
 /**
- * The fence key of a physical key, in the same Cluster slot: Redis hashes only a key's `{hash tag}` when it has
+ * The fence key (or, under the lock prefix, the fill lock) of a physical key, in the same Cluster slot: Redis hashes only a key's `{hash tag}` when it has
  * one, so the fence reuses that tag, or wraps the whole key in braces. `undefined` when the key holds braces
  * that no wrapping can reproduce (no template-built key does: segments never contain braces).
  */

@@ -5,6 +5,7 @@ import { ClusterReads, type RoutedNode } from './cluster-reads';
 import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
+import { LOCK_ACQUIRE, LOCK_EXTEND, LOCK_RELEASE, READ_OR_LOCK, READ_OR_LOCK_SHA, releaseLock } from './lock-scripts';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
 import type { FillMark, ReplayableTier, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
@@ -21,6 +22,21 @@ export interface ScanDeleteResult {
 export interface TagPopResult {
   removed: number;
   complete: boolean;
+}
+
+/** A fill lock as the tier sends it (lock-scripts.ts): the lock, its waiter flag, the holder's token, the lock's PX. */
+export interface FillLockKeys {
+  lockKey: string;
+  waitKey: string;
+  token: string;
+  ttl: number;
+}
+
+/** A fill lock's release, as FILL_STAGE performs it (see releaseWithStore). */
+interface RidingRelease {
+  lock: FillLockKeys;
+  channel: string;
+  message: string;
 }
 
 export interface L2Write {
@@ -81,23 +97,33 @@ return 1`;
  * (NOSCRIPT: a flushed script cache, a fresh server after a failover) stores nothing either, and the script
  * can go as EVALSHA. The value is not written by the script itself: CLIENT TRACKING's NOLOOP does not cover
  * writes made inside a script, and Redis would announce this instance's own fill back to it.
+ *
+ * A fill that holds its key's fill lock (get-set/distributed-lock.ts) lets it go here, stored or refused: ARGV[6]
+ * = 1, KEYS[5], KEYS[6] = the lock and its waiter flag (the tag indexes follow them), ARGV[7..9] = token,
+ * channel, message. Inside the transaction, so a waiter told of the release finds the value in place, and at the
+ * price of a few calls in a script that runs anyway, instead of a script call of its own.
  * (Built over `keyMoved`, the check of the key itself, which the replay's store below makes differently.)
  */
-const stageScript = (keyMoved: string): string => `if ${keyMoved} or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
+const stageScript = (keyMoved: string): string => `local firstTag = 5
+if ARGV[6] == '1' then
+  firstTag = 7
+  ${releaseLock('KEYS[5]', 'KEYS[6]', 'ARGV[7]', 'ARGV[8]', 'ARGV[9]')}
+end
+if ${keyMoved} or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
 redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
-if #KEYS > 4 then
+if #KEYS >= firstTag then
   ${REDIS_NOW}
-  for i = 5, #KEYS do
+  for i = firstTag, #KEYS do
     ${indexUnderTag('KEYS[i]', 'KEYS[1]', 'ARGV[4]', 'ARGV[5]')}
   end
 end
 return 1`;
 const FILL_STAGE = stageScript(`redis.call('EXISTS', KEYS[1]) == 1`);
 /**
- * A replayed write's store (recovery-queue.ts): FILL_STAGE, except that the key must still hold what the replay
- * read (ARGV[6]; '' for nothing) instead of being absent, so an older entry can be replaced, never a newer one.
+ * A replayed write's (or a refresh's) store: FILL_STAGE, except that the key must still hold what was read
+ * (ARGV[10]; '' for nothing) instead of being absent, so an older entry can be replaced, never a newer one.
  */
-const REPLAY_STAGE = stageScript(`(redis.call('GET', KEYS[1]) or '') ~= ARGV[6]`);
+const REPLAY_STAGE = stageScript(`(redis.call('GET', KEYS[1]) or '') ~= ARGV[10]`);
 const REPLAY_STAGE_SHA = createHash('sha1').update(REPLAY_STAGE).digest('hex');
 const FILL_STAGE_SHA = createHash('sha1').update(FILL_STAGE).digest('hex');
 
@@ -117,6 +143,9 @@ interface FillCommands {
   tcFillStore(key: string, fence: string, payload: string, ttl: number, seenFence: string): Promise<number>;
   tcReplayStore(key: string, fence: string, payload: string, ttl: number, seenFence: string, expected: string): Promise<number>;
   tcTagAdd(tagKey: string, key: string, ttl: number, prune: number): Promise<number>;
+  tcLockAcquire(lockKey: string, waitKey: string, token: string, ttl: number): Promise<number>;
+  tcLockExtend(lockKey: string, waitKey: string, token: string, ttl: number): Promise<number>;
+  tcLockRelease(lockKey: string, waitKey: string, token: string, channel: string, message: string): Promise<number>;
 }
 
 /** One data connection, with what the write coalescing and the half-open watchdog need to know about it. */
@@ -235,6 +264,9 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
       (client as Redis).defineCommand('tcFillStore', { numberOfKeys: 2, lua: FILL_STORE });
       (client as Redis).defineCommand('tcReplayStore', { numberOfKeys: 2, lua: REPLAY_STORE });
       (client as Redis).defineCommand('tcTagAdd', { numberOfKeys: 1, lua: TAG_ADD });
+      (client as Redis).defineCommand('tcLockAcquire', { numberOfKeys: 2, lua: LOCK_ACQUIRE });
+      (client as Redis).defineCommand('tcLockExtend', { numberOfKeys: 2, lua: LOCK_EXTEND });
+      (client as Redis).defineCommand('tcLockRelease', { numberOfKeys: 2, lua: LOCK_RELEASE });
       const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
       this.disposers.push(reviveOnEnd(client, () => this.closed));
       client.on('error', (err: unknown) => this.onError('connection', err));
@@ -670,6 +702,70 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
     );
   }
 
+  /**
+   * Whether readForFillLocking can take a fill lock inside the fill read. Not on a Cluster: the generation it
+   * reads lives in another slot than the key, so one script cannot read both (the lock is taken after the read).
+   */
+  get locksInRead(): boolean {
+    return this.coalesce;
+  }
+
+  /**
+   * readForFill that also takes `lock` when the key is missing, in one script call (READ_OR_LOCK) instead of the
+   * MGET + PTTL: the fifth element says whether the lock was taken (undefined on a hit: not asked, so a payload
+   * the caller cannot use leaves it to ask again). Standalone/Sentinel only (see locksInRead).
+   * EVALSHA; once more as EVAL when Redis does not know the script (it is loaded with it).
+   */
+  readForFillLocking(pkey: string, fenceKey: string, genKey: string, withPttl: boolean, lock: FillLockKeys, asEval = false): Promise<[string | null, number, string, string, boolean | undefined] | L2Failed> {
+    const conn = this.closed ? undefined : this.pick(false);
+    if (!conn) return FAILED;
+    const send = this.sender(conn, false);
+    const r = send(asEval ? 'eval' : 'evalsha', [asEval ? READ_OR_LOCK : READ_OR_LOCK_SHA, 5, pkey, fenceKey, genKey, lock.lockKey, lock.waitKey, lock.token, lock.ttl, withPttl ? 1 : 0]);
+    this.deadlines.ensureArmed();
+    return r.then(
+      (reply) => {
+        const row = reply as Array<string | number | null>;
+        if (!Array.isArray(row)) return this.failed('get', new Error('locking fill read: unexpected reply'));
+        if (row[0] === 1) return [row[1] as string, Number(row[2]), (row[3] as string | null) ?? '', (row[4] as string | null) ?? '', undefined];
+        return [null, -2, (row[1] as string | null) ?? '', (row[2] as string | null) ?? '', row[3] === 1];
+      },
+      (err: unknown) => (!asEval && err instanceof Error && err.message.startsWith('NOSCRIPT') ? this.readForFillLocking(pkey, fenceKey, genKey, withPttl, lock, true) : this.getFailed(err)),
+    );
+  }
+
+  /** Takes a fill lock, or raises its waiter flag (LOCK_ACQUIRE): true when taken. */
+  lockAcquire(lock: FillLockKeys): Promise<boolean | L2Failed> {
+    return this.run('lock', (c) => (c as unknown as FillCommands).tcLockAcquire(lock.lockKey, lock.waitKey, lock.token, lock.ttl).then((n) => n === 1), false, true);
+  }
+
+  /** Gives the lock another PX while its holder's factory runs; false when it is no longer the holder's. */
+  lockExtend(lock: FillLockKeys): Promise<boolean | L2Failed> {
+    return this.run('lock', (c) => (c as unknown as FillCommands).tcLockExtend(lock.lockKey, lock.waitKey, lock.token, lock.ttl).then((n) => n === 1), false, true);
+  }
+
+  /** Fill-lock releases waiting to ride with their key's fill store (standalone/Sentinel): pkey → release. */
+  private readonly riding = new Map<string, RidingRelease>();
+
+  /**
+   * Lets `lock` go inside the next fill store of `pkey` (FILL_STAGE), stored or refused, instead of in a script
+   * call of its own after it. False on a Cluster (the store there is several calls): the caller releases itself.
+   */
+  releaseWithStore(pkey: string, lock: FillLockKeys, channel: string, message: string): boolean {
+    if (!this.coalesce) return false;
+    this.riding.set(pkey, { lock, channel, message });
+    return true;
+  }
+
+  /** True when the release of `pkey` registered with releaseWithStore found no store to ride with (it is forgotten here). */
+  unride(pkey: string): boolean {
+    return this.riding.delete(pkey);
+  }
+
+  /** Releases a fill lock still held by `lock.token`, announcing `message` on `channel` when someone waits. */
+  lockRelease(lock: FillLockKeys, channel: string, message: string): Promise<boolean | L2Failed> {
+    return this.run('lock', (c) => (c as unknown as FillCommands).tcLockRelease(lock.lockKey, lock.waitKey, lock.token, channel, message).then((n) => n === 1), false, true);
+  }
+
   private fillRead(values: unknown, pttl: number): [string | null, number, string, string] | L2Failed {
     if (!Array.isArray(values) || values.length !== 3) return this.failed('get', new Error('fill read: unexpected reply'));
     const [v, f, g] = values as Array<string | null>;
@@ -698,7 +794,11 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
     if (fenceKey === undefined) return false;
     const payload = this.stored(write.payload);
     const w = payload === write.payload ? write : { ...write, payload };
-    if (this.mode !== 'cluster') return this.storeFillStaged(w, fenceKey, genKey, seen, false, expected);
+    if (this.mode !== 'cluster') {
+      const release = this.riding.size === 0 ? undefined : this.riding.get(w.pkey);
+      if (release !== undefined) this.riding.delete(w.pkey);
+      return this.storeFillStaged(w, fenceKey, genKey, seen, false, release, expected);
+    }
     // The generation is in another slot: checked just before (see fill-fence.ts for the window this leaves).
     const g = await this.run('get', (c) => c.get(genKey));
     if (g === L2_FAILED) return L2_FAILED;
@@ -740,15 +840,27 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
    * index. The script goes as EVALSHA; when Redis no longer knows it, the store is sent once more as EVAL
    * (which also loads it again).
    */
-  private storeFillStaged(w: L2Write, fenceKey: string, genKey: string, seen: { fence: string; generation: string }, asEval: boolean, expected?: string): Promise<boolean | L2Failed> {
+  private storeFillStaged(
+    w: L2Write,
+    fenceKey: string,
+    genKey: string,
+    seen: { fence: string; generation: string },
+    asEval: boolean,
+    release: RidingRelease | undefined,
+    expected?: string,
+  ): Promise<boolean | L2Failed> {
     const conn = this.closed ? undefined : this.pick(true);
     if (!conn) return FAILED;
     const send = this.sender(conn, true);
     const tags = w.tagKeys ?? NO_TAGS;
     const script = expected === undefined ? (asEval ? FILL_STAGE : FILL_STAGE_SHA) : asEval ? REPLAY_STAGE : REPLAY_STAGE_SHA;
-    const stage: Array<string | number> = [script, 4 + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
+    const stage: Array<string | number> = [script, (release ? 6 : 4) + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
+    if (release) stage.push(release.lock.lockKey, release.lock.waitKey);
     for (const tk of tags) stage.push(tk);
     stage.push(seen.fence, seen.generation, w.payload, w.ttl, TAG_PRUNE);
+    // ARGV[6..9]: the lock's release (or none); ARGV[10]: what a replacing store expects to find.
+    if (release) stage.push(1, release.lock.token, release.channel, release.message);
+    else if (expected !== undefined) stage.push(0, '', '', '');
     if (expected !== undefined) stage.push(expected);
     // Their replies are MULTI's OK and QUEUED; what counts comes back in EXEC's reply (or as its rejection).
     send('multi', []).catch(ignore);
@@ -762,7 +874,7 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
       const [staged, renamed] = rows;
       if (staged === 1) return renamed === 'OK' ? true : this.failed('set', renamed instanceof Error ? renamed : new Error('fill store: staged value not moved'));
       if (staged === 0) return false;
-      if (!asEval && staged instanceof Error && staged.message.startsWith('NOSCRIPT')) return this.storeFillStaged(w, fenceKey, genKey, seen, true, expected);
+      if (!asEval && staged instanceof Error && staged.message.startsWith('NOSCRIPT')) return this.storeFillStaged(w, fenceKey, genKey, seen, true, release, expected);
       return this.failed('set', staged instanceof Error ? staged : new Error('fill store: unexpected reply'));
     }, this.setFillFailed);
   }
