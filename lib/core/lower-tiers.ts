@@ -349,6 +349,8 @@ export class LowerTiers {
       };
       const c = compressionStats(l.tier.compressor);
       if (c) out[l.tier.name].compression = c;
+      const b = l.tier.breaker.stats();
+      if (b) out[l.tier.name].breaker = b;
       if (l.tier.kind === 'postgres' && l.tier.lastSize !== undefined) out[l.tier.name].size = l.tier.lastSize;
       if (l.queue) out[l.tier.name].writeBehind = { queueLength: l.queue.length, flushed: l.queue.flushed, dropped: l.queue.dropped };
     }
@@ -417,7 +419,7 @@ function buildTier(spec: ResolvedLowerTier, namespace: string, fillWindow: numbe
   }
   const r = resolveRedis(spec.redis, `tiers.${spec.name}.redis`);
   if (!r) throw new TypeError(`tier ${spec.name}: no redis connection`);
-  return new RedisTier(new RedisConnectionFactory(r), r.maxConnections, r.commandTimeout, r.connectTimeout, onError, r.socketTimeout, namespace, spec.name, fillWindow, compressor);
+  return new RedisTier(new RedisConnectionFactory(r), r.maxConnections, r.commandTimeout, r.connectTimeout, onError, r.socketTimeout, namespace, spec.name, fillWindow, compressor, r.breaker || undefined);
 }
 
 function connectTier(tier: SharedTier): Promise<boolean> {

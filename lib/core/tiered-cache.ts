@@ -26,6 +26,7 @@ import { statsReport, type CacheStats } from './stats';
 import { TagSystem } from './tag-system';
 import { MemoryTier } from './tiers/memory.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
+import { breakerMessage } from './tiers/circuit-breaker';
 import { L2_FAILED, RedisTier } from './tiers/redis.tier';
 import type { TierHealth } from './tiers/tier';
 import { NULL_MARKER, ValueProtection } from './value-protection';
@@ -89,6 +90,7 @@ export class TieredCache {
         o.tierNames.l2,
         o.l2.fillWindow,
         o.l2.compression ? new EntryCompressor(o.l2.compression) : undefined,
+        o.redis.breaker || undefined,
       );
     }
     for (const w of o.warnings) log('warn', 'options', w);
@@ -123,6 +125,12 @@ export class TieredCache {
           this.#logs.log('warn', `${tier}:${op}`, `tier ${tier}: ${op} failed: ${err instanceof Error ? err.message : String(err)}`);
         },
         log: (message) => log('warn', 'deferred', message),
+      });
+    }
+    for (const tier of [this.l2, ...(state.lower?.levels ?? []).map((l) => l.tier)]) {
+      tier?.breaker.onChange((st) => {
+        const m = breakerMessage(tier.name, tier.breaker, st);
+        if (m) log('warn', `breaker:${tier.name}:${st}`, m);
       });
     }
     this.#state = state;

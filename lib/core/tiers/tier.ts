@@ -51,8 +51,10 @@ export interface TierRemoval {
 
 export interface TierHealth {
   ok: boolean;
-  /** Free-form state for health details ('ready', 'reconnecting', 'memory', ...). */
+  /** Free-form state for health details ('ready', 'reconnecting', 'memory', 'breaker open', ...). */
   status: string;
+  /** A remote tier with a circuit breaker: where it stands (circuit-breaker.ts); not 'closed' means not ok. */
+  breaker?: 'closed' | 'half-open' | 'open';
 }
 
 export type Awaitable<T> = T | Promise<T>;
