@@ -3,6 +3,7 @@ export { TieredCache, type CacheChange, type PatternInvalidationReport } from '.
 export { escapeGlob } from './glob';
 export type { CacheStats } from './stats';
 export type { TierStats, TierTargetStats } from './tier-stats';
+export type { BreakerStats, BreakerStateName } from './tiers/circuit-breaker';
 export { defaultCodec, jsonCodec, CacheDecodeError, type CacheCodec } from './codec';
 export { TieredCacheOptionsError, CacheSerializationError } from './errors';
 export { parseDuration, MAX_TTL_MS, type Duration } from './duration';

@@ -3,7 +3,7 @@ import { Registry } from 'prom-client';
 import { attachCacheMetrics, TieredCache, TieredCacheHealthIndicator, type TieredCacheOptions } from '../../lib';
 import type { TierStats } from '../../lib/core/tier-stats';
 import { PostgresServer } from '../support/postgres-server';
-import { RedisServer } from '../support/redis-server';
+import { RedisCluster, RedisServer } from '../support/redis-server';
 import { TcpProxy } from '../support/tcp-proxy';
 import { waitFor } from '../support/wait-for';
 
@@ -242,5 +242,67 @@ describe('circuit breaker: a PostgreSQL tier hung (SIGSTOP)', () => {
     expect(c.stats().tiers.l4.hits).toBe(hits + 1);
     expect((await c.lowerTierHealth()).l4).toMatchObject({ ok: true, status: 'ready', breaker: 'closed' });
     expect((await breakerSeries(registry)).get('cache_circuit_breaker_state{l4}')).toBe(0);
+  }, 60_000);
+});
+
+describe('circuit breaker: L2 on a Redis Cluster, one master hung (SIGSTOP)', () => {
+  let cluster: RedisCluster;
+  let seeds: Redis[];
+
+  beforeAll(async () => {
+    cluster = await RedisCluster.start();
+    seeds = cluster.nodes.map((n) => new Redis(n.port, n.host));
+  }, 60_000);
+  afterAll(async () => {
+    for (const s of seeds ?? []) s.disconnect();
+    await cluster?.stop();
+  });
+
+  /** The index of the master serving `pkey`'s slot. */
+  async function ownerOf(pkey: string): Promise<number> {
+    const slot = Number(await seeds[0].call('CLUSTER', 'KEYSLOT', pkey));
+    const slots = (await seeds[0].call('CLUSTER', 'SLOTS')) as Array<[number, number, [string, number]]>;
+    const port = slots.find(([from, to]) => slot >= from && slot <= to)?.[2][1];
+    return cluster.nodes.findIndex((n) => n.port === port);
+  }
+
+  it("one breaker for the whole tier: the hung master's timeouts open it and the routed reads of every master are skipped; resumed, its probe closes it", async () => {
+    const prefix = `cbc${++seq}:`;
+    const c = await cache({
+      redis: { mode: 'cluster', nodes: cluster.nodes, commandTimeout: 100, connectTimeout: 3_000, breaker: { failures: 3, window: '1m', openFor: '200ms' } },
+      keyPrefix: prefix,
+      l1: { enabled: false },
+      bus: false,
+    });
+    const keys = Array.from({ length: 30 }, (_, i) => `k${i}`);
+    const owners = await Promise.all(keys.map((k) => ownerOf(prefix + k)));
+    const hung = owners[0];
+    const onHung = keys.filter((_, i) => owners[i] === hung);
+    const elsewhere = keys.filter((_, i) => owners[i] !== hung);
+    // Written and routed once (a fresh client may still be learning the slots): each master's connection is
+    // adopted before the hang.
+    await waitFor('every key written and read back', async () => {
+      await c.mset(keys.map((k) => [k, k] as const));
+      return (await Promise.all(keys.map((k) => c.get(k)))).every((v, i) => v === keys[i]);
+    }, 15_000);
+    expect(breakerOf(c, 'l2').opened).toBe(0);
+
+    // Resumed within the cluster's node timeout (2 s): no slot moves, only the breaker reacts.
+    cluster.pause(hung);
+    let skipped: number;
+    try {
+      for (const k of onHung.slice(0, 3)) expect(await c.get(k)).toBeUndefined();
+      expect(breakerOf(c, 'l2').state).not.toBe('closed');
+      skipped = breakerOf(c, 'l2').skipped;
+      expect(await Promise.all(elsewhere.map((k) => c.get(k)))).toEqual(elsewhere.map(() => undefined));
+      expect(breakerOf(c, 'l2').skipped).toBe(skipped + elsewhere.length);
+    } finally {
+      cluster.resume(hung);
+    }
+    await waitFor('the probe closes the breaker', async () => {
+      await c.get(elsewhere[0]);
+      return breakerOf(c, 'l2').state === 'closed';
+    }, 15_000);
+    expect(await Promise.all(keys.map((k) => c.get(k)))).toEqual(keys);
   }, 60_000);
 });
