@@ -8,6 +8,7 @@ import type { ResolvedLowerTier } from './tier-options';
 import { PostgresTier } from './tiers/postgres.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
 import { RedisTier } from './tiers/redis.tier';
+import { CLOSED } from './tiers/circuit-breaker';
 import { L2_FAILED as TIER_FAILED } from './tiers/deadline';
 import { cappedTtl, type FillMark, type TierEntry, type TierHealth, type TierWrite } from './tiers/tier';
 import { WriteBehindQueue } from './write-behind-queue';
@@ -435,8 +436,12 @@ function tierTarget(tier: SharedTier): InvalidationTarget {
     get ready() {
       return tier.ready;
     },
-    // Replays run on their own timer (100 ms doubling to 5 s); there is no ready event to wait for.
-    onReady: () => undefined,
+    // Replays run on their own timer (100 ms doubling to 5 s), and at once when the tier's breaker closes (its
+    // server answered again): there is no ready event of the connection to wait for.
+    onReady: (listener) =>
+      tier.breaker.onChange((state) => {
+        if (state === CLOSED) listener();
+      }),
     del: (keys) => tier.deleteKeys(keys).then((r) => (r === TIER_FAILED ? r : keys.map(() => true))),
     scanDelete: (match) => tier.deletePattern(match).then((r) => ({ removed: r.removed, failedNodes: r.complete ? [] : [tier.name] })),
     popTag: (tag) => Promise.resolve(tier.deleteTags([tag])),

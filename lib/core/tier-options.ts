@@ -54,6 +54,7 @@ const TYPES = ['memory', 'redis', 'postgres'];
 const SIZE_RE = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i;
 const SIZE_UNIT: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+const MAX_BREAKER_FAILURES = 10_000;
 
 /** Bytes from a number or `'5mb'`-style string (1 kb = 1,024 bytes), a positive whole number. */
 export function parseByteSize(option: string, value: ByteSize): number {
@@ -199,8 +200,11 @@ export function resolveBreaker(option: string, input: false | BreakerOptions | u
   if (input === false) return false;
   if (input === undefined) return DEFAULT_BREAKER;
   if (input === null || typeof input !== 'object') throw new TieredCacheOptionsError(option, input, 'expected false or { failures?, window?, openFor? }');
+  const failures = input.failures === undefined ? DEFAULT_BREAKER.failures : positiveInt(`${option}.failures`, input.failures);
+  // The breaker keeps the time of each of the last `failures` failures.
+  if (failures > MAX_BREAKER_FAILURES) throw new TieredCacheOptionsError(`${option}.failures`, failures, `expected at most ${MAX_BREAKER_FAILURES}`);
   return {
-    failures: input.failures === undefined ? DEFAULT_BREAKER.failures : positiveInt(`${option}.failures`, input.failures),
+    failures,
     window: input.window === undefined ? DEFAULT_BREAKER.window : parseTimerDuration(`${option}.window`, input.window),
     openFor: input.openFor === undefined ? DEFAULT_BREAKER.openFor : parseTimerDuration(`${option}.openFor`, input.openFor),
   };

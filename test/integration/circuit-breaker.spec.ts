@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { Client } from 'pg';
 import { Registry } from 'prom-client';
 import { attachCacheMetrics, TieredCache, TieredCacheHealthIndicator, type TieredCacheOptions } from '../../lib';
 import type { TierStats } from '../../lib/core/tier-stats';
@@ -195,9 +196,10 @@ describe('circuit breaker: a lower Redis tier black-holed', () => {
 });
 
 describe('circuit breaker: a PostgreSQL tier hung (SIGSTOP)', () => {
-  it('L4 opens on its missed deadlines and is skipped at once; getOrSet answers from the source; resumed, L4 is probed, closes and answers again', async () => {
+  it('L4 opens on its missed deadlines and is skipped at once; getOrSet answers from the source; a delete made meanwhile lands once it closes; resumed, L4 is probed, closes and answers again', async () => {
+    const prefix = `cb${++seq}:`;
     const c = await cache({
-      keyPrefix: `cb${++seq}:`,
+      keyPrefix: prefix,
       tiers: [
         { name: 'l1', type: 'memory' },
         { name: 'l2', type: 'redis', redis: redis.url },
@@ -212,6 +214,13 @@ describe('circuit breaker: a PostgreSQL tier hung (SIGSTOP)', () => {
     await waitFor('L4 up', () => c.stats().tiers.l4.ready, 20_000);
     const registry = metricsOf(c);
     await c.set('k', 'v');
+    await c.set('doomed', 'old');
+    const sql = new Client({ connectionString: pg.url });
+    sql.on('error', () => undefined);
+    await sql.connect();
+    const inL4 = async (key: string): Promise<boolean> =>
+      (await sql.query('SELECT 1 FROM public.tiered_cache WHERE ns = $1 AND key = $2 AND value IS NOT NULL', [prefix, key])).rowCount === 1;
+    expect(await inL4('doomed')).toBe(true);
 
     pg.pause();
     await missesUntilOpen(c, 'l4');
@@ -224,6 +233,9 @@ describe('circuit breaker: a PostgreSQL tier hung (SIGSTOP)', () => {
     // Each fill's read down the tiers asks L4 once; whatever else they send (their stores) is skipped too.
     expect(breakerOf(c, 'l4').skipped).toBeGreaterThanOrEqual(skipped + 10);
     expect(await c.get('k')).toBe('v');
+    // Skipped in L4, so deferred there (and retried); the tiers that answer lose it now.
+    expect(await c.delete('doomed')).toBeGreaterThanOrEqual(0);
+    expect(await c.get('doomed')).toBeUndefined();
 
     const health = await new TieredCacheHealthIndicator(c).details({ timeout: 300 });
     // Down or skipped, depending on whether the pool has noticed the hang yet; the breaker is never closed here.
@@ -242,6 +254,12 @@ describe('circuit breaker: a PostgreSQL tier hung (SIGSTOP)', () => {
     expect(c.stats().tiers.l4.hits).toBe(hits + 1);
     expect((await c.lowerTierHealth()).l4).toMatchObject({ ok: true, status: 'ready', breaker: 'closed' });
     expect((await breakerSeries(registry)).get('cache_circuit_breaker_state{l4}')).toBe(0);
+    try {
+      await waitFor('the deferred delete reached L4', async () => !(await inL4('doomed')), 20_000);
+    } finally {
+      await sql.end().catch(() => undefined);
+    }
+    expect(await c.get('doomed')).toBeUndefined();
   }, 60_000);
 });
 

@@ -213,6 +213,7 @@ describe('breaker options', () => {
   it.each([
     { option: 'redis.breaker.failures', options: { redis: { url: redis, breaker: { failures: 0 } } } },
     { option: 'redis.breaker.failures', options: { redis: { url: redis, breaker: { failures: 1.5 } } } },
+    { option: 'redis.breaker.failures', options: { redis: { url: redis, breaker: { failures: 10_001 } } } },
     { option: 'redis.breaker.window', options: { redis: { url: redis, breaker: { window: '-1s' } } } },
     { option: 'redis.breaker.openFor', options: { redis: { url: redis, breaker: { openFor: 'soon' } } } },
     { option: 'redis.breaker', options: { redis: { url: redis, breaker: true } } },

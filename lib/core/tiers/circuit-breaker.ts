@@ -53,7 +53,7 @@ export interface BreakerStats {
  * Only the failure paths and the open state cost anything: while closed the tiers test `state` and go on.
  */
 export class CircuitBreaker {
-  /** What the hot paths test: anything but CLOSED means "call blocked() before sending". */
+  /** What the hot paths test (a field, not a getter): anything but CLOSED means "call blocked() before sending". Written only here. */
   state: BreakerState = CLOSED;
   opened = 0;
   skipped = 0;
@@ -68,7 +68,7 @@ export class CircuitBreaker {
   constructor(
     /** undefined: the breaker is off (never opens; stats() reports nothing). */
     readonly settings: Readonly<BreakerSettings> | undefined,
-    /** The tier's cheap round trip, under its own deadline; resolves true when answered. Never rejects. */
+    /** The tier's cheap round trip, under its own deadline; resolves true when answered (a rejection counts as no answer). */
     private readonly probe: () => Promise<boolean>,
     private readonly now: () => number = () => performance.now(),
   ) {
