@@ -129,6 +129,32 @@ describe('circuit breaker: L2 Redis hung (SIGSTOP)', () => {
     expect((await breakerSeries(registry)).get('cache_circuit_breaker_state{l2}')).toBe(0);
   });
 
+  it('a delete made while L2 is skipped reaches Redis and the other instance once the breaker closes: no instance reads the old value back', async () => {
+    const prefix = `cb${++seq}:`;
+    const options: TieredCacheOptions = { redis: { url: redis.url, commandTimeout: 100, breaker: { failures: 3, window: '1m', openFor: '300ms' } }, keyPrefix: prefix };
+    const [a, b] = await Promise.all([cache(options), cache(options)]);
+    await waitFor('both subscribed', () => a.bus?.subscribed === true && b.bus?.subscribed === true);
+    await a.set('k', 'old');
+    expect(await b.get('k')).toBe('old'); // and now in B's L1
+
+    redis.pause();
+    await missesUntilOpen(a, 'l2');
+    await a.delete('k');
+    // Neither Redis nor the bus could be told: the delete waits in A's deferred set, its message in the bus outbox.
+    expect(a.stats().l2.pendingInvalidations).toBe(1);
+    expect(await a.get('k')).toBeUndefined();
+
+    redis.resume();
+    await waitFor('the probe closes the breaker', async () => {
+      await a.get(`drive:${++seq}`);
+      return breakerOf(a, 'l2').state === 'closed';
+    }, 15_000);
+    await waitFor('the deferred delete landed', () => a.stats().l2.pendingInvalidations === 0, 15_000);
+    expect(await raw.exists(`${prefix}k`)).toBe(0);
+    await waitFor('B dropped its copy', async () => (await b.get('k')) === undefined, 15_000);
+    expect(await a.get('k')).toBeUndefined();
+  });
+
   it('breaker: false leaves every call to its own deadline (timeouts, no skips, no breaker in stats)', async () => {
     const c = await cache({ redis: { url: redis.url, commandTimeout: 100, breaker: false }, keyPrefix: `cb${++seq}:`, l1: { enabled: false }, bus: false });
     redis.pause();
