@@ -1,4 +1,6 @@
-import type { TierHealth } from './tier';
+import type { BreakerStateName, TierHealth } from './tier';
+
+export type { BreakerStateName };
 
 /** A tier's breaker, validated (durations in ms). */
 export interface BreakerSettings {
@@ -15,8 +17,6 @@ export interface BreakerSettings {
  * a dead server is not probed in a tight loop, short enough that a recovered one is back within seconds.
  */
 export const DEFAULT_BREAKER: Readonly<BreakerSettings> = Object.freeze({ failures: 5, window: 10_000, openFor: 5_000 });
-
-export type BreakerStateName = 'closed' | 'half-open' | 'open';
 
 /** The states as numbers (what the hot paths compare, and what the metric gauge reports). */
 export const CLOSED = 0;
