@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { attachCacheMetrics, TieredCache, TieredCacheHealthIndicator, type TieredCacheOptions } from '../../lib';
 import type { TierStats } from '../../lib/core/tier-stats';
 import { PostgresServer } from '../support/postgres-server';
-import { RedisCluster, RedisServer } from '../support/redis-server';
+import { RedisCluster, RedisSentinelGroup, RedisServer } from '../support/redis-server';
 import { TcpProxy } from '../support/tcp-proxy';
 import { waitFor } from '../support/wait-for';
 
@@ -349,4 +349,52 @@ describe('circuit breaker: L2 on a Redis Cluster, one master hung (SIGSTOP)', ()
     }, 15_000);
     expect(await Promise.all(keys.map((k) => c.get(k)))).toEqual(keys);
   }, 60_000);
+});
+
+describe('circuit breaker: L2 through Sentinel, the master hung (SIGSTOP) and failed over', () => {
+  it("the hung master's timeouts open the breaker; the reconnect to the promoted replica closes it at once, without waiting out openFor", async () => {
+    // One test: the group (whose master it fails over) is its own.
+    const group = await RedisSentinelGroup.start();
+    try {
+      await failedOver(group);
+    } finally {
+      await Promise.all(caches.splice(0).map((c) => c.close()));
+      await group.stop();
+    }
+  }, 90_000);
+
+  async function failedOver(group: RedisSentinelGroup): Promise<void> {
+    const prefix = `cbs${++seq}:`;
+    const c = await cache({
+      redis: { mode: 'sentinel', sentinels: group.sentinels, name: group.name, commandTimeout: 100, connectTimeout: 3_000, breaker: { failures: 3, openFor: '1h' } },
+      keyPrefix: prefix,
+      l1: { enabled: false },
+      bus: false,
+    });
+    await c.set('k', 'v');
+    const replica = new Redis(group.replica.port, '127.0.0.1');
+    try {
+      await waitFor('the replica has the key', async () => (await replica.get(`${prefix}k`)) !== null);
+    } finally {
+      replica.disconnect();
+    }
+
+    // Stays stopped: Sentinel fails it over; SIGKILL (in finally) takes a stopped process too.
+    group.master.pause();
+    try {
+      await missesUntilOpen(c, 'l2');
+      const skipped = breakerOf(c, 'l2').skipped;
+      expect(await c.get('k')).toBeUndefined();
+      expect(breakerOf(c, 'l2').skipped).toBe(skipped + 1);
+      // Open for an hour: only the new connection's handshake can close it.
+      await waitFor('the failover closes the breaker', () => breakerOf(c, 'l2').state === 'closed', 30_000);
+      expect(group.masterPort()).toBe(group.replica.port);
+      expect(await c.get('k')).toBe('v');
+      expect(await c.set('after', 'failover')).toBe(true);
+      expect(await c.get('after')).toBe('failover');
+      expect(breakerOf(c, 'l2').opened).toBe(1);
+    } finally {
+      await group.master.kill();
+    }
+  }
 });

@@ -2,6 +2,8 @@ import { tieredCacheOptionsFromEnv } from '../../lib/core/env';
 import { resolveOptions } from '../../lib/core/options';
 import { breakerHealth, breakerMessage, CircuitBreaker, CLOSED, DEFAULT_BREAKER, HALF_OPEN, OPEN, type BreakerState } from '../../lib/core/tiers/circuit-breaker';
 
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 /**
  * The state machine alone, on a clock the test moves: no sleeps, no server. The probe is a promise the test
  * settles, so each transition happens exactly where the test says.
@@ -20,10 +22,17 @@ function harness(settings = { failures: 3, window: 1_000, openFor: 500 }) {
     fail: (n: number) => {
       for (let i = 0; i < n; i++) breaker.failure();
     },
+    /** Opens it, lets openFor pass, and answers the probe the next call starts with `ok`. */
+    async tripAndProbe(ok: boolean): Promise<void> {
+      for (let i = 0; i < settings.failures; i++) breaker.failure();
+      now += settings.openFor;
+      breaker.blocked();
+      probes[probes.length - 1](ok);
+      await flush();
+    },
   };
 }
 
-const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 describe('CircuitBreaker', () => {
   it('stays closed below the failure count, and opens at the count within the window', () => {
@@ -78,11 +87,7 @@ describe('CircuitBreaker', () => {
 
   it('a failed probe opens it again for another openFor, counted as an open', async () => {
     const h = harness();
-    h.fail(3);
-    h.advance(500);
-    h.breaker.blocked();
-    h.probes[0](false);
-    await flush();
+    await h.tripAndProbe(false);
     expect(h.breaker.stats()).toEqual({ state: 'open', opened: 2, skipped: 1 });
     h.advance(499);
     h.breaker.blocked();
@@ -131,6 +136,28 @@ describe('CircuitBreaker', () => {
     await flush();
     expect(h.breaker.state).toBe(CLOSED);
     expect(h.changes).toEqual([OPEN, CLOSED, OPEN, HALF_OPEN, CLOSED]);
+  });
+
+  it('succeeded() on a closed breaker (a reconnect) forgets the failures before it; a late timeout of a call sent before it is not counted', () => {
+    const h = harness();
+    h.fail(2);
+    h.advance(10);
+    h.breaker.succeeded();
+    h.fail(2);
+    expect(h.breaker.state).toBe(CLOSED);
+    h.breaker.failure(5); // sent before the reconnect, timed out after it
+    expect(h.breaker.state).toBe(CLOSED);
+    h.breaker.failure(10);
+    expect(h.breaker.state).toBe(OPEN);
+    expect(h.changes).toEqual([OPEN]);
+  });
+
+  it('a call sent before the breaker closed does not count once it has (its late timeout says nothing about now)', async () => {
+    const h = harness();
+    await h.tripAndProbe(true);
+    expect(h.breaker.state).toBe(CLOSED);
+    for (let i = 0; i < 5; i++) h.breaker.failure(100);
+    expect(h.breaker.state).toBe(CLOSED);
   });
 
   it('poll() (a health check) starts a due probe without counting a skipped call', () => {

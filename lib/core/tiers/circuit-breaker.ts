@@ -62,6 +62,8 @@ export class CircuitBreaker {
   private next = 0;
   private count = 0;
   private retryAt = 0;
+  /** When the server last proved alive (succeeded(), a probe, or a close): calls sent before it are old news. */
+  private since = -Infinity;
   private stopped = false;
   private readonly listeners: Array<(state: BreakerState) => void> = [];
 
@@ -89,12 +91,15 @@ export class CircuitBreaker {
   }
 
   /**
-   * A call failed or missed its deadline. Counted only while closed: what comes back late from calls sent
-   * before the breaker opened says nothing new, and a half-open breaker waits for its probe alone.
+   * A call failed or missed its deadline; `sentAt` is when it was sent, where the caller knows it (a missed
+   * deadline). Counted only while closed, and only for a call sent since the server last proved alive: what comes
+   * back late from calls sent before the breaker opened, or before a reconnect, says nothing about the server
+   * now, and a half-open breaker waits for its probe alone.
    */
-  failure(): void {
+  failure(sentAt?: number): void {
     const s = this.settings;
     if (s === undefined || this.state !== CLOSED || this.stopped) return;
+    if (sentAt !== undefined && sentAt < this.since) return;
     const now = this.now();
     this.times[this.next] = now;
     this.next = (this.next + 1) % s.failures;
@@ -104,10 +109,16 @@ export class CircuitBreaker {
 
   /**
    * The server answered on another path (a connection finished its handshake, a boot query ran): as good as a
-   * probe, so an open or half-open breaker closes now instead of skipping calls for the rest of `openFor`.
+   * probe, so an open or half-open breaker closes now instead of skipping calls for the rest of `openFor`; a
+   * closed one forgets the failures before it (those of a connection that is gone, e.g. across a failover).
    */
   succeeded(): void {
-    if (this.state !== CLOSED && !this.stopped) this.close();
+    if (this.stopped) return;
+    if (this.state !== CLOSED) this.close();
+    else {
+      this.count = 0;
+      this.since = this.now();
+    }
   }
 
   /**
@@ -162,6 +173,7 @@ export class CircuitBreaker {
   private close(): void {
     this.state = CLOSED;
     this.count = 0;
+    this.since = this.now();
     this.emit();
   }
 

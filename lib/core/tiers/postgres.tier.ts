@@ -353,7 +353,7 @@ export class PostgresTier implements Tier<string>, FencedTier<string> {
         if (!late && !this.closed && isOutage(err)) this.breaker.failure();
         this.report(op, err, late);
       },
-      onTimeout: () => this.breaker.failure(),
+      onTimeout: (_, sentAt) => this.breaker.failure(sentAt),
     });
     this.maintenance = setInterval(() => void this.maintain(), options.maintenanceInterval ?? 30_000);
     this.maintenance.unref();

@@ -257,9 +257,11 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
       this.disposers.push(reviveOnEnd(client, () => this.closed));
       client.on('error', (err: unknown) => this.onError('connection', err));
       client.on('ready', () => {
-        // A handshake Redis answered is as good as the breaker's probe; closing it calls the listeners.
-        if (this.breaker.state !== CLOSED) this.breaker.succeeded();
-        else for (const l of this.readyListeners) l();
+        // A handshake Redis answered is as good as the breaker's probe. Closing an open breaker calls the
+        // listeners itself; a closed one forgets the failures of the connection that went.
+        const closing = this.breaker.state !== CLOSED;
+        this.breaker.succeeded();
+        if (!closing) for (const l of this.readyListeners) l();
         if (i === 0) for (const l of this.primaryListeners) l(true);
       });
       if (i === 0) client.on('close', () => {
@@ -284,7 +286,7 @@ export class RedisTier implements Tier<string>, FencedTier<string> {
         // The commands of one call (MGET + PTTL, MULTI … EXEC) carry its one deadline: one failure per call.
         if (sentAt !== this.lastTimedOut) {
           this.lastTimedOut = sentAt;
-          this.breaker.failure();
+          this.breaker.failure(sentAt);
         }
         if (watch) this.watchdog(conn, sentAt);
       },
