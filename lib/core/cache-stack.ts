@@ -481,6 +481,8 @@ export class CacheStack {
       out[l2.name] = { kind: 'redis', level: l1 ? 1 : 0, hits: n.l2Hits, misses: n.l2Misses, hitRatio: ratio(n.l2Hits, n.l2Misses), promotions: 0, errors: n.l2Errors, timeouts: l2.deadlines.timeouts, ready: l2.ready, meanLatencyMs: mean(n.belowLatencyTotal, n.belowLatencySamples) };
       const c = compressionStats(l2.compressor);
       if (c) out[l2.name].compression = c;
+      const b = l2.breaker.stats();
+      if (b) out[l2.name].breaker = b;
     }
     if (this.ctx.lower) Object.assign(out, this.ctx.lower.stats(l1 ? 2 : 1));
     return out;

@@ -1,6 +1,6 @@
 import { parseDuration } from './duration';
 import { TieredCacheOptionsError } from './errors';
-import type { CompressionOptions, PostgresConnectionOptions, RedisConnectionOptions, TierConfig, TieredCacheOptions } from './tiered-cache-options.interface';
+import type { BreakerOptions, CompressionOptions, PostgresConnectionOptions, RedisConnectionOptions, TierConfig, TieredCacheOptions } from './tiered-cache-options.interface';
 
 type Env = Record<string, string | undefined>;
 
@@ -65,6 +65,21 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
     }
     return on;
   };
+  // CACHE_Lx_BREAKER: off | on (the defaults); CACHE_Lx_BREAKER_FAILURES / _WINDOW / _OPEN_FOR tune it.
+  const breaker = (tier: string): BreakerOptions | false | undefined => {
+    const name = `CACHE_${tier}_BREAKER`;
+    const on = bool(name);
+    const tuned: BreakerOptions = prune({ failures: int(`${name}_FAILURES`), window: dur(`${name}_WINDOW`), openFor: dur(`${name}_OPEN_FOR`) });
+    const first = Object.keys(tuned)[0];
+    if (on === false) {
+      if (first !== undefined) {
+        const v = `${name}_${first === 'openFor' ? 'OPEN_FOR' : first.toUpperCase()}`;
+        throw new TieredCacheOptionsError(v, env[v], `${name} is off`);
+      }
+      return false;
+    }
+    return on === undefined && first === undefined ? undefined : tuned;
+  };
   opts.l2 = prune({ enabled: bool('CACHE_L2_ENABLED'), ttl: dur('CACHE_L2_TTL'), promoteAfter: int('CACHE_PROMOTE_AFTER'), compression: compression('L2') });
 
   const url = str('REDIS_URL');
@@ -75,6 +90,7 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
       socketTimeout: dur('REDIS_SOCKET_TIMEOUT'),
       commandTimeout: dur('REDIS_COMMAND_TIMEOUT'),
       connectTimeout: dur('REDIS_CONNECT_TIMEOUT'),
+      breaker: breaker('L2'),
     }) as { url: string };
   }
 
@@ -102,7 +118,9 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
     const common = prune({ commandTimeout: dur('CACHE_L3_COMMAND_TIMEOUT'), connectTimeout: dur('REDIS_CONNECT_TIMEOUT') });
     const redis: RedisConnectionOptions =
       l3Nodes !== undefined ? { mode: 'cluster', nodes: l3Nodes.split(',').map((n) => n.trim()).filter((n) => n !== ''), ...common } : { url: l3Url as string, ...common };
-    lower.push(prune({ name: 'l3', type: 'redis' as const, redis, ttl: dur('CACHE_L3_TTL'), promoteAfter: int('CACHE_L3_PROMOTE_AFTER'), compression: compression('L3') }));
+    lower.push(
+      prune({ name: 'l3', type: 'redis' as const, redis, ttl: dur('CACHE_L3_TTL'), promoteAfter: int('CACHE_L3_PROMOTE_AFTER'), compression: compression('L3'), breaker: breaker('L3') }),
+    );
   }
   const l4Url = str('CACHE_L4_POSTGRES_URL');
   if (l4Url !== undefined) {
@@ -126,6 +144,7 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
         maxBytes: int('CACHE_L4_MAX_BYTES'),
         promoteAfter: int('CACHE_L4_PROMOTE_AFTER'),
         compression: compression('L4'),
+        breaker: breaker('L4'),
         write: behind === undefined ? undefined : behind ? ('behind' as const) : ('through' as const),
       }),
     );

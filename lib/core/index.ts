@@ -5,6 +5,7 @@ export type { CacheStats } from './stats';
 export type { ResilienceCounters } from './engine-context';
 export type { TierStats, TierTargetStats } from './tier-stats';
 export type { RecoveryStats } from './recovery-queue';
+export type { BreakerStats, BreakerStateName } from './tiers/circuit-breaker';
 export { defaultCodec, jsonCodec, CacheDecodeError, type CacheCodec } from './codec';
 export { TieredCacheOptionsError, CacheSerializationError, CacheFactoryTimeoutError } from './errors';
 export { parseDuration, MAX_TTL_MS, type Duration } from './duration';

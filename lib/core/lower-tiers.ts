@@ -9,6 +9,7 @@ import type { ResolvedLowerTier } from './tier-options';
 import { PostgresTier } from './tiers/postgres.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
 import { RedisTier } from './tiers/redis.tier';
+import { CLOSED } from './tiers/circuit-breaker';
 import { L2_FAILED as TIER_FAILED } from './tiers/deadline';
 import { encodeEntry, payloadStart, readHeader, type EntryHeader } from './entry-envelope';
 import { withGrace } from './get-set/resilience-policy';
@@ -408,6 +409,8 @@ export class LowerTiers {
       };
       const c = compressionStats(l.tier.compressor);
       if (c) out[l.tier.name].compression = c;
+      const b = l.tier.breaker.stats();
+      if (b) out[l.tier.name].breaker = b;
       if (l.tier.kind === 'postgres' && l.tier.lastSize !== undefined) out[l.tier.name].size = l.tier.lastSize;
       if (l.queue) out[l.tier.name].writeBehind = { queueLength: l.queue.length, flushed: l.queue.flushed, dropped: l.queue.dropped };
       if (l.recovery) out[l.tier.name].recovery = l.recovery.stats();
@@ -502,7 +505,7 @@ function buildTier(spec: ResolvedLowerTier, namespace: string, fillWindow: numbe
   }
   const r = resolveRedis(spec.redis, `tiers.${spec.name}.redis`);
   if (!r) throw new TypeError(`tier ${spec.name}: no redis connection`);
-  return new RedisTier(new RedisConnectionFactory(r), r.maxConnections, r.commandTimeout, r.connectTimeout, onError, r.socketTimeout, namespace, spec.name, fillWindow, compressor);
+  return new RedisTier(new RedisConnectionFactory(r), r.maxConnections, r.commandTimeout, r.connectTimeout, onError, r.socketTimeout, namespace, spec.name, fillWindow, compressor, r.breaker || undefined);
 }
 
 function connectTier(tier: SharedTier): Promise<boolean> {
@@ -518,8 +521,12 @@ function tierTarget(tier: SharedTier): InvalidationTarget {
     get ready() {
       return tier.ready;
     },
-    // Replays run on their own timer (100 ms doubling to 5 s); there is no ready event to wait for.
-    onReady: () => undefined,
+    // Replays run on their own timer (100 ms doubling to 5 s), and at once when the tier's breaker closes (its
+    // server answered again): there is no ready event of the connection to wait for.
+    onReady: (listener) =>
+      tier.breaker.onChange((state) => {
+        if (state === CLOSED) listener();
+      }),
     del: (keys) => tier.deleteKeys(keys).then((r) => (r === TIER_FAILED ? r : keys.map(() => true))),
     scanDelete: (match) => tier.deletePattern(match).then((r) => ({ removed: r.removed, failedNodes: r.complete ? [] : [tier.name] })),
     popTag: (tag) => Promise.resolve(tier.deleteTags([tag])),

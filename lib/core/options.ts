@@ -4,7 +4,8 @@ import { TieredCacheOptionsError } from './errors';
 import type { ResolvedCompression } from './compression';
 import type { ResolvedHitRateTarget } from './hit-rate-targets';
 import { resolveResilience, type ResolvedResilience } from './get-set/resilience-policy';
-import { expandTiers, resolveCompression, resolveHitRateTarget, type ResolvedLowerTier } from './tier-options';
+import type { BreakerSettings } from './tiers/circuit-breaker';
+import { expandTiers, resolveBreaker, resolveCompression, resolveHitRateTarget, type ResolvedLowerTier } from './tier-options';
 import type {
   CacheLogger,
   L1Protection,
@@ -20,7 +21,9 @@ export interface ResolvedOptions {
   entryTtl: number;
   l1: { enabled: boolean; maxEntries: number; maxBytes: number | undefined; ttl: number; cleanupInterval: number; protection: L1Protection };
   l2: { enabled: boolean; ttl: number; promoteAfter: number; fillWindow: number; compression: ResolvedCompression | undefined };
-  redis: (RedisConnectionOptions & { commandTimeout: number; connectTimeout: number; socketTimeout: number; maxConnections: number; protocol: 2 | 3 }) | undefined;
+  redis:
+    | (RedisConnectionOptions & { commandTimeout: number; connectTimeout: number; socketTimeout: number; maxConnections: number; protocol: 2 | 3; breaker: BreakerSettings | false })
+    | undefined;
   writeBehind: { flushInterval: number; batchSize: number; maxQueue: number } | undefined;
   /** Replay of missed writes (recovery-queue.ts); undefined when off. */
   recovery: { maxKeys: number; batchSize: number } | undefined;
@@ -224,6 +227,7 @@ export function resolveRedis(input: TieredCacheOptions['redis'], at = 'redis'): 
     socketTimeout: parseTimerDuration(`${at}.socketTimeout`, opts.socketTimeout ?? '10s'),
     maxConnections: positiveInt(`${at}.maxConnections`, opts.maxConnections, 1),
     protocol,
+    breaker: resolveBreaker(`${at}.breaker`, opts.breaker),
   } as ResolvedOptions['redis'];
 }
 

@@ -1,9 +1,11 @@
 import { COMPRESSION_ALGORITHMS, DEFAULT_COMPRESSION, LEVELS, type CompressionAlgorithm, type ResolvedCompression } from './compression';
 import { parseDuration, parseTimerDuration } from './duration';
 import type { ResolvedHitRateTarget } from './hit-rate-targets';
+import { DEFAULT_BREAKER, type BreakerSettings } from './tiers/circuit-breaker';
 import { TieredCacheOptionsError } from './errors';
 import type { PostgresTierOptions } from './tiers/postgres.tier';
 import type {
+  BreakerOptions,
   ByteSize,
   CompressionOptions,
   HitRateTarget,
@@ -52,6 +54,7 @@ const TYPES = ['memory', 'redis', 'postgres'];
 const SIZE_RE = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i;
 const SIZE_UNIT: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+const MAX_BREAKER_FAILURES = 10_000;
 
 /** Bytes from a number or `'5mb'`-style string (1 kb = 1,024 bytes), a positive whole number. */
 export function parseByteSize(option: string, value: ByteSize): number {
@@ -93,6 +96,8 @@ export function expandTiers(input: TieredCacheOptions, defaultTtl: number): Expa
       if (i !== 0) throw new TieredCacheOptionsError(`${at}.type`, t.type, 'a memory tier can only be the first tier (it is this process\'s own copy)');
       const c = (raw as { compression?: unknown }).compression;
       if (c !== undefined) throw new TieredCacheOptionsError(`${at}.compression`, c, 'the memory tier holds live values, not serialized ones: compress a redis or postgres tier');
+      const b = (raw as { breaker?: unknown }).breaker;
+      if (b !== undefined) throw new TieredCacheOptionsError(`${at}.breaker`, b, 'the memory tier is in-process and cannot hang: a breaker belongs to a redis or postgres tier');
       const { name: _n, type: _t, ttl, promoteAfter: _p, maxBytes, ...rest } = t;
       const l1: L1Options = { ...rest, enabled: true };
       if (maxBytes !== undefined) l1.maxBytes = parseByteSize(`${at}.maxBytes`, maxBytes);
@@ -110,6 +115,7 @@ export function expandTiers(input: TieredCacheOptions, defaultTtl: number): Expa
     const ttl = t.ttl === undefined ? defaultTtl : parseDuration(`${at}.ttl`, t.ttl);
     ttls.push({ name: t.name, ttl });
     const compression = resolveCompression(`${at}.compression`, t.compression);
+    const breaker = t.breaker === undefined ? undefined : resolveBreaker(`${at}.breaker`, t.breaker);
     if (out.names.l2 === undefined) {
       if (t.type !== 'redis') throw new TieredCacheOptionsError(`${at}.type`, t.type, 'the first shared tier must be a redis tier: it carries the invalidation bus and the fill fences of every instance');
       if (t.redis === undefined) throw new TieredCacheOptionsError(`${at}.redis`, t.redis, 'expected a redis URL or connection options');
@@ -118,7 +124,7 @@ export function expandTiers(input: TieredCacheOptions, defaultTtl: number): Expa
       if (t.compression !== undefined) l2.compression = t.compression;
       if (t.hitRateTarget !== undefined) l2.hitRateTarget = t.hitRateTarget;
       out.short.l2 = l2;
-      out.short.redis = t.redis;
+      out.short.redis = withBreaker(at, t.redis, breaker);
       if (behind) out.short.writeBehind = behind;
       out.names.l2 = t.name;
       return;
@@ -127,10 +133,13 @@ export function expandTiers(input: TieredCacheOptions, defaultTtl: number): Expa
     if (t.type === 'redis') {
       if ((t as { fillWindow?: unknown }).fillWindow !== undefined) throw new TieredCacheOptionsError(`${at}.fillWindow`, t.fillWindow, 'set on the first redis tier only: one fill window covers every tier');
       if (t.redis === undefined) throw new TieredCacheOptionsError(`${at}.redis`, t.redis, 'expected a redis URL or connection options');
-      out.lower.push({ type: 'redis', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), compression, hitRateTarget, redis: t.redis });
+      out.lower.push({ type: 'redis', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), compression, hitRateTarget, redis: withBreaker(at, t.redis, breaker) });
       return;
     }
-    out.lower.push({ type: 'postgres', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), compression, hitRateTarget, postgres: resolvePostgres(at, t.postgres, t.maxEntries, t.maxBytes) });
+    const postgres = resolvePostgres(at, t.postgres, t.maxEntries, t.maxBytes);
+    const settings = breaker ?? DEFAULT_BREAKER;
+    if (settings !== false) postgres.breaker = settings;
+    out.lower.push({ type: 'postgres', name: t.name, ttl, promoteAfter, behind: lowerBehind(at, behind), compression, hitRateTarget, postgres });
   });
   if (out.names.l1 === undefined) out.short.l1 = { enabled: false };
   for (let i = 1; i < ttls.length; i++) {
@@ -181,6 +190,34 @@ function resolvePostgres(at: string, input: string | PostgresConnectionOptions |
     maxEntries: maxEntries === undefined ? undefined : positiveInt(`${at}.maxEntries`, maxEntries),
     maxBytes: maxBytes === undefined ? undefined : parseByteSize(`${at}.maxBytes`, maxBytes),
   };
+}
+
+/**
+ * A tier's `breaker` (or `redis.breaker`), defaults applied; false when off. Durations are timer durations: a
+ * window or open time past what a timer can wait is a mistake, though the breaker itself arms none.
+ */
+export function resolveBreaker(option: string, input: false | BreakerOptions | undefined): BreakerSettings | false {
+  if (input === false) return false;
+  if (input === undefined) return DEFAULT_BREAKER;
+  if (input === null || typeof input !== 'object') throw new TieredCacheOptionsError(option, input, 'expected false or { failures?, window?, openFor? }');
+  const failures = input.failures === undefined ? DEFAULT_BREAKER.failures : positiveInt(`${option}.failures`, input.failures);
+  // The breaker keeps the time of each of the last `failures` failures.
+  if (failures > MAX_BREAKER_FAILURES) throw new TieredCacheOptionsError(`${option}.failures`, failures, `expected at most ${MAX_BREAKER_FAILURES}`);
+  return {
+    failures,
+    window: input.window === undefined ? DEFAULT_BREAKER.window : parseTimerDuration(`${option}.window`, input.window),
+    openFor: input.openFor === undefined ? DEFAULT_BREAKER.openFor : parseTimerDuration(`${option}.openFor`, input.openFor),
+  };
+}
+
+/** A redis tier's connection with the tier's own `breaker` in it (validated there again, as `redis.breaker` is). */
+function withBreaker(at: string, redis: string | RedisConnectionOptions, breaker: BreakerSettings | false | undefined): string | RedisConnectionOptions {
+  if (breaker === undefined) return redis;
+  if (typeof redis === 'string') return { url: redis, breaker };
+  if (redis !== null && typeof redis === 'object' && redis.breaker !== undefined) {
+    throw new TieredCacheOptionsError(`${at}.breaker`, breaker, `${at}.redis.breaker is given too: set the breaker in one place`);
+  }
+  return { ...redis, breaker };
 }
 
 /** A tier's `hitRateTarget` (or `l1.` / `l2.hitRateTarget`): undefined when none. */

@@ -1,4 +1,6 @@
 import type { RecoveryStats } from './recovery-queue';
+import type { BreakerStats } from './tiers/circuit-breaker';
+
 /** stats().tiers[name]: one tier's share of the work, in stack order. */
 export interface TierStats {
   kind: 'memory' | 'redis' | 'postgres';
@@ -30,6 +32,11 @@ export interface TierStats {
   recovery?: RecoveryStats;
   /** The tier's hit-rate target (`hitRateTarget`), judged over recent lookups (hit-rate-targets.ts). */
   target?: TierTargetStats;
+  /**
+   * A remote tier with a circuit breaker (on unless `breaker: false`): its state, the times it opened, and the
+   * calls it skipped (answered as failed without sending them; not counted in `errors`).
+   */
+  breaker?: BreakerStats;
 }
 
 /** TierStats.compression of a tier's compressor, if it has one. */

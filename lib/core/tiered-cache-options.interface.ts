@@ -57,6 +57,20 @@ export interface CompressionOptions {
   threshold?: ByteSize;
 }
 
+/**
+ * A remote tier's circuit breaker: after `failures` failed calls or missed deadlines within `window`, every call
+ * is skipped at once (a miss, a deferred invalidation) for `openFor`; then one probe (PING, `SELECT 1`) decides
+ * whether calls go out again. Defaults: 5 failures in 10s, open for 5s. `false` turns it off.
+ */
+export interface BreakerOptions {
+  /** Failures (missed deadlines included) that open the breaker (default 5). */
+  failures?: number;
+  /** Within how long (default 10s). */
+  window?: Duration;
+  /** How long an open breaker skips calls before it probes (default 5s). */
+  openFor?: Duration;
+}
+
 interface RedisCommonOptions {
   /** Our own deadline on every L2 call (default 250ms). A slow Redis never holds a request longer. */
   commandTimeout?: Duration;
@@ -70,6 +84,8 @@ interface RedisCommonOptions {
   protocol?: 2 | 3;
   /** Extra ioredis options, applied last (except the safety defaults named above). */
   redisOptions?: RedisOptions;
+  /** Circuit breaker of this Redis tier (see BreakerOptions; default on). Not the bus' own connections. */
+  breaker?: false | BreakerOptions;
 }
 
 export interface StandaloneRedisOptions extends RedisCommonOptions {
@@ -143,6 +159,8 @@ export type HitRateTarget = number | { ratio: number; window?: number };
 interface SharedTierConfig extends TierConfigBase {
   /** Compress this tier's large entries (default off); not for the memory tier, which holds live values. */
   compression?: CompressionOptions | boolean;
+  /** This tier's circuit breaker (see BreakerOptions; default on). A redis tier may give it in `redis` instead. */
+  breaker?: false | BreakerOptions;
 }
 
 /** The in-process tier (lru-cache); only as the first tier. */

@@ -31,6 +31,7 @@ import { statsReport, type CacheStats } from './stats';
 import { TagSystem } from './tag-system';
 import { MemoryTier } from './tiers/memory.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
+import { breakerMessage } from './tiers/circuit-breaker';
 import { L2_FAILED, RedisTier, type L2Write } from './tiers/redis.tier';
 import type { TierHealth } from './tiers/tier';
 import { NULL_MARKER, ValueProtection } from './value-protection';
@@ -97,6 +98,7 @@ export class TieredCache {
         o.tierNames.l2,
         o.l2.fillWindow,
         o.l2.compression ? new EntryCompressor(o.l2.compression) : undefined,
+        o.redis.breaker || undefined,
       );
     }
     for (const w of o.warnings) log('warn', 'options', w);
@@ -134,6 +136,12 @@ export class TieredCache {
         },
         log: (message) => log('warn', 'deferred', message),
       }, o.recovery);
+    }
+    for (const tier of [this.l2, ...(state.lower?.levels ?? []).map((l) => l.tier)]) {
+      tier?.breaker.onChange((st) => {
+        const m = breakerMessage(tier.name, tier.breaker, st);
+        if (m) log('warn', `breaker:${tier.name}:${st}`, m);
+      });
     }
     this.#state = state;
     this.#plain = state.protection.plain;

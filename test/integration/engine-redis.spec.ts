@@ -300,7 +300,19 @@ describe('engine against a real Redis', () => {
     const s = b.stats();
     expect(Object.keys(s.tiers)).toEqual(['l1', 'l2']);
     expect(s.tiers.l1).toEqual({ kind: 'memory', level: 0, hits: 1, misses: 2, hitRatio: 1 / 3, promotions: 1, errors: 0, size: 1, ready: true, meanLatencyMs: expect.any(Number) });
-    expect(s.tiers.l2).toEqual({ kind: 'redis', level: 1, hits: 1, misses: 1, hitRatio: 0.5, promotions: 0, errors: 0, timeouts: 0, ready: true, meanLatencyMs: expect.any(Number) });
+    expect(s.tiers.l2).toEqual({
+      kind: 'redis',
+      level: 1,
+      hits: 1,
+      misses: 1,
+      hitRatio: 0.5,
+      promotions: 0,
+      errors: 0,
+      timeouts: 0,
+      ready: true,
+      meanLatencyMs: expect.any(Number),
+      breaker: { state: 'closed', opened: 0, skipped: 0 },
+    });
     expect(s.l1.hits).toBe(s.tiers.l1.hits);
     expect(s.l2.hits).toBe(s.tiers.l2.hits);
     // Lookups are timed 1 in 8: after 64 of each kind, both tiers have a mean.

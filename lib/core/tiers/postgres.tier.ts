@@ -3,6 +3,7 @@ import type * as PG from 'pg';
 import type { EntryCompressor } from '../compression';
 import { compileGlob } from '../glob';
 import { RESERVED } from '../keys/cache-key';
+import { breakerHealth, CircuitBreaker, CLOSED, type BreakerSettings } from './circuit-breaker';
 import { DEADLINE_MISSED, Deadlines, L2_FAILED, type L2Failed } from './deadline';
 import type { FillMark, ReplayableTier, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
@@ -47,6 +48,8 @@ export interface PostgresTierOptions {
   name?: string;
   /** Rewrites what this tier stores (compression.ts); `bytes` then counts the stored, compressed form. */
   compressor?: EntryCompressor;
+  /** The circuit breaker's settings (circuit-breaker.ts); absent: no breaker (the engine always passes its resolved ones). */
+  breaker?: BreakerSettings;
 }
 
 export interface PostgresTierHealth extends TierHealth {
@@ -163,6 +166,17 @@ function isQueryTimeout(err: unknown): boolean {
   return (err as { code?: unknown }).code === '57014' && /statement timeout/.test(err.message);
 }
 
+/**
+ * What the circuit breaker counts: a missed deadline (whichever of the three bounds ended it) or a server short of
+ * resources (SQLSTATE classes 53 and 58). Not a lost connection: the tier stops asking at once by itself until
+ * its probe reconnects. Not a query the database refused: it answered.
+ */
+function isOutage(err: unknown): boolean {
+  if (err === DEADLINE_MISSED || isQueryTimeout(err)) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^5[38]/.test(code);
+}
+
 interface EntryRow {
   key?: unknown;
   value: unknown;
@@ -194,6 +208,11 @@ export class PostgresTier implements Tier<string>, ReplayableTier<string> {
   readonly name: string;
   readonly namespace: string;
   readonly deadlines: Deadlines;
+  /**
+   * Skips every query at once while the database keeps missing deadlines (circuit-breaker.ts); tested in query(),
+   * after `ready`, so what it counts as skipped are queries that would have been sent.
+   */
+  readonly breaker: CircuitBreaker;
   private readonly pool: PG.Pool;
   private readonly q: string;
   private readonly ddl: string;
@@ -334,7 +353,15 @@ export class PostgresTier implements Tier<string>, ReplayableTier<string> {
       idleTimeoutMillis: 30_000,
     });
     this.pool.on('error', (err) => this.report('connection', err));
-    this.deadlines = new Deadlines(commandTimeout, { onError: (op, err, late) => this.report(op, err, late) });
+    this.breaker = new CircuitBreaker(options.breaker, () => this.probeQuery());
+    this.deadlines = new Deadlines(commandTimeout, {
+      onError: (op, err, late) => {
+        // Late: its deadline was counted when it passed (onTimeout).
+        if (!late && !this.closed && isOutage(err)) this.breaker.failure();
+        this.report(op, err, late);
+      },
+      onTimeout: (_, sentAt) => this.breaker.failure(sentAt),
+    });
     this.maintenance = setInterval(() => void this.maintain(), options.maintenanceInterval ?? 30_000);
     this.maintenance.unref();
     void this.connect();
@@ -358,6 +385,8 @@ export class PostgresTier implements Tier<string>, ReplayableTier<string> {
           this.up = true;
           this.probeDelay = 0;
           for (const l of this.readyListeners) l();
+          // The database just answered the boot's queries: as good as the breaker's probe.
+          this.breaker.succeeded();
         } else this.scheduleProbe();
         return ok;
       });
@@ -433,6 +462,7 @@ export class PostgresTier implements Tier<string>, ReplayableTier<string> {
   /** One query under the tier's deadline; TIER_FAILED at once when the database is not usable now. */
   private query<R>(op: string, name: string | undefined, text: string, values: unknown[]): Promise<R[] | L2Failed> {
     if (!this.ready || this.pool.waitingCount >= this.maxWaiting) return FAILED;
+    if (this.breaker.state !== CLOSED && this.breaker.blocked()) return FAILED;
     const config: PG.QueryConfig = name ? { name, text, values } : { text, values };
     return this.deadlines.run(this.send<R>(config, performance.now() + this.deadlines.timeoutMs), op, undefined);
   }
@@ -469,6 +499,12 @@ export class PostgresTier implements Tier<string>, ReplayableTier<string> {
         client.query(config, (err: Error | null, r: PG.QueryResult) => finish(err ?? undefined, err ? undefined : (r.rows as R[])));
       });
     });
+  }
+
+  /** The breaker's half-open probe: `SELECT 1` under the deadline, around query() (which the breaker still blocks). */
+  private probeQuery(): Promise<boolean> {
+    if (!this.ready) return Promise.resolve(false);
+    return this.deadlines.run(this.send({ text: 'SELECT 1' }, performance.now() + this.deadlines.timeoutMs), 'ping', undefined).then((r) => r !== L2_FAILED);
   }
 
   private token(): string {
@@ -684,7 +720,8 @@ export class PostgresTier implements Tier<string>, ReplayableTier<string> {
   }
 
   private async maintain(): Promise<void> {
-    if (this.maintaining || !this.ready) return;
+    // Not while the breaker skips calls: maintenance is no caller's call, and would only count skips.
+    if (this.maintaining || !this.ready || this.breaker.state !== CLOSED) return;
     this.maintaining = true;
     try {
       await this.sweep();
@@ -698,6 +735,9 @@ export class PostgresTier implements Tier<string>, ReplayableTier<string> {
     const pool = { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
     if (this.closed) return { ok: false, status: 'closed', pool };
     if (!this.ready) return { ok: false, status: 'down', pool };
+    const open = breakerHealth(this.breaker);
+    if (open) return { ...open, pool };
+    const breaker = this.breaker.enabled ? { breaker: this.breaker.stateName } : undefined;
     const t0 = performance.now();
     // Statistics, not count(*): a health check must stay cheap on a table of millions of rows.
     const r = await this.query<{ rows: number; bytes: number }>(
@@ -706,15 +746,16 @@ export class PostgresTier implements Tier<string>, ReplayableTier<string> {
       'SELECT greatest(c.reltuples, 0)::float8 AS rows, pg_total_relation_size(c.oid)::float8 AS bytes FROM pg_class c WHERE c.oid = $1::regclass',
       [this.q],
     );
-    if (r === L2_FAILED) return { ok: false, status: this.ready ? 'unresponsive' : 'down', pool };
+    if (r === L2_FAILED) return { ok: false, status: this.ready ? 'unresponsive' : 'down', pool, ...breaker };
     const latencyMs = performance.now() - t0;
-    return { ok: true, status: 'ready', latencyMs, pool, table: r[0] ? { rows: r[0].rows, bytes: r[0].bytes } : undefined };
+    return { ok: true, status: 'ready', latencyMs, pool, table: r[0] ? { rows: r[0].rows, bytes: r[0].bytes } : undefined, ...breaker };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.up = false;
+    this.breaker.stop();
     clearInterval(this.maintenance);
     if (this.probe) clearTimeout(this.probe);
     this.probe = undefined;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Command, type Cluster, type Redis } from 'ioredis';
 import { DEADLINE_MISSED, Deadlines, L2_FAILED, type CommandQueue, type L2Failed, type StampedCommand } from './deadline';
 import { ClusterReads, type RoutedNode } from './cluster-reads';
+import { breakerHealth, CircuitBreaker, CLOSED, type BreakerSettings } from './circuit-breaker';
 import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
@@ -186,6 +187,20 @@ class WriteCommand extends Command {
   }
 }
 
+/**
+ * Whether a failed call is a sign of an outage, which the circuit breaker counts (missed deadlines are counted
+ * where they are detected). Not a reply error: Redis answered at full speed, and the fault is the command's or
+ * one slot's (WRONGTYPE, NOPERM, a Cluster master's CLUSTERDOWN must not skip the other masters). Nor a connection
+ * that is gone (closed, not writable, retries used up): calls fail at once while it reconnects anyway, and
+ * counting them would keep the tier skipped for `openFor` after it is back.
+ */
+function isOutage(err: unknown): boolean {
+  if (err === DEADLINE_MISSED) return false;
+  if (!(err instanceof Error)) return true;
+  if (err.name === 'ReplyError') return false;
+  return !/^(Connection is closed|Stream isn't writeable|Reached the max retries per request limit)/.test(err.message);
+}
+
 function endTick(conn: Conn): void {
   if (conn.tick === CORKED) (conn.client as Redis).stream.uncork();
   conn.tick = IDLE;
@@ -215,6 +230,17 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
   private readonly readyListeners: Array<() => void> = [];
   private readonly primaryListeners: Array<(up: boolean) => void> = [];
   private readonly disposers: Array<() => void> = [];
+  /**
+   * Skips every call at once while the server keeps failing or missing deadlines (circuit-breaker.ts). Tested
+   * where a call picks its connection (pick(), and the routed and SCAN paths that pick none): a closed breaker
+   * costs one field check there. `ready` stays the connection's state: the engine trusts L1 by that and by the
+   * bus, and an open breaker must not make an unsubscribed instance serve L1 copies that other instances'
+   * invalidations (lost while Redis hangs) may have outdated; with the breaker open, those reads skip L2 at once
+   * and go to the source instead of waiting out a deadline.
+   */
+  readonly breaker: CircuitBreaker;
+  /** Send time of the last call the deadline sweep failed (see onTimeout). */
+  private lastTimedOut = -1;
   /**
    * Standalone/Sentinel: the first command of a tick is written at once (a lone call costs what a raw
    * ioredis call costs); the ones after it in the same tick are corked and leave together in one socket
@@ -246,7 +272,14 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
     readonly fillWindow = 60_000,
     /** Rewrites what this tier stores (compression.ts); absent: entries are stored as they come. */
     readonly compressor?: EntryCompressor,
+    /** The circuit breaker's settings; absent: no breaker (the engine always passes its resolved ones). */
+    breaker?: BreakerSettings,
   ) {
+    this.breaker = new CircuitBreaker(breaker, () => this.probe());
+    // Closed again: a good moment to retry what failed meanwhile (deferred invalidations, the bus' outbox).
+    this.breaker.onChange((state) => {
+      if (state === CLOSED) for (const l of this.readyListeners) l();
+    });
     ({ tagPrefix: this.tagPrefix, legacyTagPrefix: this.legacyTagPrefix, fencePrefix: this.fencePrefix, genKey: this.genKey } = reservedNames(keyPrefix));
     this.stagingKey = keyPrefix + RESERVED + 'fill';
     this.mode = factory.mode;
@@ -271,7 +304,11 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
       this.disposers.push(reviveOnEnd(client, () => this.closed));
       client.on('error', (err: unknown) => this.onError('connection', err));
       client.on('ready', () => {
-        for (const l of this.readyListeners) l();
+        // A handshake Redis answered is as good as the breaker's probe. Closing an open breaker calls the
+        // listeners itself; a closed one forgets the failures of the connection that went.
+        const closing = this.breaker.state !== CLOSED;
+        this.breaker.succeeded();
+        if (!closing) for (const l of this.readyListeners) l();
         if (i === 0) for (const l of this.primaryListeners) l(true);
       });
       if (i === 0) client.on('close', () => {
@@ -286,9 +323,20 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
       }
       return conn;
     });
+    const watch = this.coalesce && socketTimeoutMs > 0;
     this.deadlines = new Deadlines<Conn | undefined>(commandTimeoutMs, {
-      onError,
-      onTimeout: this.coalesce && socketTimeoutMs > 0 ? (conn, sentAt) => this.watchdog(conn, sentAt) : undefined,
+      onError: (op, err, late) => {
+        if (!late && !this.closed && isOutage(err)) this.breaker.failure();
+        onError(op, err);
+      },
+      onTimeout: (conn, sentAt) => {
+        // The commands of one call (MGET + PTTL, MULTI … EXEC) carry its one deadline: one failure per call.
+        if (sentAt !== this.lastTimedOut) {
+          this.lastTimedOut = sentAt;
+          this.breaker.failure(sentAt);
+        }
+        if (watch) this.watchdog(conn, sentAt);
+      },
     });
     if (this.coalesce) {
       for (const conn of this.conns) {
@@ -331,8 +379,25 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
   };
 
   private failed(op: string, err: unknown): L2Failed {
-    if (err !== DEADLINE_MISSED && !this.closed) this.onError(op, err);
+    if (err !== DEADLINE_MISSED && !this.closed) this.fault(op, err);
     return L2_FAILED;
+  }
+
+  /** A call failed (not at its deadline: the sweep counts those): reported, and counted by the breaker if it says Redis is in trouble. */
+  private fault(op: string, err: unknown): void {
+    if (isOutage(err)) this.breaker.failure();
+    this.onError(op, err);
+  }
+
+  /**
+   * The breaker's half-open probe: one PING on the first connection, under the deadline, around pick() (which
+   * the breaker still blocks). Its missed deadline also feeds the half-open TCP watchdog, which has no other
+   * traffic to go by while the breaker holds the calls back.
+   */
+  private probe(): Promise<boolean> {
+    const conn = this.conns[0];
+    if (this.closed || conn.client.status !== 'ready') return Promise.resolve(false);
+    return this.deadlines.run(conn.client.ping(), 'ping', conn).then((r) => r !== L2_FAILED);
   }
 
   /** Starts connecting; waits at most connectTimeout. A Redis that is down leaves the app booting L1-only. */
@@ -358,6 +423,7 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
   }
 
   private pick(write: boolean): Conn | undefined {
+    if (this.breaker.state !== CLOSED && this.breaker.blocked()) return undefined;
     const n = this.conns.length;
     // Writes always leave on the first connection, the one whose CLIENT TRACKING is NOLOOP: our own SETs
     // then never come back as invalidations of what we just cached (see track()).
@@ -415,7 +481,7 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
     try {
       p = fn(c);
     } catch (err) {
-      this.onError(op, err);
+      this.fault(op, err);
       return Promise.resolve(L2_FAILED);
     }
     return this.deadlines.run(p, op, conn, deadline);
@@ -465,6 +531,7 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
 
   get(pkey: string): Promise<string | null | L2Failed> {
     if (this.routes !== undefined) {
+      if (this.breaker.state !== CLOSED && this.breaker.blocked()) return FAILED;
       const conn = this.closed ? undefined : this.routes.nodeFor(pkey);
       if (conn === undefined) return this.run('get', (c) => c.get(pkey));
       const deadline = performance.now() + this.commandTimeoutMs;
@@ -480,6 +547,8 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
 
   /** Value and remaining TTL in one round trip (one socket write), for promotion into L1. */
   getWithPttl(pkey: string): Promise<[string | null, number] | L2Failed> {
+    // Standalone/Sentinel: pick() tests the breaker.
+    if (this.routes !== undefined && this.breaker.state !== CLOSED && this.breaker.blocked()) return FAILED;
     const conn = this.routes === undefined || this.closed ? undefined : this.routes.nodeFor(pkey);
     if (conn === undefined) return this.getWithPttlVia(pkey);
     const deadline = performance.now() + this.commandTimeoutMs;
@@ -667,6 +736,7 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
       mget.then((r) => (values = r), ignore);
       return pttl.then((t) => this.fillRead(values, t as number), this.getFailed);
     }
+    if (this.routes !== undefined && this.breaker.state !== CLOSED && this.breaker.blocked()) return FAILED;
     const at = this.routes === undefined || this.closed || fenceKey === undefined ? undefined : this.routes.nodeFor(pkey);
     // The generation lives in a slot of its own, often on another master.
     const genAt = at && (this.routes as ClusterReads<Conn>).nodeFor(genKey);
@@ -905,7 +975,8 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
    */
   /** `keep`: keys the walk must leave although they match (the engine's own keys under the namespace). */
   async scanDelete(match: string, onKeys?: (pkeys: string[]) => void, keep?: (pkey: string) => boolean): Promise<ScanDeleteResult> {
-    if (this.closed) return { removed: 0, failedNodes: ['all'] };
+    // The walk's SCANs go to the nodes directly, not through pick().
+    if (this.closed || (this.breaker.state !== CLOSED && this.breaker.blocked())) return { removed: 0, failedNodes: ['all'] };
     const nodes: RedisClient[] =
       this.mode === 'cluster' ? (this.conns[0].client as Cluster).nodes('master') : [this.conns[0].client];
     if (nodes.length === 0) return { removed: 0, failedNodes: ['all'] };
@@ -1099,12 +1170,17 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
 
   async health(): Promise<TierHealth> {
     if (this.closed) return { ok: false, status: 'closed' };
+    const open = breakerHealth(this.breaker);
+    if (open) return open;
     const r = await this.run('ping', (c) => c.ping());
-    return { ok: r !== L2_FAILED, status: this.status };
+    const h: TierHealth = { ok: r !== L2_FAILED, status: this.status };
+    if (this.breaker.enabled) h.breaker = this.breaker.stateName;
+    return h;
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.breaker.stop();
     for (const dispose of this.disposers) dispose();
     // Fails the routed reads still waiting on a master's connection first: then stop watching those.
     this.deadlines.close();

@@ -49,10 +49,15 @@ export interface TierRemoval {
   complete: boolean;
 }
 
+/** Where a remote tier's circuit breaker stands (circuit-breaker.ts). */
+export type BreakerStateName = 'closed' | 'half-open' | 'open';
+
 export interface TierHealth {
   ok: boolean;
-  /** Free-form state for health details ('ready', 'reconnecting', 'memory', ...). */
+  /** Free-form state for health details ('ready', 'reconnecting', 'memory', 'breaker open', ...). */
   status: string;
+  /** A remote tier with a circuit breaker: where it stands (circuit-breaker.ts); not 'closed' means not ok. */
+  breaker?: BreakerStateName;
 }
 
 export type Awaitable<T> = T | Promise<T>;

@@ -7,6 +7,7 @@ import type { RedisMode } from '../../core/tiers/redis-connection';
 import type { TieredCache } from '../../core/tiered-cache';
 import type { InvalidationBus } from '../../core/bus/invalidation-bus';
 import type { TierTargetStats } from '../../core/tier-stats';
+import { breakerHealth, type BreakerStateName } from '../../core/tiers/circuit-breaker';
 import { probeRedis, type ClusterProbe } from './redis-probe';
 
 export interface CacheHealthCheckOptions {
@@ -38,6 +39,8 @@ export interface CacheL2Health {
   connectedClients?: number;
   cluster?: ClusterProbe;
   error?: string;
+  /** Its circuit breaker, when on: anything but 'closed' is degraded, and Redis is then not probed (calls skip it). */
+  breaker?: BreakerStateName;
 }
 
 /** A tier below L2 as the health details show it. */
@@ -49,6 +52,8 @@ export interface CacheTierHealth {
   latencyMs?: number;
   pool?: { total: number; idle: number; waiting: number };
   table?: { rows: number; bytes: number };
+  /** Its circuit breaker, when on: anything but 'closed' is not ok. */
+  breaker?: BreakerStateName;
 }
 
 export interface CacheHealthDetails {
@@ -151,8 +156,15 @@ export class TieredCacheHealthIndicator {
       if (required) degraded.push('L2 is not configured');
       return { enabled: false, required };
     }
+    const open = breakerHealth(l2.breaker);
+    if (open) {
+      // The cache skips Redis now; a check must not wait on it either. The breaker's own probe decides when it is back.
+      degraded.push(`L2 circuit breaker ${open.breaker}: calls skip Redis until its probe answers`);
+      return { enabled: true, required, mode: l2.mode, status: 'degraded', connection: l2.status, breaker: open.breaker };
+    }
     const probe = await probeRedis(l2, timeoutMs);
     const health: CacheL2Health = { enabled: true, required, mode: l2.mode, status: 'up', connection: l2.status, ...probe };
+    if (l2.breaker.enabled) health.breaker = l2.breaker.stateName;
     if (!probe.reachable) {
       health.status = 'degraded';
       degraded.push(`L2 unreachable: ${probe.error ?? 'unknown error'}`);

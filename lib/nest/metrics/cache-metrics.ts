@@ -10,6 +10,7 @@ import type { MetricsRegistry, TieredCacheMetricsOptions } from '../../core/metr
 import { loadPromClient, type PromClientModule } from './prom-client.loader';
 import { SeriesHistogram, type HistogramSeries } from './series-histogram';
 import { engineInternals } from '../../core/tiered-cache';
+import { breakerStateValue, type BreakerStats } from '../../core/tiers/circuit-breaker';
 
 /** Fine enough at the low end for L1 hits (microseconds), wide enough for an L2 call at its deadline. */
 export const DEFAULT_DURATION_BUCKETS = [
@@ -121,6 +122,12 @@ class CacheMetricSet {
       collected(prom.Counter<string>, name, help, labelNames, fill);
     const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>) => void | Promise<void>) =>
       collected(prom.Gauge<string>, name, help, labelNames, fill);
+    const breakerCounter = (name: string, help: string, value: (b: BreakerStats) => number) =>
+      counter(name, help, ['cache', 'tier'], (c) =>
+        each((r, s) => {
+          for (const [tier, b] of breakerTiers(s)) c.inc({ cache: r.name, tier }, value(b));
+        }),
+      );
 
     this.histogram = new SeriesHistogram(
       'cache_operation_duration_seconds',
@@ -216,6 +223,25 @@ class CacheMetricSet {
             for (const source of INVALIDATION_SOURCES) c.inc({ cache: r.name, source }, r.invalidations[source]);
           }),
       ),
+      gauge(
+        'cache_circuit_breaker_state',
+        "A remote tier's circuit breaker: 0 closed (calls go out), 1 half-open (its probe is out), 2 open (calls skipped). " +
+          'Only tiers whose breaker is on; several caches of one name report the most open.',
+        ['cache', 'tier'],
+        (g) => {
+          const worst = new Map<string, { cache: string; tier: string; v: number }>();
+          each((r, s) => {
+            for (const [tier, b] of breakerTiers(s)) {
+              const id = `${r.name}\u0000${tier}`;
+              const v = breakerStateValue(b.state);
+              if ((worst.get(id)?.v ?? -1) < v) worst.set(id, { cache: r.name, tier, v });
+            }
+          });
+          for (const { cache, tier, v } of worst.values()) g.set({ cache, tier }, v);
+        },
+      ),
+      breakerCounter('cache_circuit_breaker_opens_total', "Times a remote tier's circuit breaker opened (from closed, or again after a failed probe).", (b) => b.opened),
+      breakerCounter('cache_circuit_breaker_skipped_total', 'Calls to a remote tier its open circuit breaker answered as failed without sending them.', (b) => b.skipped),
       gauge('cache_l2_up', '1 when the Redis connection is ready, else 0 (only for caches with L2).', ['cache'], (g) => {
         const up = new Map<string, number>();
         each((r) => {
@@ -366,6 +392,14 @@ export function attachCacheMetrics(engine: TieredCache, options: TieredCacheMetr
     // The last cache out leaves the registry as it found it (an app or test module can be created again).
     if (owner.recorders.size === 0) owner.unregister();
   };
+}
+
+/** Each remote tier with a breaker, labelled as the other per-tier series are: 'l2' for the first Redis tier, the rest by name. */
+function breakerTiers(s: CacheStats): Array<[string, BreakerStats]> {
+  const first = s.l1.enabled ? 2 : 1;
+  const out: Array<[string, BreakerStats]> = [];
+  for (const [name, t] of Object.entries(s.tiers)) if (t.breaker) out.push([t.level >= first ? name : 'l2', t.breaker]);
+  return out;
 }
 
 /** The tiers below L2 (`tiers` option), by their configured names: a bounded label set, fixed at boot. */
