@@ -38,7 +38,7 @@ import { NULL_MARKER, ValueProtection } from './value-protection';
 import { WritePath } from './write-path';
 import { WriteBehindQueue } from './write-behind-queue';
 
-const DISABLED_LOCK_STATS: FillLockStats = Object.freeze({ enabled: false, acquired: 0, waited: 0, received: 0, timedOut: 0, fallbacks: 0 });
+const DISABLED_LOCK_STATS: FillLockStats = Object.freeze({ enabled: false, acquired: 0, waited: 0, received: 0, timedOut: 0, fallbacks: 0, refreshesLeft: 0 });
 const DEFERRED_LIMITS = { keys: 10_000, patterns: 100, tags: 1_000 };
 const SAMPLE_MASK = 7;
 const ignore = (): void => undefined;

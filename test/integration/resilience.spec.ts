@@ -117,6 +117,30 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
       expect(ranOnA).toBe(0);
     });
 
+    it('two instances serving the same stale key refresh it once: the second leaves the refresh to the holder of the fill lock', async () => {
+      const prefix = `swr${++seq}:`;
+      const a = await cache({ keyPrefix: prefix, resilience: { grace: '1h' } });
+      const b = await cache({ keyPrefix: prefix, resilience: { grace: '1h' } });
+      await a.getOrSet('k', () => 'v1', { ttl: 40 });
+      expect(await b.getOrSet('k', () => 'never')).toBe('v1');
+      await expired(a, 'k');
+      await expired(b, 'k');
+      const refreshA = latch<string>();
+      expect(await a.getOrSet('k', refreshA.factory, { ttl: '1h' })).toBe('v1');
+      await refreshA.entered;
+      let ranOnB = 0;
+      const factoryB = () => {
+        ranOnB++;
+        return 'from B';
+      };
+      expect(await b.getOrSet('k', factoryB, { ttl: '1h' })).toBe('v1');
+      await waitFor("B left its refresh to A", () => b.stats().lock.refreshesLeft === 1);
+      expect(b.stats().lock.acquired).toBe(0);
+      refreshA.release('v2');
+      await waitFor('B serves the value A refreshed', async () => (await b.getOrSet('k', factoryB, { ttl: '1h' })) === 'v2');
+      expect(ranOnB).toBe(0);
+    });
+
     it('get() treats a stale copy as a miss and leaves it for getOrSet', async () => {
       const prefix = `swr${++seq}:`;
       const c = await cache({ keyPrefix: prefix, resilience: { grace: '1h' } });

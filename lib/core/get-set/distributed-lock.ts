@@ -31,6 +31,8 @@ export interface FillLockStats {
   timedOut: number;
   /** Misses that could not ask Redis for the lock (unreachable, failing): single flight per process only. */
   fallbacks: number;
+  /** Background refreshes left to the instance holding the lock (it was refreshing the same key). */
+  refreshesLeft: number;
 }
 
 interface Held {
@@ -75,7 +77,7 @@ export class FillLocks {
   #renewal: NodeJS.Timeout | undefined;
   readonly #id = randomBytes(6).toString('base64url') + ':';
   #seq = 0;
-  readonly #n = { acquired: 0, waited: 0, received: 0, timedOut: 0, fallbacks: 0 };
+  readonly #n = { acquired: 0, waited: 0, received: 0, timedOut: 0, fallbacks: 0, refreshesLeft: 0 };
 
   constructor(
     private readonly ctx: EngineContext,
@@ -162,7 +164,10 @@ export class FillLocks {
         this.#n.fallbacks++;
         return undefined;
       }
-      if (!taken) return false;
+      if (!taken) {
+        this.#n.refreshesLeft++;
+        return false;
+      }
       this.#n.acquired++;
       return this.#hold(key, lock);
     } finally {

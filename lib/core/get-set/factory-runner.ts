@@ -145,14 +145,23 @@ export class FactoryRunner {
     background: boolean,
   ): Promise<T> {
     const ctx = this.ctx;
+    let replaces = copy?.replaces;
     try {
       if (background && lease === undefined && this.locks !== undefined && read?.seen !== undefined) {
         const taken = await this.locks.tryLock(key, options);
         if (taken === false) return copy?.value as T;
         lease = taken;
+        if (lease !== undefined) {
+          // The lock may have come free because another instance just stored its refresh: read again first.
+          const again = await this.stack.readForFill(key, policy.eagerRefresh);
+          if (again.value !== undefined && again.copy === undefined) return again.value as T;
+          read = again;
+          // What the store replaces is what this read found (another instance may have written since).
+          replaces = again.copy?.replaces;
+        }
       }
       const value = await factory();
-      await this.store(key, value, options, policy, flight, read?.seen, read?.marks, copy?.replaces);
+      await this.store(key, value, options, policy, flight, read?.seen, read?.marks, replaces);
       return value;
     } catch (err) {
       if (copy !== undefined) {
