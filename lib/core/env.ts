@@ -109,6 +109,38 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
   if (Object.keys(invalidation).length > 0) opts.invalidation = invalidation;
   const metrics = bool('CACHE_METRICS_ENABLED');
   if (metrics !== undefined) opts.metrics = metrics;
+  // CACHE_GRACE and CACHE_FACTORY_*_TIMEOUT accept 0 / off for "none" (the library default).
+  const offOrDur = (name: string): number | false | undefined => {
+    const v = str(name)?.toLowerCase();
+    if (v === undefined) return undefined;
+    return ['0', 'off', 'false', 'no'].includes(v) ? false : dur(name);
+  };
+  const eager = str('CACHE_EAGER_REFRESH');
+  let eagerRefresh: number | false | undefined;
+  if (eager !== undefined) {
+    eagerRefresh = ['0', 'off', 'false', 'no'].includes(eager.toLowerCase()) ? false : Number(eager);
+    if (eagerRefresh !== false && !(eagerRefresh > 0 && eagerRefresh < 1)) throw new TieredCacheOptionsError('CACHE_EAGER_REFRESH', eager, 'expected a fraction of the TTL between 0 and 1 (e.g. 0.8), or off');
+  }
+  const soft = offOrDur('CACHE_FACTORY_SOFT_TIMEOUT');
+  const hard = offOrDur('CACHE_FACTORY_HARD_TIMEOUT');
+  const resilience = prune({
+    grace: offOrDur('CACHE_GRACE'),
+    eagerRefresh,
+    failSafe: bool('CACHE_FAIL_SAFE'),
+    failSafeTtl: dur('CACHE_FAIL_SAFE_TTL'),
+    failSafeBackoff: dur('CACHE_FAIL_SAFE_BACKOFF'),
+    timeout: soft === undefined && hard === undefined ? undefined : prune({ soft: soft || undefined, hard: hard || undefined }),
+  });
+  if (Object.keys(resilience).length > 0) opts.resilience = resilience;
+  const lockOn = bool('CACHE_LOCK');
+  const lock = prune({ ttl: dur('CACHE_LOCK_TTL'), wait: dur('CACHE_LOCK_WAIT') });
+  if (lockOn === false) opts.lock = false;
+  else if (Object.keys(lock).length > 0) opts.lock = lock;
+  else if (lockOn === true) opts.lock = true;
+  const recoveryOn = bool('CACHE_RECOVERY');
+  const recoveryMax = int('CACHE_RECOVERY_MAX_KEYS');
+  if (recoveryOn === false) opts.recovery = false;
+  else if (recoveryMax !== undefined) opts.recovery = { maxKeys: recoveryMax };
 
   // Tiers below L2: with either one set, the options take the `tiers` form.
   const lower: TierConfig[] = [];

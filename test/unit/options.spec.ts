@@ -138,4 +138,29 @@ describe('tieredCacheOptionsFromEnv', () => {
       /both on/,
     );
   });
+
+  it('resilience, lock and recovery from their variables (bare numbers are seconds; 0 or off means none)', () => {
+    const REDIS_URL = 'redis://localhost:6379';
+    const o = resolveOptions(
+      tieredCacheOptionsFromEnv({
+        REDIS_URL,
+        CACHE_GRACE: '3600',
+        CACHE_EAGER_REFRESH: '0.8',
+        CACHE_FAIL_SAFE_BACKOFF: '30',
+        CACHE_FACTORY_SOFT_TIMEOUT: '100ms',
+        CACHE_FACTORY_HARD_TIMEOUT: '2',
+        CACHE_LOCK_WAIT: '1',
+        CACHE_RECOVERY_MAX_KEYS: '500',
+      }),
+    );
+    expect(o.resilience).toMatchObject({ grace: 3_600_000, eagerRefresh: 0.8, failSafe: true, failSafeTtl: 3_600_000, failSafeBackoff: 30_000, soft: 100, hard: 2_000 });
+    expect(o.lock).toMatchObject({ enabled: true, wait: 1_000 });
+    expect(o.recovery).toMatchObject({ maxKeys: 500 });
+    const off = resolveOptions(tieredCacheOptionsFromEnv({ REDIS_URL, CACHE_GRACE: 'off', CACHE_FACTORY_HARD_TIMEOUT: '0', CACHE_FAIL_SAFE: 'false', CACHE_LOCK: 'off', CACHE_RECOVERY: 'off' }));
+    expect(off.resilience).toMatchObject({ grace: 0, hard: 0, failSafe: false });
+    expect(off.lock.enabled).toBe(false);
+    expect(off.recovery).toBeUndefined();
+    expect(() => tieredCacheOptionsFromEnv({ CACHE_EAGER_REFRESH: '80%' })).toThrow(/CACHE_EAGER_REFRESH/);
+    expect(() => tieredCacheOptionsFromEnv({ CACHE_GRACE: 'soon' })).toThrow(/CACHE_GRACE/);
+  });
 });
