@@ -50,6 +50,47 @@ const mgetWindow = (i) => {
 // Precomputed so slicing is not part of any case.
 const mgetWindows = Array.from({ length: KEYS / MGET_SIZE }, (_, i) => mgetWindow(i));
 
+/**
+ * The peers' building blocks, configured as the core suite measures them (its TTL and L1 size; memory tiers keep
+ * live objects), for every suite that sets the peers against ours. Each Redis connection made through it is closed
+ * by one of `closers`. The `*Tiered(db)` builders are the L1 + Redis stack of the getOrSet cases.
+ */
+async function peerKit(url, closers) {
+  const { BentoCache, bentostore } = await import('bentocache');
+  const { memoryDriver } = await import('bentocache/drivers/memory');
+  const { redisDriver } = await import('bentocache/drivers/redis');
+  const { createCache } = await import('cache-manager');
+  const { Keyv } = await import('keyv');
+  const { Cacheable, CacheableMemory, createKeyv: createMemoryKeyv } = await import('cacheable');
+  const { createKeyv } = await import('@keyv/redis');
+  const bentoRedis = (db) => redisDriver({ connection: { host: '127.0.0.1', port: Number(new URL(url).port), db } });
+  const bentoMem = (serialize) => memoryDriver({ maxItems: L1_MAX, serialize });
+  // The comparable memory tier: live objects, no Keyv serialization, no clone on read (what ours does by default).
+  const memKeyv = () => createMemoryKeyv({ ttl: TTL_MS, lruSize: L1_MAX, useClone: false });
+  const redisKeyv = (db) => {
+    const k = createKeyv(dbUrl(url, db));
+    closers.push(() => k.disconnect());
+    return k;
+  };
+  return {
+    BentoCache,
+    bentostore,
+    createCache,
+    Cacheable,
+    CacheableMemory,
+    Keyv,
+    createMemoryKeyv,
+    bentoRedis,
+    bentoMem,
+    memKeyv,
+    redisKeyv,
+    // A store for `new BentoCache({ stores })`; serialize:false keeps live objects in L1, as ours does.
+    bentoTiered: (db) => bentostore().useL1Layer(bentoMem(false)).useL2Layer(bentoRedis(db)),
+    cmTiered: (db) => createCache({ stores: [memKeyv(), redisKeyv(db)], ttl: TTL_MS }),
+    cacheableTiered: (db) => new Cacheable({ primary: memKeyv(), secondary: redisKeyv(db), ttl: TTL_MS }),
+  };
+}
+
 async function buildContenders(url) {
   const closers = [];
   const admin = {};
@@ -112,21 +153,19 @@ async function buildContenders(url) {
     closers.push(() => app.close());
   }
 
+  const kit = await peerKit(url, closers);
+  const { bentostore, bentoMem, bentoRedis, memKeyv, redisKeyv, createCache, Cacheable } = kit;
+
   // ------------------------------------------------------------------ bentocache
-  const { BentoCache, bentostore } = await import('bentocache');
-  const { memoryDriver } = await import('bentocache/drivers/memory');
-  const { redisDriver } = await import('bentocache/drivers/redis');
-  const bentoRedis = (db) => redisDriver({ connection: { host: '127.0.0.1', port: Number(new URL(url).port), db } });
-  const bentoMem = (serialize) => memoryDriver({ maxItems: L1_MAX, serialize });
-  const bento = new BentoCache({
+  const bento = new kit.BentoCache({
     default: 'tiered',
     ttl: TTL_MS,
     stores: {
       // serialize:false keeps live objects in L1, as ours does; the library default (true) is measured too.
-      tiered: bentostore().useL1Layer(bentoMem(false)).useL2Layer(bentoRedis(DB.bento.read)),
+      tiered: kit.bentoTiered(DB.bento.read),
       tieredDefault: bentostore().useL1Layer(bentoMem(undefined)).useL2Layer(bentoRedis(DB.bento.read)),
       l2only: bentostore().useL2Layer(bentoRedis(DB.bento.read)),
-      miss: bentostore().useL1Layer(bentoMem(false)).useL2Layer(bentoRedis(DB.bento.miss)),
+      miss: kit.bentoTiered(DB.bento.miss),
     },
   });
   closers.push(() => bento.disconnectAll());
@@ -138,27 +177,16 @@ async function buildContenders(url) {
   };
 
   // ------------------------------------------------------------------ cache-manager v7 + Keyv + @keyv/redis
-  const { createCache } = await import('cache-manager');
-  const { Keyv } = await import('keyv');
-  const { Cacheable, CacheableMemory, createKeyv: createMemoryKeyv } = await import('cacheable');
-  const { createKeyv } = await import('@keyv/redis');
-  // The comparable memory tier: live objects, no Keyv serialization, no clone on read (what ours does by default).
-  const memKeyv = () => createMemoryKeyv({ ttl: TTL_MS, lruSize: L1_MAX, useClone: false });
   // The NestJS docs' memory store for cache-manager: Keyv serializes every value, CacheableMemory clones on read.
-  const docsMemKeyv = () => new Keyv({ store: new CacheableMemory({ ttl: TTL_MS, lruSize: L1_MAX }) });
+  const docsMemKeyv = () => new kit.Keyv({ store: new kit.CacheableMemory({ ttl: TTL_MS, lruSize: L1_MAX }) });
   // Cacheable's own default primary: no serialization, clone on read.
-  const defaultMemKeyv = () => createMemoryKeyv({ ttl: TTL_MS, lruSize: L1_MAX });
-  const redisKeyv = (db) => {
-    const k = createKeyv(dbUrl(url, db));
-    closers.push(() => k.disconnect());
-    return k;
-  };
+  const defaultMemKeyv = () => kit.createMemoryKeyv({ ttl: TTL_MS, lruSize: L1_MAX });
   const cmRead = redisKeyv(DB.cm.read);
   const cm = {
     tiered: createCache({ stores: [memKeyv(), cmRead], ttl: TTL_MS }),
     tieredDefault: createCache({ stores: [docsMemKeyv(), cmRead], ttl: TTL_MS }),
     l2only: createCache({ stores: [cmRead], ttl: TTL_MS }),
-    miss: createCache({ stores: [memKeyv(), redisKeyv(DB.cm.miss)], ttl: TTL_MS }),
+    miss: kit.cmTiered(DB.cm.miss),
   };
 
   // ------------------------------------------------------------------ cacheable
@@ -168,7 +196,7 @@ async function buildContenders(url) {
     tieredDefault: new Cacheable({ primary: defaultMemKeyv(), secondary: cbRead, ttl: TTL_MS }),
     // Cacheable always reads its primary first; a Redis primary is how it runs without a memory tier.
     l2only: new Cacheable({ primary: cbRead, ttl: TTL_MS }),
-    miss: new Cacheable({ primary: memKeyv(), secondary: redisKeyv(DB.cacheable.miss), ttl: TTL_MS }),
+    miss: kit.cacheableTiered(DB.cacheable.miss),
   };
 
   // ------------------------------------------------------------------ data: 1,000 keys per library
@@ -301,4 +329,4 @@ async function verify(cases) {
   if (bad.length) throw new Error(`benchmark data check failed:\n  ${bad.join('\n  ')}`);
 }
 
-module.exports = { buildContenders, verify, DB, L1_MAX, SINGLE_FLIGHT_CALLERS, MGET_SIZE };
+module.exports = { buildContenders, peerKit, verify, DB, L1_MAX, SINGLE_FLIGHT_CALLERS, MGET_SIZE };
