@@ -11,10 +11,10 @@ export type CacheKeyFunction = (...args: never[]) => string;
 export type CacheKeyTemplate = string;
 
 /**
- * getOrSet's resilience options, per method or route (each defaults to the module's `resilience`): see
- * GetOrSetOptions for what each does.
+ * getOrSet's resilience options, per method or route (each defaults to the module's `resilience`, and `lock` to
+ * the module's `lock`): see GetOrSetOptions for what each does.
  */
-export type CacheResilienceOptions = Pick<GetOrSetOptions<never>, 'grace' | 'eagerRefresh' | 'failSafe' | 'failSafeTtl' | 'failSafeBackoff' | 'timeout'>;
+export type CacheResilienceOptions = Pick<GetOrSetOptions<never>, 'grace' | 'eagerRefresh' | 'failSafe' | 'failSafeTtl' | 'failSafeBackoff' | 'timeout' | 'lock'>;
 
 export interface CacheableOptions extends CacheResilienceOptions {
   /** A template or a function of the arguments. Default: `<keyPrefix>:<digest of the arguments>`. */

@@ -104,7 +104,7 @@ export function baseSetOptions(where: string, o: CacheWriteOptions, tags: TagsOf
   return Object.freeze(out);
 }
 
-export const RESILIENCE_KEYS = ['grace', 'eagerRefresh', 'failSafe', 'failSafeTtl', 'failSafeBackoff', 'timeout'] as const;
+export const RESILIENCE_KEYS = ['grace', 'eagerRefresh', 'failSafe', 'failSafeTtl', 'failSafeBackoff', 'timeout', 'lock'] as const;
 
 /** What a decorator passes on to the engine's writes (and getOrSet). */
 export type CacheWriteOptions = { ttl?: unknown; l1Ttl?: unknown } & Pick<GetOrSetOptions<never>, (typeof RESILIENCE_KEYS)[number]>;

@@ -182,5 +182,15 @@ describe('resilience options on decorators and routes (real Redis)', () => {
       }
       return Bad;
     }).toThrow(/Bad\.m.*eagerRefresh/);
+    expect(() => {
+      @Injectable()
+      class BadLock {
+        @Cacheable({ lock: 'yes' as never })
+        async m(): Promise<number> {
+          return 1;
+        }
+      }
+      return BadLock;
+    }).toThrow(/BadLock\.m.*lock/);
   });
 });

@@ -83,6 +83,7 @@ const NO_DEFAULTS: ResolvedResilience = { grace: 0, eagerRefresh: 0, failSafe: t
 export function checkCallOptions(where: string, options: GetOrSetOptions<never>): void {
   try {
     mergePolicy(NO_DEFAULTS, options);
+    if (options.lock !== undefined && typeof options.lock !== 'boolean') throw new TypeError(`getOrSet option lock = ${String(options.lock)}: expected true or false`);
   } catch (err) {
     throw new TypeError(`${where}: ${(err as Error).message}`);
   }
