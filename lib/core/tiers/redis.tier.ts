@@ -6,7 +6,7 @@ import { breakerHealth, CircuitBreaker, CLOSED, type BreakerSettings } from './c
 import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
-import { LOCK_ACQUIRE, LOCK_EXTEND, LOCK_RELEASE } from './lock-scripts';
+import { LOCK_ACQUIRE, LOCK_EXTEND, LOCK_RELEASE, releaseLock } from './lock-scripts';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
 import type { FillMark, ReplayableTier, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
@@ -99,17 +99,22 @@ return 1`;
  * can go as EVALSHA. The value is not written by the script itself: CLIENT TRACKING's NOLOOP does not cover
  * writes made inside a script, and Redis would announce this instance's own fill back to it.
  *
- * A fill that holds its key's fill lock (get-set/distributed-lock.ts) lets it go in the same transaction, stored
- * or refused, with a plain DEL of the lock and its waiter flag after the RENAME (see storeFillStaged), so a
- * waiter told of the release finds the value in place. Not in this script: writes made inside a script are
- * announced back through CLIENT TRACKING, and every miss would send this instance a message about its own lock.
+ * A fill that holds its key's fill lock (get-set/distributed-lock.ts) lets it go here, stored or refused: ARGV[6]
+ * = 1, KEYS[5], KEYS[6] = the lock and its waiter flag (the tag indexes follow them), ARGV[7..9] = token,
+ * channel, message. Inside the transaction, so a waiter told of the release finds the value in place, and at the
+ * price of a few calls in a script that runs anyway, instead of a script call of its own.
  * (Built over `keyMoved`, the check of the key itself, which the replay's store below makes differently.)
  */
-const stageScript = (keyMoved: string): string => `if ${keyMoved} or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
+const stageScript = (keyMoved: string): string => `local firstTag = 5
+if ARGV[6] == '1' then
+  firstTag = 7
+  ${releaseLock('KEYS[5]', 'KEYS[6]', 'ARGV[7]', 'ARGV[8]', 'ARGV[9]')}
+end
+if ${keyMoved} or (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] or (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
 redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
-if #KEYS > 4 then
+if #KEYS >= firstTag then
   ${REDIS_NOW}
-  for i = 5, #KEYS do
+  for i = firstTag, #KEYS do
     ${indexUnderTag('KEYS[i]', 'KEYS[1]', 'ARGV[4]', 'ARGV[5]')}
   end
 end
@@ -117,9 +122,9 @@ return 1`;
 const FILL_STAGE = stageScript(`redis.call('EXISTS', KEYS[1]) == 1`);
 /**
  * A replayed write's (or a refresh's) store: FILL_STAGE, except that the key must still hold what was read
- * (ARGV[6]; '' for nothing) instead of being absent, so an older entry can be replaced, never a newer one.
+ * (ARGV[10]; '' for nothing) instead of being absent, so an older entry can be replaced, never a newer one.
  */
-const REPLAY_STAGE = stageScript(`(redis.call('GET', KEYS[1]) or '') ~= ARGV[6]`);
+const REPLAY_STAGE = stageScript(`(redis.call('GET', KEYS[1]) or '') ~= ARGV[10]`);
 const REPLAY_STAGE_SHA = createHash('sha1').update(REPLAY_STAGE).digest('hex');
 const FILL_STAGE_SHA = createHash('sha1').update(FILL_STAGE).digest('hex');
 
@@ -929,27 +934,23 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
     const send = this.sender(conn, true);
     const tags = w.tagKeys ?? NO_TAGS;
     const script = expected === undefined ? (asEval ? FILL_STAGE : FILL_STAGE_SHA) : asEval ? REPLAY_STAGE : REPLAY_STAGE_SHA;
-    const stage: Array<string | number> = [script, 4 + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
+    const stage: Array<string | number> = [script, (release ? 6 : 4) + tags.length, w.pkey, fenceKey, genKey, this.stagingKey];
+    if (release) stage.push(release.lock.lockKey, release.lock.waitKey);
     for (const tk of tags) stage.push(tk);
     stage.push(seen.fence, seen.generation, w.payload, w.ttl, TAG_PRUNE);
+    // ARGV[6..9]: the lock's release (or none); ARGV[10]: what a replacing store expects to find.
+    if (release) stage.push(1, release.lock.token, release.channel, release.message);
+    else if (expected !== undefined) stage.push(0, '', '', '');
     if (expected !== undefined) stage.push(expected);
     // Their replies are MULTI's OK and QUEUED; what counts comes back in EXEC's reply (or as its rejection).
     send('multi', []).catch(ignore);
     send(asEval ? 'eval' : 'evalsha', stage).catch(ignore);
     send('rename', [this.stagingKey, w.pkey]).catch(ignore);
-    if (release) {
-      // Not token-checked: the lock is this fill's own unless it ran out (renewal failed) and another instance
-      // took it, and then the cost is at most one more factory run elsewhere; the fences keep what is stored right.
-      send('del', [release.lock.lockKey, release.lock.waitKey]).catch(ignore);
-    }
     const exec = send('exec', []);
     this.deadlines.ensureArmed();
     return exec.then((r) => {
       const rows = r as unknown[] | null;
-      if (!Array.isArray(rows) || rows.length !== (release ? 3 : 2)) return this.failed('set', new Error('fill store: transaction discarded'));
-      // Both went: a waiter had raised the flag beside the lock. Tell it (the value, or the refusal, is in place).
-      // (A lock that ran out leaves the count at 1 either way: its waiters find the release by polling.)
-      if (release && rows[2] === 2) void this.publish(release.channel, release.message);
+      if (!Array.isArray(rows) || rows.length !== 2) return this.failed('set', new Error('fill store: transaction discarded'));
       const [staged, renamed] = rows;
       if (staged === 1) return renamed === 'OK' ? true : this.failed('set', renamed instanceof Error ? renamed : new Error('fill store: staged value not moved'));
       if (staged === 0) return false;
