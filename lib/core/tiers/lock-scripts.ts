@@ -13,6 +13,26 @@ import { createHash } from 'node:crypto';
  * finds a flag.
  */
 
+/**
+ * A fill read that also takes the lock when the key is missing (standalone/Sentinel: the generation is in the
+ * same keyspace). KEYS = key, fence, generation, lock, waiter flag; ARGV = token, lock PX, 1 to read the PTTL.
+ * Replies {1, value, pttl, fence, generation} on a hit, {0, fence, generation, 1 | 0 (lock taken or not)} on a
+ * miss. One script call replaces the MGET + PTTL of a plain fill read, so taking the lock costs no round trip and
+ * no command of its own, and a hit takes no lock it would have to give back.
+ */
+export const READ_OR_LOCK = `local r = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3])
+local f = r[2] or ''
+local g = r[3] or ''
+if r[1] then
+  if ARGV[3] == '1' then return {1, r[1], redis.call('PTTL', KEYS[1]), f, g} end
+  return {1, r[1], -1, f, g}
+end
+if redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, f, g, 1} end
+local t = redis.call('PTTL', KEYS[4])
+if t > 0 then redis.call('SET', KEYS[5], '1', 'PX', t) end
+return {0, f, g, 0}`;
+export const READ_OR_LOCK_SHA = createHash('sha1').update(READ_OR_LOCK).digest('hex');
+
 /** Takes the lock, or raises the waiter flag for as long as the lock lives. KEYS = lock, flag; ARGV = token, PX. */
 export const LOCK_ACQUIRE = `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 local t = redis.call('PTTL', KEYS[1])

@@ -6,7 +6,7 @@ import { breakerHealth, CircuitBreaker, CLOSED, type BreakerSettings } from './c
 import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
-import { LOCK_ACQUIRE, LOCK_EXTEND, LOCK_RELEASE, releaseLock } from './lock-scripts';
+import { LOCK_ACQUIRE, LOCK_EXTEND, LOCK_RELEASE, READ_OR_LOCK, READ_OR_LOCK_SHA, releaseLock } from './lock-scripts';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
 import type { FillMark, ReplayableTier, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
@@ -781,36 +781,26 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
   }
 
   /**
-   * readForFill that also asks for `lock`, in the same socket write as the MGET (+ PTTL): a plain `SET NX PX`
-   * beside them, no script (a script call costs Redis several times what these commands do, and every
-   * getOrSet read below L1 pays for it). The fifth element says whether the lock was taken; undefined on a hit,
-   * whose lock is given back at once (a DEL: it is this call's own, set a moment ago), so a payload the caller
-   * cannot use leaves it to ask again. A miss that finds the lock taken raises the waiter flag, so the holder's
-   * release announces itself; a release that falls between the two is found by the waiter's poll instead.
-   * Standalone/Sentinel only (see locksInRead).
+   * readForFill that also takes `lock` when the key is missing, in one script call (READ_OR_LOCK) instead of the
+   * MGET + PTTL: the fifth element says whether the lock was taken (undefined on a hit: not asked, so a payload
+   * the caller cannot use leaves it to ask again). Standalone/Sentinel only (see locksInRead).
+   * EVALSHA; once more as EVAL when Redis does not know the script (it is loaded with it).
    */
-  readForFillLocking(pkey: string, fenceKey: string, genKey: string, withPttl: boolean, lock: FillLockKeys): Promise<[string | null, number, string, string, boolean | undefined] | L2Failed> {
+  readForFillLocking(pkey: string, fenceKey: string, genKey: string, withPttl: boolean, lock: FillLockKeys, asEval = false): Promise<[string | null, number, string, string, boolean | undefined] | L2Failed> {
     const conn = this.closed ? undefined : this.pick(false);
     if (!conn) return FAILED;
-    const send = this.sender(conn, true);
-    let values: unknown;
-    let pttl = -1;
-    send('mget', [pkey, fenceKey, genKey]).then((r) => (values = r), ignore);
-    if (withPttl) send('pttl', [pkey]).then((t) => (pttl = t as number), ignore);
-    const set = send('set', [lock.lockKey, lock.token, 'PX', lock.ttl, 'NX']);
+    const send = this.sender(conn, false);
+    const r = send(asEval ? 'eval' : 'evalsha', [asEval ? READ_OR_LOCK : READ_OR_LOCK_SHA, 5, pkey, fenceKey, genKey, lock.lockKey, lock.waitKey, lock.token, lock.ttl, withPttl ? 1 : 0]);
     this.deadlines.ensureArmed();
-    // Replies come in order: when the SET's arrives, the MGET's (and PTTL's) are in.
-    return set.then((reply) => {
-      const row = this.fillRead(values, pttl);
-      if (row === L2_FAILED) return row;
-      const taken = reply === 'OK';
-      if (row[0] !== null) {
-        if (taken) void this.run('lock', (c) => c.del(lock.lockKey), false, true);
-        return [row[0], row[1], row[2], row[3], undefined];
-      }
-      if (!taken) void this.run('lock', (c) => c.set(lock.waitKey, '1', 'PX', lock.ttl), false, true);
-      return [row[0], row[1], row[2], row[3], taken];
-    }, this.getFailed);
+    return r.then(
+      (reply) => {
+        const row = reply as Array<string | number | null>;
+        if (!Array.isArray(row)) return this.failed('get', new Error('locking fill read: unexpected reply'));
+        if (row[0] === 1) return [row[1] as string, Number(row[2]), (row[3] as string | null) ?? '', (row[4] as string | null) ?? '', undefined];
+        return [null, -2, (row[1] as string | null) ?? '', (row[2] as string | null) ?? '', row[3] === 1];
+      },
+      (err: unknown) => (!asEval && err instanceof Error && err.message.startsWith('NOSCRIPT') ? this.readForFillLocking(pkey, fenceKey, genKey, withPttl, lock, true) : this.getFailed(err)),
+    );
   }
 
   /** Takes a fill lock, or raises its waiter flag (LOCK_ACQUIRE): true when taken. */
