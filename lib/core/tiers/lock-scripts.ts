@@ -7,10 +7,8 @@ import { createHash } from 'node:crypto';
  * that died is replaced once the lock's PX runs out.
  *
  * The waiter flag exists so that a fill nobody waits for costs no PUBLISH: an instance that finds the lock
- * taken raises it — in the same script call for LOCK_ACQUIRE (atomically with the failed SET NX, so a release
- * can never fall between "lock seen taken" and "flag raised"), with a SET right after the fill read's plain
- * SET NX (a release in between is found by the waiter's poll) — and the release announces itself only when it
- * finds a flag.
+ * taken raises it in the same script call (atomically with the failed SET NX, so a release can never fall
+ * between "lock seen taken" and "flag raised"), and the release announces itself only when it finds a flag.
  */
 
 /**
