@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { CacheDecodeError } from './codec';
 import type { EngineContext, PreparedWrite } from './engine-context';
 import { inflatePayload } from './compression';
-import { ENTRY_COMPRESSED, ENTRY_NEWER, readHeader, type EntryHeader } from './entry-envelope';
+import { ENTRY_COMPRESSED, ENTRY_NEWER, pastStaleAt, readHeader, type EntryHeader } from './entry-envelope';
 import { fenceKeyOf, type FillSeen } from './fill-fence';
 import { GracedEntry } from './get-set/graced-entry';
 import type { DeferredInvalidations } from './deferred-invalidations';
@@ -160,8 +160,7 @@ export class CacheStack {
             const row = rows[j];
             if (row === undefined) return;
             const value = this.decodeStored(keys[i], row.value, (k) => void lower.deleteKeys([k]), 'the tiers below L2') as T | undefined;
-            const staleAt = this.#header.staleAt;
-            if (staleAt < 0 || Date.now() < staleAt) out[i] = value;
+            if (!pastStaleAt(this.#header.staleAt)) out[i] = value;
           });
         }
       }
@@ -230,7 +229,7 @@ export class CacheStack {
     const value = this.decodeStored(key, hit.payload, (k) => void lower.deleteKeys([k]), `tier ${lower.levels[hit.level].tier.name}`);
     if (value === undefined) return { value: undefined, seen, marks: r.marks };
     const { staleAt, createdAt } = this.#header;
-    if (staleAt >= 0 && Date.now() >= staleAt) {
+    if (pastStaleAt(staleAt)) {
       // Past this tier's TTL, within its grace: not copied up (a refresh replaces it), served by getOrSet alone.
       return { value: undefined, seen, marks: r.marks, copy: { value, stale: true, createdAt, keepUntil: 0 } };
     }
@@ -256,7 +255,7 @@ export class CacheStack {
     const value = payload === null ? undefined : this.decodeStored(key, payload, this.#dropL2, 'Redis');
     const { staleAt, createdAt } = this.#header;
     // A copy past its TTL is kept for getOrSet (grace), and is a miss to every other read.
-    if (value === undefined || (staleAt >= 0 && Date.now() >= staleAt)) {
+    if (value === undefined || pastStaleAt(staleAt)) {
       n.l2Misses++;
       return undefined;
     }

@@ -98,6 +98,11 @@ const KNOWN_FLAGS = ENTRY_COMPRESSED;
 let lastCreatedAt = -1;
 let lastCreatedHeader = '';
 
+/** Whether an entry whose header read `staleAt` (-1: none) is past its logical expiry: a stale copy within grace. */
+export function pastStaleAt(staleAt: number): boolean {
+  return staleAt >= 0 && Date.now() >= staleAt;
+}
+
 /** Wraps a codec payload in the envelope. Throws RangeError for a time that is not an integer epoch ms, or an undefined flag. */
 export function encodeEntry(payload: string, meta: EntryMeta): string {
   const { createdAt, staleAt, flags } = meta;

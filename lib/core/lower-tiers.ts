@@ -11,7 +11,7 @@ import { RedisConnectionFactory } from './tiers/redis-connection';
 import { RedisTier } from './tiers/redis.tier';
 import { CLOSED } from './tiers/circuit-breaker';
 import { L2_FAILED as TIER_FAILED } from './tiers/deadline';
-import { encodeEntry, payloadStart, readHeader, type EntryHeader } from './entry-envelope';
+import { encodeEntry, pastStaleAt, payloadStart, readHeader, type EntryHeader } from './entry-envelope';
 import { withGrace } from './get-set/resilience-policy';
 import { cappedTtl, type FillMark, type TierEntry, type TierHealth, type TierWrite } from './tiers/tier';
 import { WriteBehindQueue } from './write-behind-queue';
@@ -193,7 +193,7 @@ export class LowerTiers {
       marks[level.index] = r.mark;
       if (r.entry !== undefined) {
         // Past its TTL here (grace): a longer-lived tier below may still hold it fresh.
-        if (readHeader(r.entry.value, this.#header) > 0 && this.#header.staleAt >= 0 && Date.now() >= this.#header.staleAt) {
+        if (readHeader(r.entry.value, this.#header) > 0 && pastStaleAt(this.#header.staleAt)) {
           level.n.misses++;
           stale ??= { payload: r.entry.value, ttl: r.entry.ttl, level: level.index, due: false };
           continue;

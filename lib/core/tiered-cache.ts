@@ -14,7 +14,7 @@ import { newCounters, type EngineContext, type PreparedWrite } from './engine-co
 import { fencedTarget, replayTarget } from './fill-fence';
 import { FillLocks, type FillLockStats } from './get-set/distributed-lock';
 import { FactoryRunner } from './get-set/factory-runner';
-import { GracedEntry } from './get-set/graced-entry';
+import { freshStored, GracedEntry } from './get-set/graced-entry';
 import { callPolicy, type CallPolicy } from './get-set/resilience-policy';
 import { SingleFlight } from './get-set/single-flight';
 import { InvalidationQueue } from './invalidation-queue';
@@ -276,7 +276,7 @@ export class TieredCache {
     if (l1 !== undefined && (s.l1Trusted || !this.l2?.ready)) {
       let hit: object | undefined = l1.get(key);
       // A copy past L1's own TTL (kept for grace) is a miss to get().
-      if (l1.graced && hit instanceof GracedEntry) hit = coarseNow() < hit.freshUntil ? (hit.stored as object) : undefined;
+      if (l1.graced && hit !== undefined) hit = freshStored(hit);
       if (hit !== undefined) {
         n.l1Hits++;
         if (sample) this.#sampleLatency(t0, 'get', 'l1');
@@ -332,12 +332,13 @@ export class TieredCache {
     let missing: number[] | undefined;
     let hits = 0;
     const l1 = s.l1Trusted || !this.l2?.ready ? this.l1 : undefined;
+    const graced = l1?.graced === true;
     const protection = s.protection;
     for (let i = 0; i < count; i++) {
       const key = keys[i];
       if (!isValidKey(key)) return Promise.reject(keyError(key));
       let hit: object | undefined = l1 === undefined ? undefined : l1.get(key);
-      if (hit instanceof GracedEntry) hit = coarseNow() < hit.freshUntil ? (hit.stored as object) : undefined;
+      if (graced && hit !== undefined) hit = freshStored(hit);
       if (hit !== undefined) {
         hits++;
         out[i] = protection.fromStored(hit) as T;
@@ -364,7 +365,7 @@ export class TieredCache {
     const s = this.#state;
     if (!s.l1Trusted && this.l2?.ready) return undefined;
     let hit: object | undefined = this.l1?.get(key);
-    if (hit instanceof GracedEntry) hit = coarseNow() < hit.freshUntil ? (hit.stored as object) : undefined;
+    if (hit !== undefined && this.l1?.graced === true) hit = freshStored(hit);
     if (hit === undefined) return undefined;
     s.n.gets++;
     s.n.l1Hits++;

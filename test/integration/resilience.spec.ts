@@ -1,7 +1,6 @@
-import { Redis } from 'ioredis';
 import { CacheFactoryTimeoutError, TieredCache, TieredCacheOptionsError, type TieredCacheOptions } from '../../lib';
 import { EngineProcess } from '../support/engine-process';
-import { RedisServer } from '../support/redis-server';
+import { redisFixture } from '../support/redis-fixture';
 import { waitFor } from '../support/wait-for';
 
 /**
@@ -35,26 +34,11 @@ function latch<T>(): { factory: () => Promise<T>; calls: () => number; entered: 
 }
 
 describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => {
-  let redis: RedisServer;
-  let raw: Redis;
-  const caches: TieredCache[] = [];
-  const procs: EngineProcess[] = [];
-
-  beforeAll(async () => {
-    redis = await RedisServer.start();
-    raw = new Redis(redis.url);
-  });
-  afterEach(async () => {
-    await Promise.all(caches.splice(0).map((c) => c.close()));
-    await Promise.all(procs.splice(0).map((p) => p.stop()));
-  });
-  afterAll(async () => {
-    raw.disconnect();
-    await redis.stop();
-  });
+  const fx = redisFixture();
+  const { caches, procs } = fx;
 
   async function cache(opts: Partial<TieredCacheOptions> = {}): Promise<TieredCache> {
-    const c = new TieredCache({ redis: redis.url, logger: quiet, ...opts });
+    const c = new TieredCache({ redis: fx.redis.url, logger: quiet, ...opts });
     caches.push(c);
     expect(await c.connect()).toBe(true);
     return c;
@@ -62,6 +46,12 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
 
   /** Waits until `key` has gone past its TTL as `c` sees it (get() misses: stale copies are misses to it). */
   const expired = (c: TieredCache, key: string) => waitFor(`${key} past its TTL`, async () => (await c.get(key)) === undefined);
+
+  /** `key` filled with 'v1' by `c` with a short TTL, then waited past it: a stale copy within grace. */
+  async function staleV1(c: TieredCache, key = 'k'): Promise<void> {
+    await c.getOrSet(key, () => 'v1', { ttl: 30 });
+    await expired(c, key);
+  }
 
   describe('stale-while-revalidate (grace)', () => {
     it('a read past the TTL within grace returns the stale value at once and refreshes it in the background', async () => {
@@ -76,7 +66,7 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
       expect(refresh.calls()).toBe(1);
       refresh.release('v2');
       await waitFor('the refreshed value is served', async () => (await c.getOrSet('k', () => 'never', { ttl: '1h', grace: '1h' })) === 'v2');
-      expect(await raw.get(`${prefix}k`)).toContain('v2');
+      expect(await fx.raw.get(`${prefix}k`)).toContain('v2');
       const r = c.stats().resilience;
       expect(r.staleServed).toBeGreaterThanOrEqual(1);
       expect(r.refreshes).toBeGreaterThanOrEqual(1);
@@ -84,8 +74,7 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
 
     it('100 concurrent reads of one stale key run one refresh', async () => {
       const c = await cache({ keyPrefix: `swr${++seq}:`, resilience: { grace: '1h' } });
-      await c.getOrSet('k', () => 'v1', { ttl: 30 });
-      await expired(c, 'k');
+      await staleV1(c);
       const refresh = latch<string>();
       const answers = await Promise.all(Array.from({ length: 100 }, () => c.getOrSet('k', refresh.factory, { ttl: 30 })));
       expect(new Set(answers)).toEqual(new Set(['v1']));
@@ -105,7 +94,7 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
       expect(await b.getOrSet('k', refreshB.factory, { ttl: '1h' })).toBe('v1');
       await refreshB.entered;
       refreshB.release('v2');
-      await waitFor("B's refresh is in Redis", async () => (await raw.get(`${prefix}k`))?.includes('v2') === true);
+      await waitFor("B's refresh is in Redis", async () => (await fx.raw.get(`${prefix}k`))?.includes('v2') === true);
       // A's L1 copy is stale too: it is served once, and A's refresh finds B's value in Redis.
       let ranOnA = 0;
       const factoryA = () => {
@@ -147,7 +136,7 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
       await c.set('k', 'v1', { ttl: 30 });
       await expired(c, 'k');
       expect(await c.mget(['k'])).toEqual([undefined]);
-      expect(await raw.exists(`${prefix}k`)).toBe(1);
+      expect(await fx.raw.exists(`${prefix}k`)).toBe(1);
       const refresh = latch<string>();
       expect(await c.getOrSet('k', refresh.factory)).toBe('v1');
       refresh.release('v2');
@@ -156,7 +145,7 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
 
     it('a stale copy is never served after an invalidation of its key, on any instance (separate process)', async () => {
       const prefix = `swr${++seq}:`;
-      const opts = { redis: redis.url, keyPrefix: prefix, resilience: { grace: '1h' } };
+      const opts = { redis: fx.redis.url, keyPrefix: prefix, resilience: { grace: '1h' } };
       const a = await EngineProcess.start(opts);
       procs.push(a);
       expect(await a.call('connect')).toBe(true);
@@ -176,15 +165,14 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
       const prefix = `swr${++seq}:`;
       const a = await cache({ keyPrefix: prefix, resilience: { grace: '1h' } });
       const b = await cache({ keyPrefix: prefix, resilience: { grace: '1h' } });
-      await a.getOrSet('k', () => 'v1', { ttl: 30 });
-      await expired(a, 'k');
+      await staleV1(a);
       const refresh = latch<string>();
       expect(await a.getOrSet('k', refresh.factory, { ttl: '1h' })).toBe('v1');
       await refresh.entered;
       await b.delete('k');
       refresh.release('read before the delete');
       await waitFor('the refresh settled', () => a.stats().l2.fillsRefused >= 1);
-      expect(await raw.exists(`${prefix}k`)).toBe(0);
+      expect(await fx.raw.exists(`${prefix}k`)).toBe(0);
       expect(await a.get('k')).toBeUndefined();
     });
 
@@ -192,8 +180,7 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
       const prefix = `swr${++seq}:`;
       const a = await cache({ keyPrefix: prefix, resilience: { grace: '1h' } });
       const b = await cache({ keyPrefix: prefix, resilience: { grace: '1h' } });
-      await a.getOrSet('k', () => 'v1', { ttl: 30 });
-      await expired(a, 'k');
+      await staleV1(a);
       const refresh = latch<string>();
       expect(await a.getOrSet('k', refresh.factory, { ttl: '1h' })).toBe('v1');
       await refresh.entered;
@@ -240,9 +227,9 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
       await c.getOrSet('hot', () => ({ hot: true }), { ttl });
       await c.getOrSet('cold', () => ({ hot: false }), { ttl });
       await c.set('set-cold', { hot: false }, { ttl });
-      expect(await raw.pttl(`${prefix}hot`)).toBeGreaterThan(3_000_000);
-      expect(await raw.pttl(`${prefix}cold`)).toBeLessThanOrEqual(2_000);
-      expect(await raw.pttl(`${prefix}set-cold`)).toBeLessThanOrEqual(2_000);
+      expect(await fx.raw.pttl(`${prefix}hot`)).toBeGreaterThan(3_000_000);
+      expect(await fx.raw.pttl(`${prefix}cold`)).toBeLessThanOrEqual(2_000);
+      expect(await fx.raw.pttl(`${prefix}set-cold`)).toBeLessThanOrEqual(2_000);
       expect(await c.ttl('cold')).toBeLessThanOrEqual(2_000);
     });
 
@@ -250,7 +237,7 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
       const prefix = `adaptive${++seq}:`;
       const c = await cache({ keyPrefix: prefix });
       await expect(c.getOrSet('k', () => 1, { ttl: () => -5 })).rejects.toThrow(/ttl/);
-      expect(await raw.exists(`${prefix}k`)).toBe(0);
+      expect(await fx.raw.exists(`${prefix}k`)).toBe(0);
       expect(await c.get('k')).toBeUndefined();
     });
   });
@@ -259,8 +246,7 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
     it('a factory that throws with a stale copy within grace serves the copy, and the source is not called again before failSafeBackoff', async () => {
       const prefix = `fs${++seq}:`;
       const c = await cache({ keyPrefix: prefix, resilience: { grace: '1h', failSafeBackoff: '1h' } });
-      await c.getOrSet('k', () => 'v1', { ttl: 30 });
-      await expired(c, 'k');
+      await staleV1(c);
       let calls = 0;
       const failing = () => {
         calls++;
@@ -277,8 +263,7 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
     it('a background refresh that fails keeps the stale copy and backs off the source', async () => {
       const prefix = `fs${++seq}:`;
       const c = await cache({ keyPrefix: prefix, resilience: { grace: '1h', failSafeBackoff: '1h' } });
-      await c.getOrSet('k', () => 'v1', { ttl: 30 });
-      await expired(c, 'k');
+      await staleV1(c);
       let calls = 0;
       const failing = async () => {
         calls++;
@@ -295,15 +280,14 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
       const c = await cache({ keyPrefix: prefix, resilience: { grace: '1h' } });
       const boom = new Error('no source');
       await expect(c.getOrSet('k', () => Promise.reject(boom))).rejects.toBe(boom);
-      expect(await raw.exists(`${prefix}k`)).toBe(0);
+      expect(await fx.raw.exists(`${prefix}k`)).toBe(0);
       expect(await c.getOrSet('k', () => 'fresh')).toBe('fresh');
     });
 
     it('an invalidation withdraws the stale copy: a failing factory then fails the call', async () => {
       const prefix = `fs${++seq}:`;
       const c = await cache({ keyPrefix: prefix, resilience: { grace: '1h' } });
-      await c.getOrSet('k', () => 'v1', { ttl: 30 });
-      await expired(c, 'k');
+      await staleV1(c);
       await c.delete('k');
       await expect(c.getOrSet('k', () => Promise.reject(new Error('source down')))).rejects.toThrow('source down');
     });
@@ -311,8 +295,7 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
     it('failSafe: false lets the error through even with a stale copy', async () => {
       const prefix = `fs${++seq}:`;
       const c = await cache({ keyPrefix: prefix, resilience: { grace: '1h', failSafe: false } });
-      await c.getOrSet('k', () => 'v1', { ttl: 30 });
-      await expired(c, 'k');
+      await staleV1(c);
       await expect(c.getOrSet('k', () => Promise.reject(new Error('source down')), { grace: false })).rejects.toThrow('source down');
     });
   });
@@ -322,8 +305,7 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
       const prefix = `to${++seq}:`;
       const a = await cache({ keyPrefix: prefix, resilience: { grace: '1h' } });
       const b = await cache({ keyPrefix: prefix });
-      await a.getOrSet('k', () => 'v1', { ttl: 30 });
-      await expired(a, 'k');
+      await staleV1(a);
       const slow = latch<string>();
       expect(await a.getOrSet('k', slow.factory, { grace: false, timeout: { soft: 20 } })).toBe('v1');
       expect(a.stats().resilience.softTimeouts).toBe(1);
@@ -354,14 +336,13 @@ describe('resilience: grace, early refresh, fail-safe, factory timeouts', () => 
       await b.delete('k');
       slow.release('read before the delete');
       await waitFor('the late fill settled', () => a.stats().l2.fillsRefused >= 1);
-      expect(await raw.exists(`${prefix}k`)).toBe(0);
+      expect(await fx.raw.exists(`${prefix}k`)).toBe(0);
     });
 
     it('past timeout.hard with a stale copy, fail-safe answers with the copy', async () => {
       const prefix = `to${++seq}:`;
       const c = await cache({ keyPrefix: prefix, resilience: { grace: '1h' } });
-      await c.getOrSet('k', () => 'v1', { ttl: 30 });
-      await expired(c, 'k');
+      await staleV1(c);
       const hung = latch<string>();
       expect(await c.getOrSet('k', hung.factory, { grace: false, timeout: { hard: 25 } })).toBe('v1');
       expect(c.stats().resilience.failSafe).toBe(1);

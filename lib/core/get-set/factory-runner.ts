@@ -44,15 +44,8 @@ export class FactoryRunner {
       let seen: FillSeen | undefined;
       let marks: Array<FillMark | undefined> | undefined;
       if (ctx.l2) {
-        // One factory run per key across instances (distributed-lock.ts): the lock is asked for in the read; when
-        // another instance holds it, settle() waits for its value (or the lock) and reads again.
-        const lock = this.locks?.attempt(key, options);
-        let r = await this.stack.readForFill(key, 0, lock);
-        if (lock !== undefined) {
-          // A stale copy is served at once (fillResilient); its refresh asks for the lock without waiting.
-          if (r.copy !== undefined) this.locks?.abandon(key);
-          else ({ read: r, lease } = await (this.locks as FillLocks).settle(key, r, lock, flight));
-        }
+        let r: FillRead;
+        ({ read: r, lease } = await this.lockedRead(key, 0, options, flight));
         if (r.value !== undefined) {
           if (t0 >= 0) this.sampled(t0, 'getOrSet', 'l2');
           return r.value as T;
@@ -76,24 +69,31 @@ export class FactoryRunner {
   }
 
   /**
-   * The fill with a policy: `held` is the copy L1 had (past its own TTL, or stale), `read` a lookup already made.
+   * The fill read with the fill lock (distributed-lock.ts), one factory run per key across instances: the lock is
+   * asked for in the read; when another instance holds it, settle() waits for its value (or the lock) and reads
+   * again. A copy (stale, or due for an early refresh) is answered at once instead: its refresh asks for the lock
+   * without waiting (runFactory).
+   */
+  private async lockedRead(key: string, eagerRefresh: number, options: Options, flight: Flight): Promise<{ read: FillRead; lease?: FillLease }> {
+    const lock = this.locks?.attempt(key, options);
+    const read = await this.stack.readForFill(key, eagerRefresh, lock);
+    if (lock === undefined) return { read };
+    if (read.copy === undefined) return (this.locks as FillLocks).settle(key, read, lock, flight);
+    (this.locks as FillLocks).abandon(key);
+    return { read };
+  }
+
+  /**
+   * The fill with a policy: `held` is the copy L1 had (past its own TTL, or stale), `read` a lookup already made;
+   * `answered`: the caller already answered from L1 (a background refresh), so only the run is counted here.
    * Resolves to what the callers get; the factory's run and its store go on after that when they must.
    */
-  /** `answered`: the caller already answered from L1 (a background refresh): only the run is counted here. */
   async fillResilient<T>(key: string, factory: () => T | Promise<T>, options: Options, policy: CallPolicy, flight: Flight, t0: number, held?: HeldCopy, read?: FillRead, answered = false): Promise<T> {
     const ctx = this.ctx;
     let run: Promise<T> | undefined;
     let lease: FillLease | undefined;
     try {
-      if (read === undefined && ctx.l2) {
-        const lock = this.locks?.attempt(key, options);
-        read = await this.stack.readForFill(key, policy.eagerRefresh, lock);
-        if (lock !== undefined) {
-          // A plain miss waits for another instance's fill, as fill() does; a copy is answered without waiting.
-          if (read.value === undefined && read.copy === undefined) ({ read, lease } = await (this.locks as FillLocks).settle(key, read, lock, flight));
-          else this.locks?.abandon(key);
-        }
-      }
+      if (read === undefined && ctx.l2) ({ read, lease } = await this.lockedRead(key, policy.eagerRefresh, options, flight));
       if (t0 >= 0) this.sampled(t0, 'getOrSet', ctx.l2 ? 'l2' : 'l1');
       if (read !== undefined && read.value !== undefined && read.copy === undefined) return read.value as T;
       // L2's copy is at least as new as the one L1 held.

@@ -1,3 +1,5 @@
+import { coarseNow } from '../coarse-clock';
+
 /**
  * An L1 entry written with a logical expiry (grace or eager refresh): the stored value and the times a reader
  * needs. L1 keeps it until the end of its grace; readers unwrap it (tiered-cache.ts) and decide from these times
@@ -23,4 +25,13 @@ export class GracedEntry {
   refreshDue(now: number, ratio: number): boolean {
     return ratio > 0 && now >= this.createdAt + ratio * (this.staleAt - this.createdAt);
   }
+}
+
+/**
+ * What a plain read (get, mget, peekLocal) takes from an L1 hit: the value as stored, or undefined for a graced
+ * copy past L1's own TTL (stale copies are getOrSet's alone). Call it only once MemoryTier.graced is set.
+ */
+export function freshStored(hit: object): object | undefined {
+  if (!(hit instanceof GracedEntry)) return hit;
+  return coarseNow() < hit.freshUntil ? (hit.stored as object) : undefined;
 }
