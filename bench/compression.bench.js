@@ -1,6 +1,6 @@
 'use strict';
 /**
- * Compression of stored entries (README, "Compression"): for 10 KB and 100 KB of JSON, what each algorithm saves
+ * Compression of stored entries (docs/options.md, "Compression"): for 10 KB and 100 KB of JSON, what each algorithm saves
  * once the engine has stored it (base64 inside the entry envelope: every tier stores text), and the engine's
  * compress and decompress against raw node:zlib on the same bytes at the same level, measured in the same run.
  *

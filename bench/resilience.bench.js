@@ -1,6 +1,6 @@
 'use strict';
 /**
- * getOrSet against a slow or failing source (README, "Slow or failing sources"), each row against the raw
+ * getOrSet against a slow or failing source (docs/resilience.md), each row against the raw
  * lru-cache get floor measured in the same run:
  *
  * 1. Stale hit inside grace: every key is past its TTL, within grace, and its refresh is held in a factory that

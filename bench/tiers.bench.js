@@ -1,6 +1,6 @@
 'use strict';
 /**
- * The tiers below L2 (README, "More tiers"), each row against a raw-driver floor measured in the same run:
+ * The tiers below L2 (docs/options.md, "More tiers"), each row against a raw-driver floor measured in the same run:
  *
  * 1. L4 hit: PostgresTier.getEntry vs the raw `pg` pool running the tier's own SELECT as a named prepared
  *    statement, same pool size, 1 and 16 in flight (target ≥ 90 %). Beside it, informative: readFenced (the

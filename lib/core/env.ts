@@ -5,7 +5,7 @@ import type { BreakerOptions, CompressionOptions, PostgresConnectionOptions, Red
 type Env = Record<string, string | undefined>;
 
 /**
- * Builds options from environment variables (see the README's table). A bare number in a duration variable
+ * Builds options from environment variables (see docs/options.md). A bare number in a duration variable
  * means **seconds**, as in the .env files this replaces (`CACHE_DEFAULT_TTL=3600`); '500ms', '30s', '5m' work too.
  * Unset variables leave the library default. A malformed value fails with the variable's name.
  */

@@ -126,7 +126,7 @@ export interface WriteBehindOptions {
 
 /**
  * Auto-recovery: writes that could not reach a shared tier (Redis, or a tier below it) while it was down are
- * queued and replayed, each only where the tier proves it is not stale, when the tier is back (README: Recovery).
+ * queued and replayed, each only where the tier proves it is not stale, when the tier is back (docs/cache-api.md).
  */
 export interface RecoveryOptions {
   /** Queued writes per tier (default 10,000); past it the oldest is pushed out and its key deleted there instead. */
@@ -279,7 +279,7 @@ export interface TieredCacheHttpOptions {
   /**
    * Default false. Express only: an L1 HIT of an eligible cached GET route is answered by a middleware before
    * Nest routing (no guards, interceptors or observables run; they would not have changed the answer). See
-   * "HTTP fast path" in the README for the exact rules.
+   * docs/http-caching.md for the exact rules.
    */
   fastPath?: boolean;
   /** URLs the fast path remembers (default 10,000); past it the oldest is forgotten (then served the normal way). */

@@ -1,7 +1,9 @@
-// Runs the compatibility projects: the built package (dist/, CommonJS) loaded by apps on the Nest major
-// that the main Jest suite does not use. Each project pins its own Nest in its own package.json.
+// Runs the compatibility projects: each is a fresh app on its own Nest major (its own package.json and lock)
+// that installs the package exactly as a user gets it — the tarball `npm pack` makes of this checkout — and
+// uses it through its public entry points only.
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,25 +14,37 @@ if (!existsSync(join(root, 'dist', 'index.js'))) {
   process.exit(1);
 }
 
+const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+const run = (cwd, cmd, args, extra = {}) => spawnSync(cmd, args, { cwd, stdio: 'inherit', env: process.env, ...extra });
+
+const packDir = mkdtempSync(join(tmpdir(), 'tiered-cache-pack-'));
 let failed = false;
-for (const name of readdirSync(here, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name)) {
-  const dir = join(here, name);
-  if (!existsSync(join(dir, 'package.json'))) continue;
-  const run = (cmd, args) => spawnSync(cmd, args, { cwd: dir, stdio: 'inherit', env: process.env });
-  if (!existsSync(join(dir, 'node_modules'))) {
-    const install = run('npm', existsSync(join(dir, 'package-lock.json')) ? ['ci', '--no-audit', '--no-fund'] : ['install', '--no-audit', '--no-fund']);
-    if (install.status !== 0) process.exit(install.status ?? 1);
+try {
+  const pack = spawnSync(npm, ['pack', '--json', '--pack-destination', packDir], { cwd: root, encoding: 'utf8', env: process.env });
+  if (pack.status !== 0) {
+    console.error(pack.stderr);
+    process.exit(pack.status ?? 1);
   }
-  // Install the package as a user would get it: dist/ plus package.json, resolving its peers from this project.
-  const target = join(dir, 'node_modules', 'nestjs-tiered-cache');
-  rmSync(target, { recursive: true, force: true });
-  mkdirSync(target, { recursive: true });
-  cpSync(join(root, 'dist'), join(target, 'dist'), { recursive: true });
-  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-  writeFileSync(join(target, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, main: pkg.main, types: pkg.types }));
-  console.log(`\n# compat: ${name}`);
-  const tests = readdirSync(dir).filter((f) => f.endsWith('.test.mjs')).map((f) => join(dir, f));
-  const r = run(process.execPath, ['--test', '--test-reporter=spec', ...tests]);
-  if (r.status !== 0) failed = true;
+  const [{ filename }] = JSON.parse(pack.stdout);
+  const tarball = join(packDir, filename);
+  console.log(`# compat: packed ${filename}`);
+
+  for (const name of readdirSync(here, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name)) {
+    const dir = join(here, name);
+    if (!existsSync(join(dir, 'package.json'))) continue;
+    if (!existsSync(join(dir, 'node_modules'))) {
+      const install = run(dir, npm, existsSync(join(dir, 'package-lock.json')) ? ['ci', '--no-audit', '--no-fund'] : ['install', '--no-audit', '--no-fund']);
+      if (install.status !== 0) process.exit(install.status ?? 1);
+    }
+    // The tarball, with its own dependencies from the registry; its optional peers come from the project.
+    const add = run(dir, npm, ['install', '--no-save', '--no-audit', '--no-fund', '--no-package-lock', tarball]);
+    if (add.status !== 0) process.exit(add.status ?? 1);
+    console.log(`\n# compat: ${name}`);
+    const tests = readdirSync(dir).filter((f) => /\.test\.(mjs|cjs)$/.test(f)).map((f) => join(dir, f));
+    const r = run(dir, process.execPath, ['--test', '--test-reporter=spec', ...tests]);
+    if (r.status !== 0) failed = true;
+  }
+} finally {
+  rmSync(packDir, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);
