@@ -3,7 +3,7 @@ import { ModulesContainer } from '@nestjs/core';
 import { TieredCacheOptionsError } from '../core/errors';
 import type { TieredCache } from '../core/tiered-cache';
 import { describeCache } from './cache-name';
-import { TIERED_CACHE_NAME } from './constants';
+import { DEFAULT_CACHE_NAME, TIERED_CACHE_NAME } from './constants';
 
 /** What the registry knows of a cache (CacheManagerService is one). */
 export interface RegisteredCache {
@@ -48,9 +48,9 @@ export class CacheRegistry {
     return this.caches.get(name);
   }
 
-  /** Names of the registered caches, in registration order. */
+  /** Names of the registered caches: the default one first, then the others alphabetically. */
   names(): string[] {
-    return [...this.caches.keys()];
+    return byName([...this.caches.keys()]);
   }
 
   /**
@@ -92,8 +92,13 @@ export class CacheRegistry {
       const value: unknown = m.providers.get(TIERED_CACHE_NAME)?.instance;
       if (typeof value === 'string') out.push(value);
     }
-    return out;
+    return byName(out);
   }
+}
+
+// Construction order depends on how Nest schedules providers: messages and reports list names in a fixed order.
+function byName(names: string[]): string[] {
+  return names.sort((a, b) => (a === DEFAULT_CACHE_NAME ? -1 : b === DEFAULT_CACHE_NAME ? 1 : a.localeCompare(b)));
 }
 
 /**
@@ -102,9 +107,10 @@ export class CacheRegistry {
  * settings reach one server cannot be told reliably (URLs, Sentinel, Cluster, DNS), so any two caches with a
  * shared tier must have disjoint prefixes; caches in memory only share nothing.
  */
-function checkPrefixes(a: RegisteredCache, b: RegisteredCache): void {
+function checkPrefixes(x: RegisteredCache, y: RegisteredCache): void {
   const shared = (c: RegisteredCache) => c.engine.options.l2.enabled || c.engine.options.lower.length > 0;
-  if (!shared(a) || !shared(b)) return;
+  if (!shared(x) || !shared(y)) return;
+  const [a, b] = byName([x.name, y.name])[0] === x.name ? [x, y] : [y, x];
   const pa = a.engine.options.keyPrefix;
   const pb = b.engine.options.keyPrefix;
   if (!pa.startsWith(pb) && !pb.startsWith(pa)) return;
