@@ -119,7 +119,7 @@ export class MethodCacheExplorer implements OnModuleInit, OnApplicationBootstrap
         `${ops.className}.${ops.methodName} is cached in ${describeCache(name)}, which this app does not register ` +
           `(caches: ${known.map((n) => `'${n}'`).join(', ')}): ` +
           (name === DEFAULT_CACHE_NAME
-            ? "register it (TieredCacheModule.forRoot() without a name) or give the decorator a cache option"
+            ? 'register it (TieredCacheModule.forRoot() without a name) or give the decorator a cache option'
             : `register it (TieredCacheModule.forRoot({ name: '${name}', … })) or fix the decorator's cache option`),
       );
     }

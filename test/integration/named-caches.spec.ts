@@ -10,6 +10,8 @@ import {
   CacheEvict,
   CacheManagerService,
   CachePut,
+  CacheRegistry,
+  HttpFastPath,
   Cacheable,
   InjectCache,
   InvalidationStrategyFor,
@@ -665,6 +667,52 @@ describe('named caches: configuration', () => {
       expect(c.g.name).toBe('g');
       expect(c.g.engine.options.keyPrefix).toBe('g:');
       expect(app.get(CacheManagerService).name).toBe('default');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("the HTTP fast path answers the default cache's routes only", async () => {
+    @Controller('fp')
+    @UseInterceptors(TieredCacheInterceptor)
+    class FastRoutes {
+      runs = 0;
+      @Get('default')
+      @Cacheable({ key: 'fp-default' })
+      def(): { run: number } {
+        return { run: ++this.runs };
+      }
+      @Get('named')
+      @Cacheable({ cache: 'scores', key: 'fp-named' })
+      named(): { run: number } {
+        return { run: ++this.runs };
+      }
+    }
+    @Module({
+      imports: [
+        TieredCacheModule.forRoot({ name: 'scores', logger: quiet, metrics: false }),
+        TieredCacheModule.forRoot({ logger: quiet, metrics: false, http: { fastPath: true } }),
+      ],
+      controllers: [FastRoutes],
+    })
+    class AppModule {}
+    const app = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({ logger: false });
+    await app.init();
+    try {
+      const fastPath = app.get(HttpFastPath);
+      const interceptor = new TieredCacheInterceptor(app.get(CacheManagerService), undefined, fastPath, app.get(CacheRegistry));
+      expect(interceptor.explainFastPath(FastRoutes, 'def')).toEqual([]);
+      expect(interceptor.explainFastPath(FastRoutes, 'named')).toEqual(["it is served by cache 'scores'; the fast path serves the default cache only"]);
+      for (let i = 0; i < 3; i++) {
+        await request(app.getHttpServer()).get('/fp/default').expect(200);
+        await request(app.getHttpServer()).get('/fp/named').expect(200);
+      }
+      // The default route's URL is answered before routing; the named route's goes through the interceptor.
+      expect(fastPath.stats()).toMatchObject({ active: true, urls: 1 });
+      expect(fastPath.stats().hits).toBeGreaterThan(0);
+      expect(app.get(FastRoutes).runs).toBe(2);
+      // The named route's two HITs came from the scores cache's L1.
+      expect(app.get<CacheManagerService>(getCacheToken('scores')).stats().l1.hits).toBe(2);
     } finally {
       await app.close();
     }

@@ -248,7 +248,10 @@ export class TieredCacheInterceptor implements NestInterceptor {
     const ops = getCacheOperations(handler);
     const o = ops?.cacheable;
     if (fp === undefined || !fp.active) out.push('the fast path is not active (http.fastPath off, not Express, or L1 off)');
-    else if (fp.engine !== this.findEngine(o?.cache)) out.push(o?.cache !== undefined && o.cache !== this.cache?.name ? `it is served by ${describeCache(o.cache)}; the fast path serves the default cache only` : "this interceptor's cache is not the fast path's");
+    else if (fp.engine !== this.findEngine(o?.cache)) {
+      const named = o?.cache !== undefined && o.cache !== DEFAULT_CACHE_NAME;
+      out.push(named ? `it is served by ${describeCache(o.cache!)}; the fast path serves the default cache only` : "this interceptor's cache is not the fast path's");
+    }
     if (typeof handler !== 'function' || ops === undefined || o === undefined) return [...out, 'no @Cacheable()'];
     if (Reflect.getMetadata(METHOD_METADATA, handler) !== RequestMethod.GET) out.push('not a @Get() route');
     if (typeof o.key === 'function') out.push('its key is a function of the request');
