@@ -16,7 +16,16 @@ export type CacheKeyTemplate = string;
  */
 export type CacheResilienceOptions = Pick<GetOrSetOptions<never>, 'grace' | 'eagerRefresh' | 'failSafe' | 'failSafeTtl' | 'failSafeBackoff' | 'timeout' | 'lock'>;
 
-export interface CacheableOptions extends CacheResilienceOptions {
+/** Which cache serves a decorated method or route. */
+export interface CacheTargetOptions {
+  /**
+   * Name of the cache (`TieredCacheModule.forRoot({ name })`) that serves this method. Default: the default
+   * cache (registered without a name). An unknown name fails the app's boot, naming the method.
+   */
+  cache?: string;
+}
+
+export interface CacheableOptions extends CacheResilienceOptions, CacheTargetOptions {
   /** A template or a function of the arguments. Default: `<keyPrefix>:<digest of the arguments>`. */
   key?: CacheKeyTemplate | CacheKeyFunction;
   /** Namespace of the default key (default `ClassName.methodName`). Methods that share a keyPrefix share entries. */
@@ -49,7 +58,7 @@ export interface CacheableOptions extends CacheResilienceOptions {
 /** A key or pattern given as a function of the arguments (may return several). */
 export type CacheEvictFunction = (...args: never[]) => string | readonly string[];
 
-export interface CacheEvictOptions {
+export interface CacheEvictOptions extends CacheTargetOptions {
   /** Keys to delete: templates as in @Cacheable, or functions of the arguments. */
   keys?: string | ReadonlyArray<CacheKeyTemplate | CacheEvictFunction>;
   /** Redis globs: literal text is a glob, filled-in values always match literally. */
@@ -62,7 +71,7 @@ export interface CacheEvictOptions {
   beforeInvocation?: boolean;
 }
 
-export interface CachePutOptions {
+export interface CachePutOptions extends CacheTargetOptions {
   /** Where to store the result: a template or a function of the arguments. */
   key: CacheKeyTemplate | CacheKeyFunction;
   ttl?: Duration | ((result: never) => Duration);

@@ -1,8 +1,10 @@
-import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Optional, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type { GetOrSetOptions, SetOptions, TieredCacheOptions } from '../core/tiered-cache-options.interface';
 import type { CacheStats } from '../core/stats';
 import { TieredCache, type PatternInvalidationReport } from '../core/tiered-cache';
 import { TIERED_CACHE_OPTIONS } from './tiered-cache.module-definition';
+import { DEFAULT_CACHE_NAME, TIERED_CACHE_NAME } from './constants';
+import { CacheRegistry } from './cache-registry';
 
 /**
  * The cache as Nest code sees it: a thin shell over the engine (`TieredCache`) that ties it to the module
@@ -11,10 +13,26 @@ import { TIERED_CACHE_OPTIONS } from './tiered-cache.module-definition';
 @Injectable()
 export class CacheManagerService implements OnModuleInit, OnApplicationShutdown {
   readonly engine: TieredCache;
+  /** `forRoot({ name })`; `'default'` for the cache registered without one. */
+  readonly name: string;
 
-  constructor(@Inject(TIERED_CACHE_OPTIONS) options: TieredCacheOptions) {
+  constructor(
+    @Inject(TIERED_CACHE_OPTIONS) options: TieredCacheOptions,
+    @Optional() @Inject(TIERED_CACHE_NAME) name?: string,
+    @Optional() registry?: CacheRegistry,
+  ) {
+    this.name = name ?? DEFAULT_CACHE_NAME;
+    // A named cache gets a namespace of its own by default, so it never shares keys or a bus channel with another.
+    const named = this.name !== DEFAULT_CACHE_NAME && options !== null && typeof options === 'object' && options.keyPrefix === undefined;
     // Invalid options throw here, so the app fails at boot with a message naming the option.
-    this.engine = new TieredCache(options);
+    this.engine = new TieredCache(named ? { ...options, keyPrefix: `${this.name}:` } : options);
+    try {
+      registry?.register(this);
+    } catch (err) {
+      // Nothing is connected yet (connections are opened in onModuleInit); this releases the timers.
+      void this.engine.close();
+      throw err;
+    }
   }
 
   async onModuleInit(): Promise<void> {

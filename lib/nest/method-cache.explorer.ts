@@ -3,7 +3,11 @@ import { INTERCEPTORS_METADATA } from '@nestjs/common/constants';
 import { APP_INTERCEPTOR, ApplicationConfig, DiscoveryService, MetadataScanner } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper';
 import { CacheManagerService } from './cache-manager.service';
-import { getCacheOperations, type CacheOperations } from './decorators/cache-operations';
+import { getCacheOperations, owningCache, targetCaches, type CacheOperations } from './decorators/cache-operations';
+import { CacheRegistry } from './cache-registry';
+import { describeCache } from './cache-name';
+import { DEFAULT_CACHE_NAME } from './constants';
+import type { TieredCache } from '../core/tiered-cache';
 import { KeyTemplate } from '../core/keys/key-template';
 import { TieredCacheInterceptor } from './http/tiered-cache.interceptor';
 import { createMethodWrapper, methodKeyPrefix } from './method-cache.wrapper';
@@ -20,6 +24,10 @@ export class CacheDecoratorError extends Error {
  * onModuleInit: before any @OnEvent listener is subscribed, any route is served or any
  * onApplicationBootstrap hook runs. (The cache works before Redis is connected: L2 calls are misses.)
  *
+ * Every cache's explorer sees every provider of the app, and installs only the methods its cache owns
+ * (see owningCache), so each method is wrapped once, by its cache; a @CacheEvict() naming another cache
+ * reaches that cache's engine through the app's CacheRegistry.
+ *
  * Controllers are not wrapped: their handlers are cached as HTTP responses by TieredCacheInterceptor,
  * which needs the request (route, query, vary headers), not only the handler's arguments. The explorer
  * only validates them, and warns at bootstrap about decorated handlers the interceptor never sees (a
@@ -35,6 +43,7 @@ export class MethodCacheExplorer implements OnModuleInit, OnApplicationBootstrap
     private readonly scanner: MetadataScanner,
     private readonly cache: CacheManagerService,
     @Optional() private readonly appConfig?: ApplicationConfig,
+    @Optional() private readonly registry?: CacheRegistry,
   ) {}
 
   onModuleInit(): void {
@@ -67,6 +76,7 @@ export class MethodCacheExplorer implements OnModuleInit, OnApplicationBootstrap
     for (const name of this.scanner.getAllMethodNames(proto)) {
       const ops = getCacheOperations((proto as Record<string, unknown>)[name]);
       if (!ops) continue;
+      if (!this.owns(ops)) continue;
       const where = `${ops.className}.${ops.methodName}`;
       if (!isStatic) {
         throw new CacheDecoratorError(
@@ -88,13 +98,38 @@ export class MethodCacheExplorer implements OnModuleInit, OnApplicationBootstrap
       }
       // An instance reachable under several tokens (aliases, re-exports) is wrapped once.
       if (Object.prototype.hasOwnProperty.call(instance, ops.slot)) continue;
-      const installed = createMethodWrapper(ops, this.cache.engine);
+      const installed = createMethodWrapper(ops, (cache) => this.engineOf(cache));
       try {
         Object.defineProperty(instance, ops.slot, { value: installed, configurable: true, enumerable: false, writable: false });
       } catch (err) {
         throw new CacheDecoratorError(`${where}: cannot install the cache wrapper on the instance (${(err as Error).message})`);
       }
     }
+  }
+
+  /**
+   * Whether this cache installs (or, on a controller, checks) the method. Every explorer first checks that
+   * each cache the method names exists: a method whose cache is unknown has no owner to report it.
+   */
+  private owns(ops: CacheOperations): boolean {
+    for (const name of targetCaches(ops)) {
+      if (name === this.cache.name || this.registry?.get(name) !== undefined) continue;
+      const known = this.registry?.names() ?? [this.cache.name];
+      throw new CacheDecoratorError(
+        `${ops.className}.${ops.methodName} is cached in ${describeCache(name)}, which this app does not register ` +
+          `(caches: ${known.map((n) => `'${n}'`).join(', ')}): ` +
+          (name === DEFAULT_CACHE_NAME
+            ? 'register it (TieredCacheModule.forRoot() without a name) or give the decorator a cache option'
+            : `register it (TieredCacheModule.forRoot({ name: '${name}', … })) or fix the decorator's cache option`),
+      );
+    }
+    return owningCache(ops) === this.cache.name;
+  }
+
+  private engineOf(cache: string | undefined): TieredCache {
+    if (cache === undefined || cache === this.cache.name) return this.cache.engine;
+    // owns() checked every name the method uses.
+    return this.registry!.get(cache)!.engine;
   }
 
   private checkController(wrapper: InstanceWrapper, globalInterceptor: boolean): void {
@@ -105,6 +140,7 @@ export class MethodCacheExplorer implements OnModuleInit, OnApplicationBootstrap
       const handler = (proto as Record<string, unknown>)[name];
       const ops = getCacheOperations(handler);
       if (!ops) continue;
+      if (!this.owns(ops)) continue;
       const where = `${ops.className}.${ops.methodName}`;
       if (!classIntercepted && !hasCacheInterceptor(handler)) this.unintercepted.push(where);
       if (ops.put) {

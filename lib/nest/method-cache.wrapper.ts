@@ -26,22 +26,25 @@ export function methodKeyPrefix(ops: CacheOperations): string | undefined {
   return c.keyPrefix ?? defaultKeyPrefix(ops.className, ops.methodName);
 }
 
+/** The engine of a cache by name (each decorator may name its own cache). */
+export type EngineResolver = (cache: string | undefined) => TieredCache;
+
 /**
  * Builds the function installed on a provider instance for a decorated method. Everything that can be
- * decided once (templates bound to parameter positions, TTLs parsed, static tags) is decided here, so a
- * cache hit costs a key build and an L1 lookup.
+ * decided once (templates bound to parameter positions, TTLs parsed, static tags, each operation's cache)
+ * is decided here, so a cache hit costs a key build and an L1 lookup.
  */
-export function createMethodWrapper(ops: CacheOperations, engine: TieredCache): InstalledWrapper {
+export function createMethodWrapper(ops: CacheOperations, engineOf: EngineResolver): InstalledWrapper {
   const where = `${ops.className}.${ops.methodName}`;
   const names = parameterNames(ops.original);
   const compiler: TemplateCompiler = {
     template: (source, segment) => KeyTemplate.parse(source, where).bind(names, where, segment),
     call: <R>(fn: (...args: never[]) => R) => (args: Args) => (fn as unknown as (...a: Args) => R)(...args),
   };
-  if (ops.cacheable) return cacheableWrapper(ops, engine, compiler, where);
+  if (ops.cacheable) return cacheableWrapper(ops, engineOf(ops.cacheable.cache), compiler, where);
   let inner: InstalledWrapper = (self, args) => ops.original.apply(self, args);
-  if (ops.put) inner = putWrapper(ops, inner, engine, compiler, where);
-  if (ops.evict.length > 0) inner = evictWrapper(ops, inner, engine, compiler, where);
+  if (ops.put) inner = putWrapper(ops, inner, engineOf(ops.put.cache), compiler, where);
+  if (ops.evict.length > 0) inner = evictWrapper(ops, inner, engineOf, compiler, where);
   return inner;
 }
 
@@ -151,9 +154,9 @@ function putWrapper(ops: CacheOperations, inner: InstalledWrapper, engine: Tiere
   };
 }
 
-function evictWrapper(ops: CacheOperations, inner: InstalledWrapper, engine: TieredCache, c: TemplateCompiler, where: string): InstalledWrapper {
-  const before = ops.evict.filter((e) => e.beforeInvocation === true).map((e) => compileEvict(c, e, `@CacheEvict() on ${where}`, engine));
-  const after = ops.evict.filter((e) => e.beforeInvocation !== true).map((e) => compileEvict(c, e, `@CacheEvict() on ${where}`, engine));
+function evictWrapper(ops: CacheOperations, inner: InstalledWrapper, engineOf: EngineResolver, c: TemplateCompiler, where: string): InstalledWrapper {
+  const before = ops.evict.filter((e) => e.beforeInvocation === true).map((e) => compileEvict(c, e, `@CacheEvict() on ${where}`, engineOf(e.cache)));
+  const after = ops.evict.filter((e) => e.beforeInvocation !== true).map((e) => compileEvict(c, e, `@CacheEvict() on ${where}`, engineOf(e.cache)));
   return async (self, args) => {
     for (const evict of before) await evict(args, undefined);
     const result = await inner(self, args);

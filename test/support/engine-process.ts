@@ -42,12 +42,20 @@ export class EngineProcess {
     });
   }
 
-  static async start(options: TieredCacheOptions): Promise<EngineProcess> {
+  static start(options: TieredCacheOptions): Promise<EngineProcess> {
+    return EngineProcess.fork('engine-child.js', options);
+  }
+
+  /**
+   * A child running another script of test/support that speaks the same protocol (nest-app-child.js: a whole
+   * Nest app). `options` reaches it as JSON in TC_OPTIONS.
+   */
+  static async fork(script: string, options: unknown): Promise<EngineProcess> {
     const dist = join(ROOT, 'dist', 'index.js');
     if (!existsSync(dist) || statSync(dist).mtimeMs < newest(join(ROOT, 'lib'))) {
       throw new Error('dist/ is missing or older than lib/: run `npm run build` (npm test does) before this spec');
     }
-    const child = fork(join(__dirname, 'engine-child.js'), [], { env: { ...process.env, TC_OPTIONS: JSON.stringify(options) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(join(__dirname, script), [], { env: { ...process.env, TC_OPTIONS: JSON.stringify(options) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const p = new EngineProcess(child);
     await new Promise<void>((resolve, reject) => {
       p.waiting.set(0, { resolve: () => resolve(), reject });

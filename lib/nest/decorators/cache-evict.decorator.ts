@@ -1,6 +1,6 @@
 import { TieredCacheOptionsError } from '../../core/errors';
 import type { CacheEvictOptions } from '../cache-decorator-options.interface';
-import { checkCommonOptions, checkKeyOption, recordOperation } from './cache-operations';
+import { checkCommonOptions, checkKeyOption, recordOperation, decoratorCache } from './cache-operations';
 
 /**
  * Evicts keys, patterns, tags (or everything) after the method succeeds, or before it runs with
@@ -21,7 +21,7 @@ export function CacheEvict(options: CacheEvictOptions): MethodDecorator {
       if (!o.keys && !o.patterns && !o.tags && !o.allEntries) {
         throw new TieredCacheOptionsError(`${where}`, o, 'name keys, patterns, tags or allEntries');
       }
-      ops.evict.push({ ...o });
+      ops.evict.push({ ...o, cache: decoratorCache(where, o.cache) });
     });
   };
 }

@@ -6,6 +6,7 @@ import type { CacheableOptions, CacheEvictOptions, CachePutOptions } from '../ca
 import { KeyTemplate } from '../../core/keys/key-template';
 import { checkCallOptions } from '../../core/get-set/resilience-policy';
 import type { GetOrSetOptions } from '../../core/tiered-cache-options.interface';
+import { resolveCacheName } from '../cache-name';
 
 type AnyMethod = (this: unknown, ...args: unknown[]) => unknown;
 
@@ -23,6 +24,27 @@ export interface CacheOperations {
   cacheable?: CacheableOptions;
   put?: CachePutOptions;
   readonly evict: CacheEvictOptions[];
+}
+
+/**
+ * The cache that wraps the method (its @Cacheable's or @CachePut's, else its first @CacheEvict's): every
+ * module instance explores every provider, and only this cache's explorer installs the wrapper, so a method
+ * is wrapped exactly once even when its @CacheEvict()s reach several caches.
+ */
+export function owningCache(ops: CacheOperations): string {
+  return ops.cacheable?.cache ?? ops.put?.cache ?? ops.evict[0]?.cache ?? resolveCacheName('cache', undefined);
+}
+
+/** Every cache the method's decorators name (each must be registered in the app). */
+export function targetCaches(ops: CacheOperations): string[] {
+  const out = new Set<string>([owningCache(ops)]);
+  for (const e of ops.evict) if (e.cache !== undefined) out.add(e.cache);
+  return [...out];
+}
+
+/** Validates and normalises a decorator's `cache` (undefined and 'default' become 'default'). */
+export function decoratorCache(where: string, cache: unknown): string {
+  return resolveCacheName(`${where} cache`, cache);
 }
 
 export function getCacheOperations(method: unknown): CacheOperations | undefined {

@@ -1,5 +1,5 @@
 import type { CachePutOptions } from '../cache-decorator-options.interface';
-import { checkCommonOptions, checkKeyOption, recordOperation } from './cache-operations';
+import { checkCommonOptions, checkKeyOption, recordOperation, decoratorCache } from './cache-operations';
 
 /** Always runs the method, then stores its result under `key` (for provider methods). */
 export function CachePut(options: CachePutOptions): MethodDecorator {
@@ -8,7 +8,7 @@ export function CachePut(options: CachePutOptions): MethodDecorator {
       if (ops.put) throw new TypeError(`${where}: applied twice`);
       checkKeyOption(where, 'key', options?.key);
       checkCommonOptions(where, options);
-      ops.put = { ...options };
+      ops.put = { ...options, cache: decoratorCache(where, options.cache) };
     });
   };
 }

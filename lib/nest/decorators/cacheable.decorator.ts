@@ -1,6 +1,6 @@
 import { TieredCacheOptionsError } from '../../core/errors';
 import type { CacheableOptions } from '../cache-decorator-options.interface';
-import { checkCommonOptions, checkKeyOption, recordOperation } from './cache-operations';
+import { checkCommonOptions, checkKeyOption, recordOperation, decoratorCache } from './cache-operations';
 
 /**
  * Caches what the method resolves to. On a provider method every call is cached, whoever makes it (the
@@ -24,7 +24,7 @@ export function Cacheable(options: CacheableOptions = {}): MethodDecorator {
       if (options.vary !== undefined && (!Array.isArray(options.vary) || options.vary.some((h) => typeof h !== 'string' || h.length === 0))) {
         throw new TieredCacheOptionsError(`${where} vary`, options.vary, 'expected an array of header names');
       }
-      ops.cacheable = { ...options };
+      ops.cacheable = { ...options, cache: decoratorCache(where, options.cache) };
     });
   };
 }

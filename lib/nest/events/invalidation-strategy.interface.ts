@@ -8,6 +8,9 @@ import type { CacheManagerService } from '../cache-manager.service';
 export interface InvalidationStrategy {
   /** Further filter after the event-name globs (e.g. only events of one aggregate type). */
   supports(event: string, payload: unknown): boolean;
-  /** Invalidates through `cache`; resolves to the number of entries removed. */
+  /**
+   * Invalidates through `cache`: the strategy's cache (`@InvalidationStrategyFor(..., { cache })`, default the
+   * default cache). Resolves to the number of entries removed.
+   */
   invalidate(event: string, payload: unknown, cache: CacheManagerService): Promise<number>;
 }

@@ -1,7 +1,10 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import type { HealthIndicatorService } from '@nestjs/terminus';
-import { TIERED_CACHE } from '../constants';
+import { DEFAULT_CACHE_NAME, TIERED_CACHE, TIERED_CACHE_NAME } from '../constants';
+import { CacheRegistry } from '../cache-registry';
+import { describeCache } from '../cache-name';
+import { TieredCacheOptionsError } from '../../core/errors';
 import { parseTimerDuration, type Duration } from '../../core/duration';
 import type { RedisMode } from '../../core/tiers/redis-connection';
 import type { TieredCache } from '../../core/tiered-cache';
@@ -15,6 +18,11 @@ export interface CacheHealthCheckOptions {
   requireL2?: boolean;
   /** Upper bound on the whole check (default 1s). Redis that does not answer in time counts as unreachable. */
   timeout?: Duration;
+  /**
+   * The cache to report, by name (`forRoot({ name })`; `'default'` for the unnamed one). Default: this
+   * indicator's own cache (the default cache's indicator when injected by type).
+   */
+  cache?: string;
 }
 
 /** What a component (the invalidation bus, …) reports about itself; shown under its name in the details. */
@@ -70,13 +78,21 @@ export interface CacheHealthDetails {
 
 export type CacheHealthResult<Key extends string> = Record<Key, { status: 'up' | 'down' } & CacheHealthDetails>;
 
+/** `isHealthyAll`'s options: the same for every cache (no `cache`: it reports them all). */
+export type CacheHealthAllOptions = Omit<CacheHealthCheckOptions, 'cache'>;
+
+/** Companion kind under which each cache's indicator is kept in the app's CacheRegistry. */
+const INDICATOR = Symbol('TieredCacheHealthIndicator');
+
 type IndicatorService = Pick<HealthIndicatorService, 'check'>;
 
 const DEFAULT_TIMEOUT_MS = 1_000;
 const RESERVED_DETAILS = new Set(['l1', 'l2', 'tiers', 'hitRateTargets', 'degraded', 'status']);
 
 /**
- * Terminus health indicator: `health.check([() => cacheHealth.isHealthy('cache')])`.
+ * Terminus health indicator: `health.check([() => cacheHealth.isHealthy('cache')])`. Each cache of an app
+ * has one (bound to that cache); any of them reports another cache with `{ cache: name }`, or every cache
+ * with `isHealthyAll()`.
  * Redis being unreachable reports `up` with a degraded L2 (L1 still serves) unless `requireL2` is set.
  * @nestjs/terminus is loaded on the first check, so the cache module itself works without it.
  */
@@ -84,11 +100,17 @@ const RESERVED_DETAILS = new Set(['l1', 'l2', 'tiers', 'hitRateTargets', 'degrad
 export class TieredCacheHealthIndicator {
   private readonly components = new Map<string, () => CacheComponentHealth>();
   private service: IndicatorService | undefined;
+  /** The cache this indicator reports by default (`'default'` for the unnamed cache). */
+  readonly cacheName: string;
 
   constructor(
     @Inject(TIERED_CACHE) private readonly engine: TieredCache,
     @Optional() private readonly moduleRef?: ModuleRef,
+    @Optional() @Inject(TIERED_CACHE_NAME) name?: string,
+    @Optional() private readonly registry?: CacheRegistry,
   ) {
+    this.cacheName = name ?? DEFAULT_CACHE_NAME;
+    registry?.attach(this.cacheName, INDICATOR, this);
     const bus = engine.bus;
     if (bus) this.registerComponent('bus', () => busHealth(bus));
   }
@@ -112,8 +134,25 @@ export class TieredCacheHealthIndicator {
     return (down ? session.down(details) : session.up(details)) as unknown as CacheHealthResult<Key>;
   }
 
-  /** The details alone, without Terminus (for a stats endpoint or a custom check). Never throws. */
+  /**
+   * Every cache of the app in one check, each its own result (judged up or down on its own): `key` for the
+   * default cache, `<key>.<name>` for each named one — `{ cache: {…}, 'cache.scores': {…} }`. The default
+   * cache's entry has the shape `isHealthy(key)` gives.
+   */
+  async isHealthyAll(key = 'cache', options: CacheHealthAllOptions = {}): Promise<Record<string, { status: 'up' | 'down' } & CacheHealthDetails>> {
+    const names = this.registry?.names() ?? [this.cacheName];
+    const results = await Promise.all(
+      names.map((name) => this.isHealthy(name === DEFAULT_CACHE_NAME ? key : `${key}.${name}`, { ...options, cache: name })),
+    );
+    return Object.assign({}, ...results) as Record<string, { status: 'up' | 'down' } & CacheHealthDetails>;
+  }
+
+  /**
+   * The details alone, without Terminus (for a stats endpoint or a custom check). Never throws, except for a
+   * `cache` the app does not register.
+   */
   async details(options: CacheHealthCheckOptions = {}): Promise<CacheHealthDetails> {
+    if (options.cache !== undefined && options.cache !== this.cacheName) return this.indicatorOf(options.cache).details({ ...options, cache: undefined });
     const timeoutMs = parseTimerDuration('timeout', options.timeout ?? DEFAULT_TIMEOUT_MS);
     const required = options.requireL2 === true;
     const degraded: string[] = [];
@@ -173,6 +212,15 @@ export class TieredCacheHealthIndicator {
       degraded.push(`Redis Cluster state ${probe.cluster.state}, ${probe.cluster.slotsOk} of 16384 slots served`);
     }
     return health;
+  }
+
+  private indicatorOf(name: string): TieredCacheHealthIndicator {
+    const other = this.registry?.attached<TieredCacheHealthIndicator>(name, INDICATOR);
+    if (other === undefined) {
+      const known = this.registry?.names() ?? [this.cacheName];
+      throw new TieredCacheOptionsError('cache', name, `${describeCache(name)} is not registered in this app (caches: ${known.map((n) => `'${n}'`).join(', ')})`);
+    }
+    return other;
   }
 
   private indicatorService(): IndicatorService {

@@ -6,6 +6,7 @@ import { TieredCacheOptionsError } from '../../core/errors';
 import type { TieredCache } from '../../core/tiered-cache';
 import type { TieredCacheHttpOptions, TieredCacheOptions } from '../../core/tiered-cache-options.interface';
 import { TIERED_CACHE_OPTIONS } from '../tiered-cache.module-definition';
+import { DEFAULT_CACHE_NAME, TIERED_CACHE_NAME } from '../constants';
 
 /** What TieredCacheInterceptor stores for a cached response. */
 export interface CachedHttpResponse {
@@ -81,9 +82,14 @@ export class HttpFastPath {
     cache: CacheManagerService,
     @Optional() readonly appConfig?: ApplicationConfig,
     @Optional() private readonly discovery?: DiscoveryService,
+    @Optional() @Inject(TIERED_CACHE_NAME) name?: string,
   ) {
     // Throws at boot, naming the option.
     const http = resolveHttpOptions(options?.http);
+    if (http.fastPath && name !== undefined && name !== DEFAULT_CACHE_NAME) {
+      // One middleware in front of all routes, answering from one L1: the default cache's.
+      throw new TieredCacheOptionsError('http.fastPath', true, `cache '${name}' is a named cache; the HTTP fast path serves the default cache only`);
+    }
     this.enabled = http.fastPath;
     this.maxUrls = http.fastPathMaxUrls;
     this.engine = cache.engine;

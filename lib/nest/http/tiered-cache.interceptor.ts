@@ -25,7 +25,7 @@ import {
   type TagsOf,
   type TemplateCompiler,
 } from '../cache-invocation';
-import { TIERED_CACHE_INTERCEPTOR_OPTIONS } from '../constants';
+import { DEFAULT_CACHE_NAME, TIERED_CACHE_INTERCEPTOR_OPTIONS } from '../constants';
 import { getCacheOperations, type CacheOperations } from '../decorators/cache-operations';
 import type { TieredCacheInterceptorOptions } from '../cache-decorator-options.interface';
 import type { GetOrSetOptions } from '../../core/tiered-cache-options.interface';
@@ -35,6 +35,9 @@ import { canonicalize, hashText } from '../../core/keys/stable-digest';
 import { HttpFastPath, type CachedHttpResponse } from './http-fast-path';
 import { engineInternals } from '../../core/tiered-cache';
 import { CacheFactoryTimeoutError } from '../../core/errors';
+import type { TieredCache } from '../../core/tiered-cache';
+import { CacheRegistry } from '../cache-registry';
+import { describeCache } from '../cache-name';
 
 /** The parts of a request and response this interceptor reads (Express and Fastify both have them). */
 interface HttpRequest {
@@ -60,6 +63,8 @@ type CachedResponse = CachedHttpResponse;
 interface CompiledRoute {
   sse: boolean;
   cache?: {
+    /** The engine of the route's cache (`@Cacheable({ cache })`, default the default cache). */
+    engine: TieredCache;
     base: Render;
     vary: string[];
     public: boolean;
@@ -94,6 +99,8 @@ const CREDENTIAL_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
  * - Responses carry `X-Cache: HIT` or `MISS`. Concurrent identical requests run the handler once.
  * - Templates name route params, then query parameters (`'property:{id}'`); key, tags and condition
  *   functions receive the request.
+ * - `@Cacheable({ cache: 'scores' })` / `@CacheEvict({ cache })` on a handler pick a named cache; one
+ *   interceptor serves routes of every cache of the app.
  * - With `http: { fastPath: true }` it tells the module's middleware which URLs of eligible routes it may
  *   answer from L1 before Nest routing (see explainFastPath).
  */
@@ -107,9 +114,11 @@ export class TieredCacheInterceptor implements NestInterceptor {
   private readonly fastPathRoutes = new WeakMap<object, WeakMap<object, boolean>>();
 
   constructor(
-    private readonly cache: CacheManagerService,
+    // Optional: an app may register named caches only (they are found through the registry).
+    @Optional() private readonly cache?: CacheManagerService,
     @Optional() @Inject(TIERED_CACHE_INTERCEPTOR_OPTIONS) options?: TieredCacheInterceptorOptions,
     @Optional() private readonly fastPath?: HttpFastPath,
+    @Optional() private readonly registry?: CacheRegistry,
   ) {
     this.vary = (options?.vary ?? []).map((h) => h.toLowerCase());
   }
@@ -136,7 +145,7 @@ export class TieredCacheInterceptor implements NestInterceptor {
       return next.handle();
     }
     if (c.condition !== undefined && c.condition(req) !== true) return next.handle();
-    const engine = this.cache.engine;
+    const engine = c.engine;
     let early: string | undefined;
     try {
       early = this.key(c, req);
@@ -149,7 +158,7 @@ export class TieredCacheInterceptor implements NestInterceptor {
       if (hit !== undefined) {
         res.statusCode = hit.s;
         setHeader(res, 'X-Cache', 'HIT');
-        if (this.fastPath?.active === true) this.offerToFastPath(ctx, req, early, c.public);
+        if (this.fastPath?.active === true && this.fastPath.engine === engine) this.offerToFastPath(ctx, req, early, c.public);
         return of(hit.b);
       }
     }
@@ -187,7 +196,7 @@ export class TieredCacheInterceptor implements NestInterceptor {
             res.statusCode = entry.s;
             setHeader(res, 'X-Cache', 'HIT');
           }
-          if (this.fastPath?.active === true) this.offerToFastPath(ctx, req, key, c.public);
+          if (this.fastPath?.active === true && this.fastPath.engine === engine) this.offerToFastPath(ctx, req, key, c.public);
           return entry.b;
         },
         (err: unknown) => {
@@ -236,10 +245,13 @@ export class TieredCacheInterceptor implements NestInterceptor {
   private fastPathBlockers(cls: object, handler: unknown, methodName: string): string[] {
     const out: string[] = [];
     const fp = this.fastPath;
-    if (fp === undefined || !fp.active) out.push('the fast path is not active (http.fastPath off, not Express, or L1 off)');
-    else if (fp.engine !== this.cache.engine) out.push("this interceptor's cache is not the fast path's");
     const ops = getCacheOperations(handler);
     const o = ops?.cacheable;
+    if (fp === undefined || !fp.active) out.push('the fast path is not active (http.fastPath off, not Express, or L1 off)');
+    else if (fp.engine !== this.findEngine(o?.cache)) {
+      const named = o?.cache !== undefined && o.cache !== DEFAULT_CACHE_NAME;
+      out.push(named ? `it is served by ${describeCache(o.cache!)}; the fast path serves the default cache only` : "this interceptor's cache is not the fast path's");
+    }
     if (typeof handler !== 'function' || ops === undefined || o === undefined) return [...out, 'no @Cacheable()'];
     if (Reflect.getMetadata(METHOD_METADATA, handler) !== RequestMethod.GET) out.push('not a @Get() route');
     if (typeof o.key === 'function') out.push('its key is a function of the request');
@@ -309,11 +321,23 @@ export class TieredCacheInterceptor implements NestInterceptor {
     return c.base([req]) + ':~r~h' + hashText(canonicalize([path, query, vary]));
   }
 
+  /** The engine serving a cache name (the injected default cache first, then the app's registry). */
+  private findEngine(name: string | undefined): TieredCache | undefined {
+    const n = name ?? DEFAULT_CACHE_NAME;
+    if (this.cache !== undefined && this.cache.name === n) return this.cache.engine;
+    return this.registry?.get(n)?.engine;
+  }
+
+  private engineOf(name: string | undefined, where: string): TieredCache {
+    const engine = this.findEngine(name);
+    if (engine === undefined) throw noCache(where, name);
+    return engine;
+  }
+
   private route(handler: object, ops: CacheOperations): CompiledRoute {
     let route = this.routes.get(handler);
     if (route) return route;
     const where = `${ops.className}.${ops.methodName}`;
-    const engine = this.cache.engine;
     const compiler: TemplateCompiler = {
       template: (source, segment) => {
         const t = KeyTemplate.parse(source, where);
@@ -327,6 +351,7 @@ export class TieredCacheInterceptor implements NestInterceptor {
       const tags = compileTags(compiler, o.tags, where);
       const prefix = o.keyPrefix ?? `http:${ops.className}.${ops.methodName}`;
       route.cache = {
+        engine: this.engineOf(o.cache, where),
         base: o.key !== undefined ? compileKey(compiler, o.key, `${where} key`) : () => prefix,
         vary: [...new Set([...this.vary, ...(o.vary ?? []).map((h) => h.toLowerCase())])].sort(),
         public: o.public === true,
@@ -337,11 +362,15 @@ export class TieredCacheInterceptor implements NestInterceptor {
       };
     }
     for (const e of ops.evict) {
-      (e.beforeInvocation ? route.before : route.after).push(compileEvict(compiler, e, `@CacheEvict() on ${where}`, engine));
+      (e.beforeInvocation ? route.before : route.after).push(compileEvict(compiler, e, `@CacheEvict() on ${where}`, this.engineOf(e.cache, where)));
     }
     this.routes.set(handler, route);
     return route;
   }
+}
+
+function noCache(where: string, name: string | undefined): Error {
+  return new Error(`${where}: ${describeCache(name ?? DEFAULT_CACHE_NAME)} is not registered in this app (TieredCacheModule.forRoot${name === undefined || name === DEFAULT_CACHE_NAME ? '()' : `({ name: '${name}' })`})`);
 }
 
 function metadataList(key: string, target: unknown): unknown[] {

@@ -1,6 +1,6 @@
 import { Inject, Optional, type Provider } from '@nestjs/common';
 import { InvalidationStrategyFor } from '../decorators/invalidation-strategy-for.decorator';
-import { layoutRule, RuleBasedInvalidationStrategy, type LayoutEntry } from './rule-based-invalidation.strategy';
+import { layoutRule, RuleBasedInvalidationStrategy, strategyProvider, type LayoutEntry, type StrategyCacheOptions } from './rule-based-invalidation.strategy';
 
 /** Where the app keeps property data. Placeholders come from the event payload; `false` leaves a cache out. */
 export interface PropertyKeyLayout {
@@ -48,7 +48,8 @@ export class PropertyInvalidationStrategy extends RuleBasedInvalidationStrategy 
     ]);
   }
 
-  static withLayout(layout: PropertyKeyLayout): Provider {
-    return { provide: PropertyInvalidationStrategy, useFactory: () => new PropertyInvalidationStrategy(layout) };
+  /** `withLayout(layout, { cache: 'scores' })` applies it to a named cache (see strategyProvider). */
+  static withLayout(layout: PropertyKeyLayout, options?: StrategyCacheOptions): Provider {
+    return strategyProvider(PropertyInvalidationStrategy, () => new PropertyInvalidationStrategy(layout), options);
   }
 }

@@ -1,6 +1,6 @@
 import { Inject, Optional, type Provider } from '@nestjs/common';
 import { InvalidationStrategyFor } from '../decorators/invalidation-strategy-for.decorator';
-import { layoutRule, RuleBasedInvalidationStrategy, type LayoutEntry } from './rule-based-invalidation.strategy';
+import { layoutRule, RuleBasedInvalidationStrategy, strategyProvider, type LayoutEntry, type StrategyCacheOptions } from './rule-based-invalidation.strategy';
 
 export interface ScoreKeyLayout {
   /** Key of a property's score (default `property:score:{propertyId|property_id}`). */
@@ -28,7 +28,8 @@ export class ScoreInvalidationStrategy extends RuleBasedInvalidationStrategy {
     super('ScoreInvalidationStrategy', [...layoutRule(events, { keys: [l.score, l.detail] }), ...layoutRule(events, { patterns: [l.list] })]);
   }
 
-  static withLayout(layout: ScoreKeyLayout): Provider {
-    return { provide: ScoreInvalidationStrategy, useFactory: () => new ScoreInvalidationStrategy(layout) };
+  /** `withLayout(layout, { cache: 'scores' })` applies it to a named cache (see strategyProvider). */
+  static withLayout(layout: ScoreKeyLayout, options?: StrategyCacheOptions): Provider {
+    return strategyProvider(ScoreInvalidationStrategy, () => new ScoreInvalidationStrategy(layout), options);
   }
 }

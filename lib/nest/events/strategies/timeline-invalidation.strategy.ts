@@ -1,6 +1,6 @@
 import { Inject, Optional, type Provider } from '@nestjs/common';
 import { InvalidationStrategyFor } from '../decorators/invalidation-strategy-for.decorator';
-import { layoutRule, RuleBasedInvalidationStrategy, type LayoutEntry } from './rule-based-invalidation.strategy';
+import { layoutRule, RuleBasedInvalidationStrategy, strategyProvider, type LayoutEntry, type StrategyCacheOptions } from './rule-based-invalidation.strategy';
 
 export interface TimelineKeyLayout {
   /** Key of a property's timeline (default `property:timeline:{propertyId|property_id}`). */
@@ -21,7 +21,8 @@ export class TimelineInvalidationStrategy extends RuleBasedInvalidationStrategy 
     super('TimelineInvalidationStrategy', layoutRule(['timeline.comment_added', 'timeline.note_added', 'timeline.event_added'], { keys: [l.timeline] }));
   }
 
-  static withLayout(layout: TimelineKeyLayout): Provider {
-    return { provide: TimelineInvalidationStrategy, useFactory: () => new TimelineInvalidationStrategy(layout) };
+  /** `withLayout(layout, { cache: 'scores' })` applies it to a named cache (see strategyProvider). */
+  static withLayout(layout: TimelineKeyLayout, options?: StrategyCacheOptions): Provider {
+    return strategyProvider(TimelineInvalidationStrategy, () => new TimelineInvalidationStrategy(layout), options);
   }
 }
