@@ -58,7 +58,8 @@ export class BackgroundRefreshes {
   async #run<T>(key: string, fn: () => T | Promise<T>, ttlOf: (value: T) => number | undefined, old: unknown, run: Running): Promise<void> {
     try {
       const value = await fn();
-      if (run.overtaken || !(await this.engine.has(key))) throw new CacheRefreshDiscardedError(key);
+      // ttl() asks Redis first (has() would trust this instance's copy, which a remote delete may not have reached yet).
+      if (run.overtaken || (await this.engine.ttl(key)) === undefined) throw new CacheRefreshDiscardedError(key);
       await this.write(key, value, ttlOf(value));
       this.report({ key, value });
     } catch (error) {

@@ -376,6 +376,8 @@ export class Cache {
 
   #close(): Promise<void> {
     this.#closing ??= (async () => {
+      // Closed mid-connect, the engine would leave its connect deadline armed: let the connect settle first.
+      if (this.#gate !== undefined) await this.#gate;
       this.#refreshes.close();
       for (const fn of this.#onClose.splice(0)) fn();
       await this.tiered.close();
