@@ -1,4 +1,5 @@
 import { TieredCacheOptionsError } from '../core/errors';
+import { redactUrl } from '../core/options';
 import type { TieredCacheOptions } from '../core/tiered-cache-options.interface';
 import type { CacheModuleOptions } from './cache-options.interface';
 import { NO_EXPIRY } from './ttl';
@@ -37,7 +38,11 @@ export function resolveCacheOptions(input: CacheModuleOptions | undefined): { en
   const options = (input ?? {}) as Record<string, unknown>;
   if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new TieredCacheOptionsError('options', input, 'expected an object');
   for (const legacy of ['stores', 'store']) {
-    if (options[legacy] !== undefined) throw new TieredCacheOptionsError(legacy, describeStores(options[legacy]), STORES_REASON);
+    if (options[legacy] !== undefined) {
+      const url = redisUrlOf(options[legacy]);
+      const hint = url === undefined ? '' : ` (here: \`tiered: { redis: '${String(redactUrl(url))}' }\`)`;
+      throw new TieredCacheOptionsError(legacy, describeStores(options[legacy]), STORES_REASON + hint);
+    }
   }
   for (const key of Object.keys(options)) {
     if (!KNOWN.has(key) && options[key] !== undefined) {
@@ -113,4 +118,15 @@ function describeStores(stores: unknown): string {
       return inner !== undefined && inner !== 'Map' && inner !== name ? `${name}(${inner})` : name;
     })
     .join(', ');
+}
+
+/** The URL of a KeyvRedis store among `stores` (bare or inside a Keyv), for the boot error to suggest. */
+function redisUrlOf(stores: unknown): string | undefined {
+  for (const s of Array.isArray(stores) ? stores : [stores]) {
+    if (s === null || typeof s !== 'object') continue;
+    const store = (s as { opts?: { store?: unknown } }).opts?.store ?? s;
+    const url = (store as { client?: { options?: { url?: unknown } } }).client?.options?.url;
+    if (typeof url === 'string') return url;
+  }
+  return undefined;
 }

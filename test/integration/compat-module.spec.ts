@@ -3,6 +3,7 @@ import { Inject, Injectable, Module } from '@nestjs/common';
 import { Test, type TestingModule } from '@nestjs/testing';
 import * as NestCacheManager from '@nestjs/cache-manager';
 import { Keyv } from 'keyv';
+import KeyvRedis from '@keyv/redis';
 import { Cache, CACHE_MANAGER, CacheModule, type CacheModuleOptions, type CacheOptionsFactory } from '../../lib/compat';
 import { redisFixture } from '../support/redis-fixture';
 import { waitFor } from '../support/wait-for';
@@ -156,6 +157,12 @@ describe('compat CacheModule', () => {
       expect((err as Error).message).toMatch(/"stores" = "Keyv, Keyv"/);
       expect((err as Error).message).toMatch(/tiered: \{ redis: 'redis:\/\/host:6379' \}/);
       expect((err as Error).message).toMatch(/tiered: \{ l1: \{ maxEntries \} \}/);
+    });
+
+    it('a KeyvRedis store: the error spells out the tiered.redis option for its URL (password hidden)', async () => {
+      // Never connected: KeyvRedis connects on first use, and the boot fails before any.
+      const store = new KeyvRedis('redis://app:secret@127.0.0.1:1/0');
+      await expect(fails({ stores: [new Keyv({ store })] })).rejects.toThrow("(here: `tiered: { redis: 'redis://app:***@127.0.0.1:1/0' }`)");
     });
 
     it('`stores` from registerAsync too, and the v5 `store` option', async () => {
