@@ -120,10 +120,13 @@ function describeStores(stores: unknown): string {
     .join(', ');
 }
 
-/** The URL of a KeyvRedis store among `stores` (bare or inside a Keyv), for the boot error to suggest. */
+/** The URL of a KeyvRedis store among `stores` (bare, inside a Keyv, or a Cacheable's tier), for the boot error to suggest. */
 function redisUrlOf(stores: unknown): string | undefined {
-  for (const s of Array.isArray(stores) ? stores : [stores]) {
+  const list = Array.isArray(stores) ? [...stores] : [stores];
+  for (const s of list) {
     if (s === null || typeof s !== 'object') continue;
+    const { primary, secondary } = s as { primary?: unknown; secondary?: unknown };
+    if (secondary !== undefined || primary !== undefined) list.push(primary, secondary);
     const store = (s as { opts?: { store?: unknown } }).opts?.store ?? s;
     const url = (store as { client?: { options?: { url?: unknown } } }).client?.options?.url;
     if (typeof url === 'string') return url;

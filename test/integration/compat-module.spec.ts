@@ -4,6 +4,7 @@ import { Test, type TestingModule } from '@nestjs/testing';
 import * as NestCacheManager from '@nestjs/cache-manager';
 import { Keyv } from 'keyv';
 import KeyvRedis from '@keyv/redis';
+import { Cacheable } from 'cacheable';
 import { Cache, CACHE_MANAGER, CacheModule, type CacheModuleOptions, type CacheOptionsFactory } from '../../lib/compat';
 import { redisFixture } from '../support/redis-fixture';
 import { waitFor } from '../support/wait-for';
@@ -163,6 +164,9 @@ describe('compat CacheModule', () => {
       // Never connected: KeyvRedis connects on first use, and the boot fails before any.
       const store = new KeyvRedis('redis://app:secret@127.0.0.1:1/0');
       await expect(fails({ stores: [new Keyv({ store })] })).rejects.toThrow("(here: `tiered: { redis: 'redis://app:***@127.0.0.1:1/0' }`)");
+      // A Cacheable (primary + secondary) as @nestjs/cache-manager accepts it.
+      const cacheable = new Cacheable({ primary: new Keyv(), secondary: new KeyvRedis('redis://127.0.0.1:1'), nonBlocking: true });
+      await expect(fails({ stores: cacheable })).rejects.toThrow(/"stores" = "Cacheable".*\(here: `tiered: \{ redis: 'redis:\/\/127\.0\.0\.1:1' \}`\)/);
     });
 
     it('`stores` from registerAsync too, and the v5 `store` option', async () => {
