@@ -48,7 +48,7 @@ interface HttpRequest {
   params?: Record<string, unknown>;
   query?: Record<string, unknown>;
 }
-interface HttpResponse {
+export interface HttpResponse {
   statusCode: number;
   /** Express and Fastify's raw response: true once an answer went out. */
   headersSent?: boolean;
@@ -395,7 +395,7 @@ function setHeader(res: HttpResponse, name: string, value: string): void {
   else res.header?.(name, value);
 }
 
-function storable(res: HttpResponse, status: number, body: unknown): boolean {
+export function storable(res: HttpResponse, status: number, body: unknown): boolean {
   if (status < 200 || status >= 300) return false;
   if (res.getHeader('set-cookie') !== undefined) return false;
   const cc = res.getHeader('cache-control');
