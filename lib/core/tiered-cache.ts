@@ -342,8 +342,12 @@ export class TieredCache {
       if (hit !== undefined) {
         hits++;
         out[i] = protection.fromStored(hit) as T;
-      } else if (missing === undefined) missing = [i];
-      else missing.push(i);
+      } else {
+        // Written, not left a hole: callers' map/forEach must see every miss as `undefined`.
+        out[i] = undefined;
+        if (missing === undefined) missing = [i];
+        else missing.push(i);
+      }
     }
     // Counted once per call, not per key: the loop above is the hot part of an all-L1 mget.
     s.n.gets += count;
