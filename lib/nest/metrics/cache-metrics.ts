@@ -187,6 +187,11 @@ class CacheMetricSet {
             for (const [tier, t] of Object.entries(s.tiers)) if (t.target && t.target.met !== null) g.set({ cache: r.name, tier }, t.target.met ? 1 : 0);
           }),
       ),
+      gauge('cache_hit_rate_target_ratio', "A tier's hitRateTarget (0..1), for dashboards to draw next to its hit ratio; only tiers with a target.", ['cache', 'tier'], (g) =>
+        each((r, s) => {
+          for (const [tier, t] of Object.entries(s.tiers)) if (t.target) g.set({ cache: r.name, tier }, t.target.ratio);
+        }),
+      ),
       ['cache_operation_duration_seconds', this.histogram],
       gauge('cache_l1_entries', 'Entries held in L1.', ['cache'], (g) => each((r, s) => g.inc({ cache: r.name }, s.l1.size))),
       gauge('cache_l1_max_entries', 'L1 capacity in entries (l1.maxEntries).', ['cache'], (g) =>
