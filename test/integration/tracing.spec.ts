@@ -207,6 +207,34 @@ describe('OpenTelemetry tracing (real BasicTracerProvider + InMemorySpanExporter
     expect(only('cache.factory').parentSpanContext?.spanId).toBe(only('cache.getOrSet').spanContext().spanId);
   });
 
+  it('fail-safe: the factory error is on the factory span; the getOrSet it answered with the stale copy is OK and says stale', async () => {
+    const c = await cache({ l1: { enabled: false }, resilience: { grace: '1h' } });
+    await staleOld(c);
+    const boom = new Error('source down');
+    // grace: false on the call: no stale copy at once, but fail-safe falls back on it when the factory fails.
+    expect(await c.getOrSet('k', () => Promise.reject(boom), { grace: false })).toBe('old');
+    const call = only('cache.getOrSet');
+    expect(call.attributes).toEqual({ 'cache.name': 'tr0:', 'cache.hit': true, 'cache.stale': true });
+    expect(call.status.code).toBe(SpanStatusCode.UNSET);
+    await waitFor('the factory span ended', () => spans('cache.factory').length === 1);
+    expect(only('cache.factory').status).toEqual({ code: SpanStatusCode.ERROR, message: 'source down' });
+  });
+
+  it('a provider registered after the cache was built gets its spans (the default tracer follows the global provider)', async () => {
+    trace.disable();
+    const c = await cache();
+    await c.get('before');
+    const late = new InMemorySpanExporter();
+    const p = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(late)] });
+    trace.setGlobalTracerProvider(p);
+    try {
+      await c.get('after');
+      expect(late.getFinishedSpans().map((s) => s.name)).toEqual(['cache.get']);
+    } finally {
+      await p.shutdown();
+    }
+  });
+
   it('a stale copy in L1: the hit has no span (by default), its background refresh has one', async () => {
     const c = await cache({ resilience: { grace: '1h' } });
     await staleOld(c);
