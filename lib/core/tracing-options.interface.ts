@@ -7,7 +7,6 @@ export interface CacheSpan {
   recordException(exception: Error | string): void;
   setStatus(status: { code: number; message?: string }): unknown;
   end(): void;
-  isRecording(): boolean;
 }
 
 /** The part of an OpenTelemetry `Tracer` the cache uses (structural: any `Tracer` of @opentelemetry/api fits). */

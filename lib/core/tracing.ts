@@ -57,7 +57,6 @@ interface AnsweredFlight {
  */
 export class TracedCall {
   settled = false;
-  ran = false;
 
   constructor(
     readonly tracing: CacheTracing,
@@ -66,10 +65,7 @@ export class TracedCall {
   ) {}
 
   factory<T>(key: string, factory: () => T | Promise<T>): () => T | Promise<T> {
-    return () => {
-      this.ran = true;
-      return this.tracing.runFactory(this.tracing.api.trace.setSpan(this.parent, this.span), key, factory, this);
-    };
+    return () => this.tracing.runFactory(this.tracing.api.trace.setSpan(this.parent, this.span), key, factory, this);
   }
 }
 
