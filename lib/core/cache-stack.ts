@@ -45,6 +45,8 @@ export interface FillRead {
   marks?: Array<FillMark | undefined>;
   /** The fill lock asked for in this read (get-set/distributed-lock.ts): taken, held by another; undefined: not asked. */
   locked?: boolean;
+  /** The tier below L2 whose value this is (undefined: L2's, or no value); tracing says which tier answered. */
+  tier?: string;
 }
 
 /**
@@ -121,6 +123,17 @@ export class CacheStack {
       return undefined;
     }
     return this.accept(key, payload, undefined);
+  }
+
+  /** readBelow, and the name of the tier that answered (undefined on a miss): what a traced get reports. */
+  async readBelowFrom(key: string): Promise<{ value: unknown; tier: string | undefined }> {
+    const l2 = this.ctx.l2 as RedisTier;
+    if (this.ctx.lower === undefined) {
+      const value = await this.readBelow(key);
+      return { value, tier: value === undefined ? undefined : l2.name };
+    }
+    const r = await this.readForFill(key);
+    return { value: r.value, tier: r.value === undefined ? undefined : (r.tier ?? l2.name) };
   }
 
   /** The L1 misses of an mget, read from Redis in one round trip; fills `out` at the `missing` positions. */
@@ -233,6 +246,7 @@ export class CacheStack {
       // Past this tier's TTL, within its grace: not copied up (a refresh replaces it), served by getOrSet alone.
       return { value: undefined, seen, marks: r.marks, copy: { value, stale: true, createdAt, keepUntil: 0 } };
     }
+    const tier = lower.levels[hit.level].tier.name;
     if (hit.due && !ctx.closed) {
       void lower.promote(key, hit, r.marks);
       const l2Ttl = cappedTtl(ctx.options.l2.ttl, hit.ttl);
@@ -242,7 +256,7 @@ export class CacheStack {
       }
       this.copyToL1(key, value, hit.ttl, since, staleAt, createdAt);
     }
-    return { value };
+    return { value, tier };
   }
 
   /**

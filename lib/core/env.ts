@@ -109,6 +109,18 @@ export function tieredCacheOptionsFromEnv(env: Env = process.env): TieredCacheOp
   if (Object.keys(invalidation).length > 0) opts.invalidation = invalidation;
   const metrics = bool('CACHE_METRICS_ENABLED');
   if (metrics !== undefined) opts.metrics = metrics;
+  // CACHE_TRACING: on | off (default: on when @opentelemetry/api is installed); CACHE_TRACING_L1_HITS / _KEYS tune it.
+  const tracingOn = bool('CACHE_TRACING');
+  const tracing = prune({ l1Hits: bool('CACHE_TRACING_L1_HITS'), recordKeys: bool('CACHE_TRACING_KEYS') });
+  if (tracingOn === false) {
+    const first = Object.keys(tracing)[0];
+    if (first !== undefined) {
+      const v = first === 'l1Hits' ? 'CACHE_TRACING_L1_HITS' : 'CACHE_TRACING_KEYS';
+      throw new TieredCacheOptionsError(v, env[v], 'CACHE_TRACING is off');
+    }
+    opts.tracing = false;
+  } else if (Object.keys(tracing).length > 0) opts.tracing = tracingOn ? { enabled: true, ...tracing } : tracing;
+  else if (tracingOn === true) opts.tracing = true;
   // CACHE_GRACE and CACHE_FACTORY_*_TIMEOUT accept 0 / off for "none" (the library default).
   const offOrDur = (name: string): number | false | undefined => {
     const v = str(name)?.toLowerCase();

@@ -12,6 +12,7 @@ export { parseDuration, MAX_TTL_MS, type Duration } from './duration';
 export { tieredCacheOptionsFromEnv } from './env';
 export type * from './tiered-cache-options.interface';
 export type * from './metrics-options.interface';
+export type * from './tracing-options.interface';
 export { canonicalize, stableDigest } from './keys/stable-digest';
 export { buildArgumentsKey } from './keys/method-key';
 export { InvalidationBus, type BusState } from './bus/invalidation-bus';

@@ -6,12 +6,23 @@ import type { ResolvedHitRateTarget } from './hit-rate-targets';
 import { resolveResilience, type ResolvedResilience } from './get-set/resilience-policy';
 import type { BreakerSettings } from './tiers/circuit-breaker';
 import { expandTiers, resolveBreaker, resolveCompression, resolveHitRateTarget, type ResolvedLowerTier } from './tier-options';
+import type { CacheTracer } from './tracing-options.interface';
 import type {
   CacheLogger,
   L1Protection,
   RedisConnectionOptions,
   TieredCacheOptions,
 } from './tiered-cache-options.interface';
+
+/** The `tracing` option after validation (tracing.ts builds the spans). `enabled` undefined: on when @opentelemetry/api loads. */
+export interface ResolvedTracing {
+  enabled: boolean | undefined;
+  tracer: CacheTracer | undefined;
+  l1Hits: boolean;
+  recordKeys: boolean;
+  /** `cache.name` on every span: the name the cache's metrics carry (metrics.name, else the keyPrefix). */
+  name: string;
+}
 
 /** Options after validation: every default applied, every duration in milliseconds. */
 export interface ResolvedOptions {
@@ -45,6 +56,8 @@ export interface ResolvedOptions {
   lower: ResolvedLowerTier[];
   /** getOrSet's defaults for stale-while-revalidate, fail-safe and factory timeouts. */
   resilience: ResolvedResilience;
+  /** OpenTelemetry spans (tracing.ts); `enabled` undefined: on when @opentelemetry/api is installed. */
+  tracing: ResolvedTracing;
   /** Accepted but probably not meant: logged once at boot. */
   warnings: string[];
 }
@@ -139,8 +152,30 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
     hitRateTargets,
     lower: tiers?.lower ?? [],
     resilience: resolveResilience(input.resilience),
+    tracing: resolveTracing(input.tracing, metricsName(input.metrics) ?? keyPrefix),
     warnings: tiers?.warnings ?? [],
   };
+}
+
+function resolveTracing(input: TieredCacheOptions['tracing'], name: string): ResolvedTracing {
+  if (input === undefined || typeof input === 'boolean') return { enabled: input, tracer: undefined, l1Hits: false, recordKeys: false, name };
+  if (input === null || typeof input !== 'object') throw new TieredCacheOptionsError('tracing', input, 'expected true, false or { enabled?, tracer?, l1Hits?, recordKeys? }');
+  const tracer = input.tracer;
+  if (tracer !== undefined && (tracer === null || typeof tracer !== 'object' || typeof tracer.startSpan !== 'function')) {
+    throw new TieredCacheOptionsError('tracing.tracer', tracer, 'expected an OpenTelemetry Tracer (with startSpan)');
+  }
+  return {
+    enabled: input.enabled === undefined ? undefined : bool('tracing.enabled', input.enabled, true),
+    tracer,
+    l1Hits: bool('tracing.l1Hits', input.l1Hits, false),
+    recordKeys: bool('tracing.recordKeys', input.recordKeys, false),
+    name,
+  };
+}
+
+/** The name the cache's metrics carry (`metrics.name`), which its spans carry too. */
+function metricsName(metrics: TieredCacheOptions['metrics']): string | undefined {
+  return typeof metrics === 'object' && metrics !== null && typeof metrics.name === 'string' && metrics.name !== '' ? metrics.name : undefined;
 }
 
 function resolveRecovery(input: TieredCacheOptions['recovery']): ResolvedOptions['recovery'] {

@@ -2,6 +2,7 @@ import type { RedisOptions, ClusterOptions } from 'ioredis';
 import type { CacheCodec } from './codec';
 import type { Duration } from './duration';
 import type { TieredCacheMetricsOptions } from './metrics-options.interface';
+import type { TieredCacheTracingOptions } from './tracing-options.interface';
 
 export type { Duration };
 
@@ -271,6 +272,11 @@ export interface TieredCacheOptions {
   resilience?: ResilienceOptions;
   /** Prometheus metrics (prom-client). Default: on when prom-client is installed; `false` turns them off. */
   metrics?: boolean | TieredCacheMetricsOptions;
+  /**
+   * OpenTelemetry spans for get, getOrSet, factory runs and invalidations. Default: on when @opentelemetry/api is
+   * installed (L1 hits not spanned); `false` turns them off. See TieredCacheTracingOptions.
+   */
+  tracing?: boolean | TieredCacheTracingOptions;
   /** HTTP options of the Nest layer (TieredCacheInterceptor). */
   http?: TieredCacheHttpOptions;
 }
@@ -387,6 +393,7 @@ export interface SetOptions<T = unknown> {
 }
 
 export type { MetricsRegistry, TieredCacheMetricsOptions } from './metrics-options.interface';
+export type { CacheSpan, CacheTracer, TieredCacheTracingOptions } from './tracing-options.interface';
 
 /** getOrSet's options: a write's, plus what protects callers from a slow or failing source. */
 export interface GetOrSetOptions<T = unknown> extends SetOptions<T> {

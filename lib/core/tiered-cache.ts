@@ -29,6 +29,7 @@ import { ReadGuard } from './read-guard';
 import { RecoveryQueue } from './recovery-queue';
 import { statsReport, type CacheStats } from './stats';
 import { TagSystem } from './tag-system';
+import { createTracing, type CacheTracing } from './tracing';
 import { MemoryTier } from './tiers/memory.tier';
 import { RedisConnectionFactory } from './tiers/redis-connection';
 import { breakerMessage } from './tiers/circuit-breaker';
@@ -42,6 +43,9 @@ const DISABLED_LOCK_STATS: FillLockStats = Object.freeze({ enabled: false, acqui
 const DEFERRED_LIMITS = { keys: 10_000, patterns: 100, tags: 1_000 };
 const SAMPLE_MASK = 7;
 const ignore = (): void => undefined;
+
+/** getOrSet past L1 (plain or traced: chosen at construction). */
+type FillBelowL1 = <T>(key: string, factory: () => T | Promise<T>, o: GetOrSetOptions<never> | undefined, held: HeldCopy | undefined, sample: boolean, t0: number) => Promise<T>;
 
 /** The engine's shared state as the facade holds it: the parts read it through EngineContext (read-only). */
 type EngineState = { -readonly [K in keyof EngineContext]: EngineContext[K] };
@@ -74,12 +78,21 @@ export class TieredCache {
   readonly #logs: LogThrottle;
   readonly #plain: boolean;
   readonly #targets: HitRateTargets;
+  /** OpenTelemetry spans (tracing.ts); undefined when off, and then nothing below looks at it per call. */
+  readonly #tracing: CacheTracing | undefined;
+  readonly #getBelowL1: <T>(key: string, sample: boolean, t0: number) => Promise<T | undefined>;
+  readonly #fillBelowL1: FillBelowL1;
   #observers: CacheObserver[] = [];
   #closing = false;
 
   constructor(options: TieredCacheOptions = {}) {
     this.options = resolveOptions(options);
     const o = this.options;
+    // Before any connection exists: `tracing: true` without @opentelemetry/api is a boot error.
+    const tracing = createTracing(o.tracing);
+    this.#tracing = tracing;
+    this.#getBelowL1 = tracing ? this.#getBelowL1Traced : this.#getBelowL1Plain;
+    this.#fillBelowL1 = tracing ? this.#fillBelowL1Traced : this.#fillBelowL1Plain;
     const prefix = o.keyPrefix;
     this.#logs = new LogThrottle(o.logger);
     const log = (level: 'warn' | 'error', kind: string, message: string): void => this.#logs.log(level, kind, message);
@@ -205,6 +218,7 @@ export class TieredCache {
     // Without a subscriber (bus off, or no L1 to keep), waiters for another instance's fill poll instead.
     if (locks) this.bus?.onFillReleased((key) => locks.notify(key));
     this.#invalidationQueue = new InvalidationQueue((keys) => this.delete(keys), o.invalidation.batchSize, o.invalidation.maxDelay);
+    tracing?.install(this, state.n);
   }
 
   /** Connects L2 (bounded by connectTimeout). Resolves false, never throws, when Redis is not there. */
@@ -288,10 +302,27 @@ export class TieredCache {
     return this.#getBelowL1<T>(key, sample, t0);
   }
 
-  async #getBelowL1<T>(key: string, sample: boolean, t0: number): Promise<T | undefined> {
+  async #getBelowL1Plain<T>(key: string, sample: boolean, t0: number): Promise<T | undefined> {
     const v = this.l2 ? await this.#stack.readBelow(key) : undefined;
     if (sample) this.#sampleLatency(t0, 'get', this.l2 ? 'l2' : 'l1');
     return v as T | undefined;
+  }
+
+  /** get past L1 in a span of its own: the tier that answered, or a miss. */
+  async #getBelowL1Traced<T>(key: string, sample: boolean, t0: number): Promise<T | undefined> {
+    const tracing = this.#tracing as CacheTracing;
+    const span = tracing.start('get', key);
+    try {
+      const r = this.l2 ? await tracing.within(span, () => this.#stack.readBelowFrom(key)) : undefined;
+      if (sample) this.#sampleLatency(t0, 'get', this.l2 ? 'l2' : 'l1');
+      tracing.answered(span, r?.tier);
+      return r?.value as T | undefined;
+    } catch (err) {
+      tracing.fail(span, err);
+      throw err;
+    } finally {
+      span.end();
+    }
   }
 
   async has(key: string): Promise<boolean> {
@@ -441,9 +472,10 @@ export class TieredCache {
       if (refresh !== undefined) {
         const copy = this.#heldCopy(key, value, hit, stale);
         // The background run's own finally ends its flight; its failure is fail-safe's (factory-runner.ts).
+        const run = this.#tracing === undefined ? factory : this.#tracing.refresh(key, factory);
         s.flights.start(key, (flight) => {
           hit.refresh = flight;
-          return this.#runner.fillResilient(key, factory, o, refresh, flight, -1, copy, undefined, true);
+          return this.#runner.fillResilient(key, run, o, refresh, flight, -1, copy, undefined, true);
         }).catch(ignore);
       }
     }
@@ -451,7 +483,7 @@ export class TieredCache {
   }
 
   /** getOrSet past L1: joins the key's flight or starts one (plain, or with the call's policy). */
-  #fillBelowL1<T>(key: string, factory: () => T | Promise<T>, o: GetOrSetOptions<never> | undefined, held: HeldCopy | undefined, sample: boolean, t0: number): Promise<T> {
+  #fillBelowL1Plain<T>(key: string, factory: () => T | Promise<T>, o: GetOrSetOptions<never> | undefined, held: HeldCopy | undefined, sample: boolean, t0: number): Promise<T> {
     const s = this.#state;
     const running = s.flights.running(key);
     // A flight an invalidation overtook is not joined: what it answers may predate the invalidation.
@@ -464,6 +496,21 @@ export class TieredCache {
     }
     if (policy === undefined && held === undefined) return s.flights.start(key, (flight) => this.#runner.fill(key, factory, o, flight, sample ? t0 : -1));
     return s.flights.start(key, (flight) => this.#runner.fillResilient(key, factory, o, policy ?? this.options.resilience, flight, sample ? t0 : -1, held));
+  }
+
+  /**
+   * getOrSet past L1 in a span of its own: what answered it (a tier, a stale copy, the factory), whether it joined
+   * a lookup already running; its factory run (if it is the one that starts it) in a child span.
+   */
+  #fillBelowL1Traced<T>(key: string, factory: () => T | Promise<T>, o: GetOrSetOptions<never> | undefined, held: HeldCopy | undefined, sample: boolean, t0: number): Promise<T> {
+    const tracing = this.#tracing as CacheTracing;
+    const flights = this.#state.flights;
+    const running = flights.running(key);
+    const coalesced = running !== undefined && !running.stale;
+    const call = tracing.call(key);
+    const run = coalesced ? factory : call.factory(key, factory);
+    const answer = tracing.within(call.span, () => this.#fillBelowL1Plain(key, run, o, held, sample, t0));
+    return tracing.settle(call, answer, coalesced ? running : flights.running(key), coalesced);
   }
 
   /** An L1 copy getOrSet may fall back on, with what fail-safe needs to keep it safely. */

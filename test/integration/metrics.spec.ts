@@ -258,6 +258,48 @@ describe('Prometheus metrics on /metrics (@willsoto/nestjs-prometheus)', () => {
     const s = series(await scrape(app));
     expect([...s.keys()].some((k) => k.includes('cache="second"'))).toBe(false);
   });
+
+  it("reports the bus: cache_bus_up, its counters as stats().bus has them, and 0 once Redis is gone; no bus series for a cache without one", async () => {
+    const server = await RedisServer.start();
+    @Module({ imports: [TieredCacheModule.forRoot({ logger: quiet, redis: { url: server.url, commandTimeout: 200 }, metrics: { name: 'bused' } })] })
+    class BusedModule {}
+    @Module({ imports: [TieredCacheModule.forRoot({ logger: quiet, redis: { url: server.url, commandTimeout: 200 }, bus: false, metrics: { name: 'busless' } })] })
+    class BuslessModule {}
+    const open = async (m: object) => (await Test.createTestingModule({ imports: [m as never] }).compile()).createNestApplication({ logger: false }).init();
+    const bused = await open(BusedModule);
+    const busless = await open(BuslessModule);
+    try {
+      const cache = bused.get(CacheManagerService);
+      await cache.delete(['a', 'b']);
+      await cache.invalidateTags(['t']);
+      await cache.engine.bus!.drain();
+      let s = series(await scrape(app));
+      const st = cache.stats().bus;
+      expect(st.published).toBeGreaterThanOrEqual(2);
+      expect(s.get('cache_bus_up{cache="bused"}')).toBe(1);
+      expect(s.get('cache_bus_published_total{cache="bused"}')).toBe(st.published);
+      expect(s.get('cache_bus_publish_failures_total{cache="bused"}')).toBe(0);
+      expect(s.get('cache_bus_received_total{cache="bused"}')).toBe(st.received);
+      expect(s.get('cache_bus_malformed_total{cache="bused"}')).toBe(0);
+      expect(s.get('cache_bus_resubscribe_clears_total{cache="bused"}')).toBe(0);
+      expect(s.get('cache_bus_retry_overflows_total{cache="bused"}')).toBe(0);
+      expect(s.get('cache_bus_retry_queue_length{cache="bused"}')).toBe(0);
+      expect([...s.keys()].some((k) => k.startsWith('cache_bus_') && k.includes('cache="busless"'))).toBe(false);
+
+      await server.kill();
+      await waitFor('the bus lost its subscription', () => !cache.stats().bus.subscribed);
+      await cache.delete('c'); // not published: Redis is gone; kept for retry
+      s = series(await scrape(app));
+      expect(s.get('cache_bus_up{cache="bused"}')).toBe(0);
+      expect(s.get('cache_l2_up{cache="bused"}')).toBe(0);
+      expect(s.get('cache_bus_retry_queue_length{cache="bused"}')).toBe(cache.stats().bus.retryQueue);
+      expect(cache.stats().bus.retryQueue).toBeGreaterThan(0);
+    } finally {
+      await bused.close();
+      await busless.close();
+      await server.stop();
+    }
+  });
 });
 
 describe('SeriesHistogram', () => {

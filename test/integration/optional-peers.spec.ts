@@ -34,7 +34,7 @@ function transpileLib(outDir: string): void {
 const BLOCKER = `
 const Module = require('module');
 const resolve = Module._resolveFilename;
-const missing = ['@nestjs/terminus', 'prom-client', '@willsoto/nestjs-prometheus'];
+const missing = ['@nestjs/terminus', 'prom-client', '@willsoto/nestjs-prometheus', '@opentelemetry/api'];
 Module._resolveFilename = function (request, ...rest) {
   if (missing.some((m) => request === m || request.startsWith(m + '/'))) {
     const err = new Error("Cannot find module '" + request + "'");
@@ -55,6 +55,8 @@ const lib = require(process.env.LIB);
   await cache.set('a', { n: 1 });
   out.value = await cache.get('a');
   out.metricsEnabled = app.get(lib.CacheMetricsService).enabled;
+  // Tracing off without @opentelemetry/api: the engine keeps its class methods (nothing wrapped).
+  out.tracingWrapped = ['get', 'getOrSet', 'delete', 'clear'].filter((m) => Object.prototype.hasOwnProperty.call(cache.engine, m));
   out.details = await app.get(lib.TieredCacheHealthIndicator).details();
   try {
     await app.get(lib.TieredCacheHealthIndicator).isHealthy('cache');
@@ -67,11 +69,17 @@ const lib = require(process.env.LIB);
   } catch (e) {
     out.bootError = e.message;
   }
+  try {
+    new lib.TieredCache({ tracing: true });
+  } catch (e) {
+    out.tracingError = e.message;
+  }
   try { require.resolve('prom-client'); out.blocked = false; } catch { out.blocked = true; }
+  try { require.resolve('@opentelemetry/api'); out.otelBlocked = false; } catch { out.otelBlocked = true; }
   console.log(JSON.stringify(out));
 })();`;
 
-describe('optional peers (@nestjs/terminus, prom-client, @willsoto/nestjs-prometheus) not installed', () => {
+describe('optional peers (@nestjs/terminus, prom-client, @willsoto/nestjs-prometheus, @opentelemetry/api) not installed', () => {
   let dir: string;
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'tiered-cache-peers-'));
@@ -81,7 +89,7 @@ describe('optional peers (@nestjs/terminus, prom-client, @willsoto/nestjs-promet
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('the module boots and caches with metrics off; health says what is missing; metrics: true fails at boot', () => {
+  it('the module boots and caches with metrics and tracing off; health says what is missing; metrics: true and tracing: true fail at boot', () => {
     const r = spawnSync(process.execPath, ['-r', join(dir, 'blocker.js'), join(dir, 'app.js')], {
       encoding: 'utf8',
       env: { ...process.env, LIB: join(dir, 'lib'), NODE_PATH: join(root, 'node_modules') },
@@ -92,6 +100,9 @@ describe('optional peers (@nestjs/terminus, prom-client, @willsoto/nestjs-promet
     expect(out.blocked).toBe(true);
     expect(out.value).toEqual({ n: 1 });
     expect(out.metricsEnabled).toBe(false);
+    expect(out.otelBlocked).toBe(true);
+    expect(out.tracingWrapped).toEqual([]);
+    expect(out.tracingError).toBe('Invalid tiered-cache option "tracing.enabled" = true: @opentelemetry/api is not installed (npm install @opentelemetry/api)');
     expect(out.details).toMatchObject({ l1: { enabled: true, entries: 1 }, l2: { enabled: false } });
     expect(out.healthError).toBe('TieredCacheHealthIndicator needs @nestjs/terminus (npm install @nestjs/terminus)');
     expect(out.bootError).toBe('Invalid tiered-cache option "metrics.enabled" = true: prom-client is not installed (npm install prom-client)');

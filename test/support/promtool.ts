@@ -13,10 +13,15 @@ export function ownFamilies(text: string): string {
 
 /** `promtool check metrics` on `text`: the real Prometheus parser and linter. */
 export function promtool(text: string): { status: number | null; output: string } {
-  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  return runPromtool(['check', 'metrics'], text);
+}
+
+/** promtool with `args` (e.g. `check rules <file>`, `test rules <file>`), `input` on its stdin. */
+export function runPromtool(args: string[], input?: string, cwd?: string): { status: number | null; output: string } {
+  const r = spawnSync('promtool', args, { input, cwd, encoding: 'utf8' });
   if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
     throw new Error(
-      'promtool is not on PATH. This test checks the /metrics output with the real Prometheus parser; install it with ' +
+      'promtool is not on PATH. This test checks Prometheus output and rules with the real Prometheus tools; install it with ' +
         "`apt-get install -y prometheus` (Debian/Ubuntu: Debian's prometheus package ships promtool) and run the tests again.",
     );
   }

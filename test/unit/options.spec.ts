@@ -48,6 +48,11 @@ describe('option validation at construction', () => {
     ['bad lock wait', { redis: 'redis://localhost:6379', lock: { wait: -1 } }, /"lock\.wait"/],
     ['bad lock poll', { redis: 'redis://localhost:6379', lock: { poll: 'often' } }, /"lock\.poll"/],
     ['bad lock enabled', { redis: 'redis://localhost:6379', lock: { enabled: 1 } }, /"lock\.enabled"/],
+    ['tracing neither flag nor object', { tracing: 'on' }, /"tracing" = "on"/],
+    ['bad tracing enabled', { tracing: { enabled: 'yes' } }, /"tracing\.enabled"/],
+    ['tracer without startSpan', { tracing: { tracer: {} } }, /"tracing\.tracer"/],
+    ['bad tracing l1Hits', { tracing: { l1Hits: 1 } }, /"tracing\.l1Hits"/],
+    ['bad tracing recordKeys', { tracing: { recordKeys: 'no' } }, /"tracing\.recordKeys"/],
   ];
   it.each(cases)('%s', (_name, opts, message) => {
     expect(() => new TieredCache(opts as never)).toThrow(TieredCacheOptionsError);
@@ -78,6 +83,17 @@ describe('option validation at construction', () => {
     expect(o.lock.enabled).toBe(false);
     expect(resolveOptions({ redis: 'redis://localhost:6379', lock: false }).lock.enabled).toBe(false);
     expect(resolveOptions({ redis: 'redis://localhost:6379', lock: { ttl: '500ms', wait: '1s' } }).lock).toEqual({ enabled: true, ttl: 500, wait: 1_000, poll: 50 });
+    // Tracing: on when @opentelemetry/api is installed (enabled undefined), L1 hits and keys left out; spans
+    // named as the metrics are (metrics.name, else the keyPrefix).
+    expect(o.tracing).toEqual({ enabled: undefined, tracer: undefined, l1Hits: false, recordKeys: false, name: 'cache:' });
+    expect(resolveOptions({ tracing: false }).tracing.enabled).toBe(false);
+    expect(resolveOptions({ keyPrefix: 'p:', metrics: { name: 'users' }, tracing: { l1Hits: true, recordKeys: true } }).tracing).toEqual({
+      enabled: undefined,
+      tracer: undefined,
+      l1Hits: true,
+      recordKeys: true,
+      name: 'users',
+    });
   });
 });
 
@@ -162,5 +178,16 @@ describe('tieredCacheOptionsFromEnv', () => {
     expect(off.recovery).toBeUndefined();
     expect(() => tieredCacheOptionsFromEnv({ CACHE_EAGER_REFRESH: '80%' })).toThrow(/CACHE_EAGER_REFRESH/);
     expect(() => tieredCacheOptionsFromEnv({ CACHE_GRACE: 'soon' })).toThrow(/CACHE_GRACE/);
+  });
+
+  it('tracing from CACHE_TRACING, CACHE_TRACING_L1_HITS and CACHE_TRACING_KEYS', () => {
+    expect(tieredCacheOptionsFromEnv({}).tracing).toBeUndefined();
+    expect(tieredCacheOptionsFromEnv({ CACHE_TRACING: 'off' }).tracing).toBe(false);
+    expect(tieredCacheOptionsFromEnv({ CACHE_TRACING: 'on' }).tracing).toBe(true);
+    expect(tieredCacheOptionsFromEnv({ CACHE_TRACING_L1_HITS: 'true' }).tracing).toEqual({ l1Hits: true });
+    expect(tieredCacheOptionsFromEnv({ CACHE_TRACING: 'true', CACHE_TRACING_KEYS: 'yes', CACHE_TRACING_L1_HITS: 'no' }).tracing).toEqual({ enabled: true, recordKeys: true, l1Hits: false });
+    expect(resolveOptions(tieredCacheOptionsFromEnv({ CACHE_TRACING_KEYS: '1' })).tracing).toMatchObject({ enabled: undefined, recordKeys: true, l1Hits: false });
+    expect(() => tieredCacheOptionsFromEnv({ CACHE_TRACING: 'maybe' })).toThrow(/"CACHE_TRACING"/);
+    expect(() => tieredCacheOptionsFromEnv({ CACHE_TRACING: 'off', CACHE_TRACING_KEYS: 'true' })).toThrow(/"CACHE_TRACING_KEYS".*CACHE_TRACING is off/);
   });
 });

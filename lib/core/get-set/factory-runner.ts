@@ -48,6 +48,7 @@ export class FactoryRunner {
         ({ read: r, lease } = await this.lockedRead(key, 0, options, flight));
         if (r.value !== undefined) {
           if (t0 >= 0) this.sampled(t0, 'getOrSet', 'l2');
+          flight.from = r.tier ?? ctx.l2.name;
           return r.value as T;
         }
         if (r.copy !== undefined) {
@@ -95,7 +96,10 @@ export class FactoryRunner {
     try {
       if (read === undefined && ctx.l2) ({ read, lease } = await this.lockedRead(key, policy.eagerRefresh, options, flight));
       if (t0 >= 0) this.sampled(t0, 'getOrSet', ctx.l2 ? 'l2' : 'l1');
-      if (read !== undefined && read.value !== undefined && read.copy === undefined) return read.value as T;
+      if (read !== undefined && read.value !== undefined && read.copy === undefined) {
+        flight.from = read.tier ?? (ctx.l2 as RedisTier).name;
+        return read.value as T;
+      }
       // L2's copy is at least as new as the one L1 held.
       let copy = read?.copy ?? held;
       if (flight.stale) copy = undefined;
@@ -108,11 +112,13 @@ export class FactoryRunner {
       if (read !== undefined && read.value !== undefined) {
         // Fresh, and due for an early refresh: answered now, refreshed in the background.
         ctx.n.resilience.refreshes++;
+        flight.from = read.tier ?? (ctx.l2 as RedisTier).name;
         run.catch(ignore);
         return read.value as T;
       }
       if (copy !== undefined && copy.stale && allowStale) {
         ctx.n.resilience.refreshes++;
+        flight.answeredStale = true;
         if (!answered) ctx.n.resilience.staleServed++;
         run.catch(ignore);
         return copy.value as T;
@@ -203,6 +209,7 @@ export class FactoryRunner {
       const serveCopy = (): boolean => {
         if (copy === undefined || flight.stale || !close()) return false;
         ctx.n.resilience.staleServed++;
+        flight.answeredStale = true;
         resolve(copy.value as T);
         return true;
       };

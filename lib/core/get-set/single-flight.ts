@@ -6,6 +6,10 @@ export interface Flight {
   stale: boolean;
   /** Set when it ends. */
   done: boolean;
+  /** The tier whose fresh value answered its callers (undefined: the factory's value, or not answered yet); read by tracing. */
+  from: string | undefined;
+  /** A copy past its TTL answered its callers (grace: stale-while-revalidate, soft timeout, fail-safe); read by tracing. */
+  answeredStale: boolean;
 }
 
 /**
@@ -21,7 +25,7 @@ export class SingleFlight {
 
   /** Starts `run` for `key`; `run` calls end() when it settles (in its own finally: no extra promise per miss). */
   start<T>(key: string, run: (flight: Flight) => Promise<T>): Promise<T> {
-    const flight: Flight = { promise: undefined as unknown as Promise<T>, stale: false, done: false };
+    const flight: Flight = { promise: undefined as unknown as Promise<T>, stale: false, done: false, from: undefined, answeredStale: false };
     this.#flights.set(key, flight);
     const promise = run(flight);
     flight.promise = promise;

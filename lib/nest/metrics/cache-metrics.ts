@@ -11,6 +11,7 @@ import { loadPromClient, type PromClientModule } from './prom-client.loader';
 import { SeriesHistogram, type HistogramSeries } from './series-histogram';
 import { engineInternals } from '../../core/tiered-cache';
 import { breakerStateValue, type BreakerStats } from '../../core/tiers/circuit-breaker';
+import type { BusStats } from '../../core/bus/bus-stats';
 
 /** Fine enough at the low end for L1 hits (microseconds), wide enough for an L2 call at its deadline. */
 export const DEFAULT_DURATION_BUCKETS = [
@@ -128,6 +129,12 @@ class CacheMetricSet {
           for (const [tier, b] of breakerTiers(s)) c.inc({ cache: r.name, tier }, value(b));
         }),
       );
+    const busCounter = (name: string, help: string, value: (b: BusStats) => number) =>
+      counter(name, help, ['cache'], (c) =>
+        each((r, s) => {
+          if (s.bus.enabled) c.inc({ cache: r.name }, value(s.bus));
+        }),
+      );
 
     this.histogram = new SeriesHistogram(
       'cache_operation_duration_seconds',
@@ -179,6 +186,11 @@ class CacheMetricSet {
           each((r, s) => {
             for (const [tier, t] of Object.entries(s.tiers)) if (t.target && t.target.met !== null) g.set({ cache: r.name, tier }, t.target.met ? 1 : 0);
           }),
+      ),
+      gauge('cache_hit_rate_target_ratio', "A tier's hitRateTarget (0..1), for dashboards to draw next to its hit ratio; only tiers with a target.", ['cache', 'tier'], (g) =>
+        each((r, s) => {
+          for (const [tier, t] of Object.entries(s.tiers)) if (t.target) g.set({ cache: r.name, tier }, t.target.ratio);
+        }),
       ),
       ['cache_operation_duration_seconds', this.histogram],
       gauge('cache_l1_entries', 'Entries held in L1.', ['cache'], (g) => each((r, s) => g.inc({ cache: r.name }, s.l1.size))),
@@ -249,6 +261,39 @@ class CacheMetricSet {
         });
         for (const [cache, v] of up) g.set({ cache }, v);
       }),
+      gauge(
+        'cache_bus_up',
+        '1 when the invalidation bus hears every change (subscribed; or publish-only, for a cache without L1), else 0 ' +
+          '(connecting, or the subscription was lost: L1 is not trusted meanwhile). Only caches with a bus.',
+        ['cache'],
+        (g) => {
+          const up = new Map<string, number>();
+          each((r) => {
+            const bus = r.engine.bus;
+            if (bus) up.set(r.name, Math.min(up.get(r.name) ?? 1, bus.state === 'subscribed' || bus.state === 'publishing' ? 1 : 0));
+          });
+          for (const [cache, v] of up) g.set({ cache }, v);
+        },
+      ),
+      busCounter('cache_bus_published_total', 'Changes this instance published on the invalidation bus.', (b) => b.published),
+      busCounter('cache_bus_publish_failures_total', 'Publishes that failed (kept in the retry queue and sent again).', (b) => b.publishFailures),
+      busCounter('cache_bus_received_total', "Other instances' messages received on the invalidation bus (own echoes not included).", (b) => b.received),
+      busCounter('cache_bus_malformed_total', 'Bus messages ignored as malformed, oversized or of another wire format.', (b) => b.malformed),
+      busCounter(
+        'cache_bus_resubscribe_clears_total',
+        'Times L1 was emptied because the bus subscription had been lost (messages published meanwhile were missed).',
+        (b) => b.l1ClearsOnReconnect,
+      ),
+      busCounter(
+        'cache_bus_retry_overflows_total',
+        'Times the bus retry queue overflowed bus.retryQueueSize and its changes were collapsed into one clear.',
+        (b) => b.retryOverflows,
+      ),
+      gauge('cache_bus_retry_queue_length', 'Changes waiting to be (re)published on the invalidation bus.', ['cache'], (g) =>
+        each((r, s) => {
+          if (s.bus.enabled) g.inc({ cache: r.name }, s.bus.retryQueue);
+        }),
+      ),
       gauge('cache_write_behind_queue_length', 'L2 writes queued by write-behind, not yet sent.', ['cache'], (g) =>
         each((r, s) => g.inc({ cache: r.name }, s.writeBehind.queueLength)),
       ),
