@@ -29,7 +29,7 @@ function isLeafType(type: ts.Type): boolean {
   const file = decl.getSourceFile().fileName;
   if (!file.startsWith(join(root, 'lib'))) return true; // RedisOptions, ClusterOptions, built-ins
   const name = (type.aliasSymbol ?? type.getSymbol())?.name ?? '';
-  return ['CacheCodec', 'CacheLogger', 'MetricsRegistry', 'Date', 'RegExp'].includes(name);
+  return ['CacheCodec', 'CacheLogger', 'CacheTracer', 'MetricsRegistry', 'Date', 'RegExp'].includes(name);
 }
 
 function objectMembers(type: ts.Type): ts.Type[] {
