@@ -3,6 +3,7 @@ import type { GetOrSetOptions, SetOptions, TieredCacheOptions } from '../core/ti
 import type { CacheStats } from '../core/stats';
 import { TieredCache, type PatternInvalidationReport } from '../core/tiered-cache';
 import { TIERED_CACHE_OPTIONS } from './tiered-cache.module-definition';
+import { nestCacheLogger } from './nest-cache-logger';
 
 /**
  * The cache as Nest code sees it: a thin shell over the engine (`TieredCache`) that ties it to the module
@@ -13,8 +14,9 @@ export class CacheManagerService implements OnModuleInit, OnApplicationShutdown 
   readonly engine: TieredCache;
 
   constructor(@Inject(TIERED_CACHE_OPTIONS) options: TieredCacheOptions) {
-    // Invalid options throw here, so the app fails at boot with a message naming the option.
-    this.engine = new TieredCache(options);
+    // Invalid options throw here, so the app fails at boot with a message naming the option. Without a logger
+    // of the app's own, the engine logs through Nest's.
+    this.engine = new TieredCache(options?.logger === undefined ? { ...options, logger: nestCacheLogger() } : options);
   }
 
   async onModuleInit(): Promise<void> {
