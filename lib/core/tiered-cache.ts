@@ -115,6 +115,7 @@ export class TieredCache {
     const state: EngineState = {
       options: o,
       prefix,
+      l2Label,
       reserved,
       l1: this.l1,
       l2,
@@ -143,9 +144,10 @@ export class TieredCache {
         log: (message) => log('warn', 'deferred', message),
       }, o.recovery);
     }
-    for (const tier of [this.l2, ...(state.lower?.levels ?? []).map((l) => l.tier)]) {
-      tier?.breaker.onChange((st) => {
-        const m = breakerMessage(tier.name, tier.breaker, st);
+    const labelled = [...(this.l2 ? [{ tier: this.l2, label: l2Label }] : []), ...(state.lower?.levels ?? []).map((l) => ({ tier: l.tier, label: l.label }))];
+    for (const { tier, label } of labelled) {
+      tier.breaker.onChange((st) => {
+        const m = breakerMessage(label, tier.breaker, st);
         if (m) log('warn', `breaker:${tier.name}:${st}`, m);
       });
     }

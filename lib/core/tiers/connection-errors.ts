@@ -44,8 +44,11 @@ export function watchConnectionErrors(client: RedisClient, sink: ConnectionError
     const connector = (client as unknown as { connector?: SentinelConnectorInternals }).connector;
     const original = connector?.connectToSentinel;
     if (connector && typeof original === 'function') {
+      // The detector's connections also get the client's own disconnectTimeout (ours: see redis-connection.ts):
+      // ioredis' 2 s default arms a timer that keeps a shutting-down process alive when a Sentinel is down.
+      const linger = (client.options as { disconnectTimeout?: number }).disconnectTimeout;
       const wrapped: SentinelConnectorInternals['connectToSentinel'] = function (this: unknown, endpoint, options) {
-        const sentinel = original.call(this, endpoint, options);
+        const sentinel = original.call(this, endpoint, options === undefined || linger === undefined ? options : { disconnectTimeout: linger, ...options });
         if (options !== undefined && sentinel && typeof sentinel.on === 'function') {
           const where = `${endpoint?.host ?? '127.0.0.1'}:${endpoint?.port ?? 26379}`;
           sentinel.on('error', (err: unknown) => report('sentinel', new Error(`failover detector connection to Sentinel ${where}: ${err instanceof Error ? err.message : String(err)}`)));
