@@ -263,6 +263,82 @@ describe('redis: { client } — standalone', () => {
   });
 });
 
+describe('redis: { client } — RESP3 and a tier below L2', () => {
+  let l2: RedisServer;
+  let l3: RedisServer;
+  let raw2: Redis;
+  let raw3: Redis;
+  const apps: Redis[] = [];
+  const caches: TieredCache[] = [];
+
+  beforeAll(async () => {
+    [l2, l3] = await Promise.all([RedisServer.start(), RedisServer.start()]);
+    raw2 = new Redis(l2.url);
+    raw3 = new Redis(l3.url);
+  });
+  afterEach(async () => {
+    await Promise.all(caches.splice(0).map((c) => c.close()));
+    for (const a of apps.splice(0)) a.disconnect();
+  });
+  afterAll(async () => {
+    raw2.disconnect();
+    raw3.disconnect();
+    await Promise.all([l2.stop(), l3.stop()]);
+  });
+
+  it('a RESP3 client is used as it is: reads, tags, patterns and the bus (the subscriber stays RESP2 for tracking)', async () => {
+    const app = new Redis(l2.url, { protocol: 3 });
+    apps.push(app);
+    const a = new TieredCache({ redis: { client: app }, keyPrefix: 'r3:', logger: quiet });
+    const b = new TieredCache({ redis: l2.url, keyPrefix: 'r3:', logger: quiet });
+    caches.push(a, b);
+    expect(await a.connect()).toBe(true);
+    expect(await b.connect()).toBe(true);
+    expect(a.l2?.client).toBe(app);
+    await a.set('t:1', { v: 1 }, { tags: ['t'] });
+    await a.set('t:2', { v: 2 }, { tags: ['t'] });
+    expect(await b.get('t:1')).toEqual({ v: 1 });
+    expect(await a.invalidateTags('t')).toBe(2);
+    await a.set('p:1', 1);
+    expect(await a.invalidatePattern('p:*')).toBe(1);
+    const tracked = a.stats().bus.trackedKeys;
+    await b.set('k', 'one');
+    await waitFor("A hears of B's write", () => a.stats().bus.trackedKeys > tracked);
+    await warm(a, 'k', 'one');
+    await b.set('k', 'two');
+    await waitFor("A drops its copy of B's overwrite", () => a.peekLocal('k') === undefined);
+    expect(await a.get('k')).toBe('two');
+  });
+
+  it("a borrowed client for an L3 Redis tier: read through it, and left connected with nothing of ours on its server", async () => {
+    const app3 = new Redis(l3.url, { connectionName: 'app-l3' });
+    apps.push(app3);
+    const c = new TieredCache({
+      keyPrefix: 'low:',
+      logger: quiet,
+      tiers: [
+        { name: 'l1', type: 'memory' },
+        { name: 'l2', type: 'redis', redis: l2.url },
+        { name: 'l3', type: 'redis', redis: { client: app3, commandTimeout: 300 } },
+      ],
+    });
+    caches.push(c);
+    expect(await c.connect()).toBe(true);
+    await c.set('k', 'deep');
+    expect(await raw3.get('low:k')).not.toBeNull();
+    expect(ours(await clientList(raw3))).toEqual([]);
+    // Gone from L1 and L2 (as after an eviction): read back from L3 through the app's client.
+    c.l1?.clear();
+    await raw2.del('low:k');
+    expect(await c.get('k')).toBe('deep');
+    expect(c.stats().tiers.l3.hits).toBe(1);
+    caches.splice(caches.indexOf(c), 1);
+    await c.close();
+    expect(await app3.get('low:k')).not.toBeNull();
+    expect((await clientList(raw3)).some((r) => r.name === 'app-l3')).toBe(true);
+  });
+});
+
 describe('redis: { client } — Cluster', () => {
   let cluster: RedisCluster;
   let direct: Redis[];
