@@ -10,8 +10,18 @@ export function tierLabel(level: number, kind: string, name: string): string {
 /** The level of the first Redis tier. */
 export const L2_LEVEL = 2;
 
-/** `err` as one line of a log message (never a stack). */
+/**
+ * `err` as one line of a log message (never a stack). Duck-typed, not `instanceof Error`: errors made by Node's
+ * own modules may come from another realm (a test runner's vm context). An AggregateError (a connect to every
+ * address of a host refused) has no message of its own: its errors' are used.
+ */
 export function errorText(err: unknown): string {
-  if (err instanceof Error) return err.message || err.name;
+  if (typeof err === 'object' && err !== null) {
+    const e = err as { message?: unknown; name?: unknown; errors?: unknown; code?: unknown };
+    if (typeof e.message === 'string' && e.message !== '') return e.message;
+    if (Array.isArray(e.errors) && e.errors.length > 0) return e.errors.map(errorText).join('; ');
+    if (typeof e.code === 'string') return e.code;
+    if (typeof e.name === 'string') return e.name;
+  }
   return String(err);
 }

@@ -1,8 +1,9 @@
 import { Cluster, type Redis } from 'ioredis';
+import { errorText } from '../tier-label';
 import type { RedisClient } from './redis-connection';
 
 /** Where a connection's errors go: `op` is 'connection' (a socket or handshake failed) or 'sentinel'. */
-export type ConnectionErrorSink = (op: 'connection' | 'sentinel', err: Error) => void;
+export type ConnectionErrorSink = (op: 'connection' | 'sentinel', err: unknown) => void;
 
 /**
  * UNDOCUMENTED IOREDIS INTERNAL: a Sentinel client's connector opens connections to the Sentinels itself. Those
@@ -25,16 +26,13 @@ interface SentinelConnectorInternals {
 export function watchConnectionErrors(client: RedisClient, sink: ConnectionErrorSink): () => void {
   let live = true;
   const report = (op: 'connection' | 'sentinel', err: unknown): void => {
-    if (live) sink(op, err instanceof Error ? err : new Error(String(err)));
+    if (live) sink(op, err);
   };
   const onError = (err: unknown): void => report('connection', err);
   client.on('error', onError);
   const off: Array<() => void> = [() => client.off('error', onError)];
   if (client instanceof Cluster) {
-    const onNode = (err: unknown, node: unknown): void => {
-      const e = err instanceof Error ? err : new Error(String(err));
-      report('connection', new Error(`node ${String(node)}: ${e.message}`));
-    };
+    const onNode = (err: unknown, node: unknown): void => report('connection', new Error(`node ${String(node)}: ${errorText(err)}`));
     client.on('node error', onNode);
     off.push(() => client.off('node error', onNode));
   } else if (client.options.sentinels) {
@@ -51,7 +49,7 @@ export function watchConnectionErrors(client: RedisClient, sink: ConnectionError
         const sentinel = original.call(this, endpoint, options === undefined || linger === undefined ? options : { disconnectTimeout: linger, ...options });
         if (options !== undefined && sentinel && typeof sentinel.on === 'function') {
           const where = `${endpoint?.host ?? '127.0.0.1'}:${endpoint?.port ?? 26379}`;
-          sentinel.on('error', (err: unknown) => report('sentinel', new Error(`failover detector connection to Sentinel ${where}: ${err instanceof Error ? err.message : String(err)}`)));
+          sentinel.on('error', (err: unknown) => report('sentinel', new Error(`failover detector connection to Sentinel ${where}: ${errorText(err)}`)));
         }
         return sentinel;
       };
