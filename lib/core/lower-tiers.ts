@@ -97,7 +97,8 @@ export interface LowerTierHooks {
   recovered(keys: string[], level: number): void;
   /** `label`: how messages name the tier (tier-label.ts). */
   onError(tier: string, label: string, op: string, err: unknown): void;
-  log(message: string): void;
+  /** `kind`: what the log throttle counts it under (default: the deferred work's). */
+  log(message: string, kind?: string): void;
 }
 
 /**
@@ -124,7 +125,7 @@ export class LowerTiers {
   ) {
     this.levels = specs.map((spec, index) => {
       const label = tierLabel(L2_LEVEL + 1 + index, spec.type, spec.name);
-      const tier = buildTier(spec, namespace, fillWindow, (op, err) => hooks.onError(spec.name, label, op, err));
+      const tier = buildTier(spec, namespace, fillWindow, (op, err) => hooks.onError(spec.name, label, op, err), (note) => hooks.log(`${label}: ${note}`, `options:client:${spec.name}`));
       const target = tierTarget(tier);
       const deferred = new DeferredInvalidations(target, '', NO_TAGS, DEFERRED_LIMITS, {
         landed: (change) => hooks.landed(change, index),
@@ -508,7 +509,7 @@ export class LowerTiers {
   }
 }
 
-function buildTier(spec: ResolvedLowerTier, namespace: string, fillWindow: number, onError: (op: string, err: unknown) => void): SharedTier {
+function buildTier(spec: ResolvedLowerTier, namespace: string, fillWindow: number, onError: (op: string, err: unknown) => void, note: (message: string) => void): SharedTier {
   const compressor = spec.compression ? new EntryCompressor(spec.compression) : undefined;
   if (spec.type === 'postgres') {
     const p = spec.postgres;
@@ -516,7 +517,10 @@ function buildTier(spec: ResolvedLowerTier, namespace: string, fillWindow: numbe
   }
   const r = resolveRedis(spec.redis, `tiers.${spec.name}.redis`);
   if (!r) throw new TypeError(`tier ${spec.name}: no redis connection`);
-  return new RedisTier(new RedisConnectionFactory(r), r.maxConnections, r.commandTimeout, r.connectTimeout, onError, r.socketTimeout, namespace, spec.name, fillWindow, compressor, r.breaker || undefined);
+  const factory = new RedisConnectionFactory(r);
+  const tier = new RedisTier(factory, r.maxConnections, r.commandTimeout, r.connectTimeout, onError, r.socketTimeout, namespace, spec.name, fillWindow, compressor, r.breaker || undefined);
+  for (const n of factory.notes) note(n);
+  return tier;
 }
 
 function connectTier(tier: SharedTier): Promise<boolean> {

@@ -5,7 +5,7 @@ import type { ResolvedCompression } from './compression';
 import type { ResolvedHitRateTarget } from './hit-rate-targets';
 import { resolveResilience, type ResolvedResilience } from './get-set/resilience-policy';
 import type { BreakerSettings } from './tiers/circuit-breaker';
-import { checkBorrowedClient, unusableSettings, type BorrowedClient } from './tiers/borrowed-client';
+import { checkBorrowedClient, isIoredisClient, unusableSettings, type BorrowedClient } from './tiers/borrowed-client';
 import { expandTiers, resolveBreaker, resolveCompression, resolveHitRateTarget, type ResolvedLowerTier } from './tier-options';
 import type {
   CacheLogger,
@@ -213,6 +213,7 @@ function resolveInvalidation(input: TieredCacheOptions['invalidation']): Resolve
 
 export function resolveRedis(input: TieredCacheOptions['redis'], at = 'redis'): ResolvedOptions['redis'] {
   if (input === undefined || input === null || input === '') return undefined;
+  if (isIoredisClient(input)) throw new TieredCacheOptionsError(at, '[an ioredis client]', `to share your client, pass it as ${at}: { client }`);
   const opts: RedisConnectionOptions = typeof input === 'string' ? { url: input } : input;
   if (typeof opts !== 'object') throw new TieredCacheOptionsError(at, input, 'expected a URL or connection options');
   const borrowed = (opts as { client?: unknown }).client !== undefined;

@@ -105,6 +105,7 @@ export class TieredCache {
         o.l2.compression ? new EntryCompressor(o.l2.compression) : undefined,
         o.redis.breaker || undefined,
       );
+      factory.notes.forEach((note, i) => log('warn', `options:client:${i}`, `${l2Label}: ${note}`));
     }
     // One kind each: the throttle would keep all but the first of them.
     o.warnings.forEach((w, i) => log('warn', `options:${i}`, w));
@@ -141,7 +142,7 @@ export class TieredCache {
           state.lower?.countError(tier);
           this.#logs.log('warn', `${tier}:${op}`, `${label}: ${op} failed: ${errorText(err)}`);
         },
-        log: (message) => log('warn', 'deferred', message),
+        log: (message, kind = 'deferred') => log('warn', kind, message),
       }, o.recovery);
     }
     const labelled = [...(this.l2 ? [{ tier: this.l2, label: l2Label }] : []), ...(state.lower?.levels ?? []).map((l) => ({ tier: l.tier, label: l.label }))];

@@ -1,7 +1,7 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { TieredCache, TieredCacheOptionsError, type TieredCacheOptions } from '../../lib';
 import { EngineProcess } from '../support/engine-process';
-import { RedisCluster, RedisServer } from '../support/redis-server';
+import { RedisCluster, RedisSentinelGroup, RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
 import { warm } from '../support/l1-helpers';
 
@@ -103,6 +103,12 @@ describe('redis: { client } — boot validation', () => {
       ],
     });
     expect(lower.option).toBe('tiers.l3.redis.url');
+  });
+
+  it('the client itself as redis (not inside { client }): an error saying how to pass it', () => {
+    const err = refused({ redis: client() as unknown as TieredCacheOptions['redis'] });
+    expect(err.option).toBe('redis');
+    expect(err.message).toContain('redis: { client }');
   });
 
   it('our own options still apply with a client, and are validated as usual', () => {
@@ -245,6 +251,34 @@ describe('redis: { client } — standalone', () => {
     await waitFor('the app client is back', () => app.status === 'ready', 10_000);
     await waitFor('the cache writes through it again', async () => (await c.set('k3', 'v3')) && (await raw.get(`byo${n}:k3`)) !== null, 10_000);
     expect(await c.get('k3')).toBe('v3');
+  });
+
+  it('two caches given the same client (named caches): the second gets a data connection of its own, said once; each hears the other, and closing one leaves the other intact', async () => {
+    const app = appClient();
+    const keyPrefix = `byo${n}:`;
+    const log = collecting();
+    const a = await cache(app, { keyPrefix });
+    const b = await cache(app, { keyPrefix, logger: log.logger });
+    expect(a.l2?.client).toBe(app);
+    expect(b.l2?.client).not.toBe(app);
+    expect(log.lines.filter((l) => l.includes('already the data connection of another cache'))).toHaveLength(1);
+    // Each tracks on its own connection: B's overwrite reaches A's L1, and A's reaches B's.
+    const heardA = a.stats().bus.trackedKeys;
+    await b.set('k', 'one');
+    await waitFor("A hears of B's write", () => a.stats().bus.trackedKeys > heardA);
+    await warm(a, 'k', 'one');
+    await b.set('k', 'two');
+    await waitFor("A drops B's overwrite", () => a.peekLocal('k') === undefined);
+    const heardB = b.stats().bus.trackedKeys;
+    await a.set('j', 'one');
+    await waitFor("B hears of A's write", () => b.stats().bus.trackedKeys > heardB);
+    await warm(b, 'j', 'one');
+    // B closes: A's tracking on the app's client is untouched.
+    caches.splice(caches.indexOf(b), 1);
+    await b.close();
+    await warm(a, 'k', 'two');
+    await raw.set(`${keyPrefix}k`, 'not the envelope');
+    await waitFor("A still hears of other clients' writes", () => a.peekLocal('k') === undefined);
   });
 
   it('a client the cache cannot use as it is (auto-pipelining): said once at boot, a data connection of ours duplicated from it, the client left alone', async () => {
@@ -406,5 +440,46 @@ describe('redis: { client } — Cluster', () => {
     expect(await app.get('after-close')).toBe('1');
     expect(app.listenerCount('node error')).toBe(0);
     await waitFor('no connection of ours left on any node', async () => (await onNodes()).length === 0);
+  });
+});
+
+describe('redis: { client } — Sentinel', () => {
+  let group: RedisSentinelGroup;
+  beforeAll(async () => {
+    group = await RedisSentinelGroup.start();
+  });
+  afterAll(async () => {
+    await group?.stop();
+  });
+
+  it("a Sentinel client is used as it is (mode from the client), its subscriber found through Sentinel too, and left connected at close", async () => {
+    const app = new Redis({ sentinels: group.sentinels, name: group.name, connectionName: 'app-sentinel' });
+    try {
+      const a = new TieredCache({ redis: { client: app, commandTimeout: 300 }, keyPrefix: 'bs:', logger: quiet });
+      const b = new TieredCache({ redis: { mode: 'sentinel', sentinels: group.sentinels, name: group.name, commandTimeout: 300 }, keyPrefix: 'bs:', logger: quiet });
+      try {
+        expect(await a.connect()).toBe(true);
+        expect(await b.connect()).toBe(true);
+        expect(a.l2?.mode).toBe('sentinel');
+        expect(a.l2?.client).toBe(app);
+        await a.set('k', 'v');
+        expect(await b.get('k')).toBe('v');
+        expect(b.peekLocal('k')).toBe('v');
+        await a.delete('k');
+        await waitFor("B drops A's delete", () => b.peekLocal('k') === undefined);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+      expect(app.status).toBe('ready');
+      expect(await app.set('after-close', '1')).toBe('OK');
+      const master = new Redis(group.masterPort(), '127.0.0.1');
+      try {
+        await waitFor('no connection of ours left on the master', async () => !((await master.call('CLIENT', 'LIST')) as string).includes('tiered-cache'));
+      } finally {
+        master.disconnect();
+      }
+    } finally {
+      app.disconnect();
+    }
   });
 });

@@ -11,6 +11,30 @@ export type BorrowedClient = Redis | Cluster;
 const CONNECTION_KEYS = ['url', 'host', 'port', 'path', 'sentinels', 'name', 'nodes', 'clusterOptions', 'password', 'username', 'sentinelPassword', 'db', 'tls'] as const;
 
 /**
+ * Borrowed clients in use as a cache's data connection in this process. A connection carries one CLIENT TRACKING
+ * redirect, and the cache turns tracking on (and off at close) on its data connection: a second cache given the
+ * same client (named caches, one app client) gets a duplicate of its own instead (see RedisConnectionFactory).
+ */
+const inUse = new WeakSet<BorrowedClient>();
+
+/** Takes `client` as a cache's data connection; false when another cache in this process has it. */
+export function claimBorrowed(client: BorrowedClient): boolean {
+  if (inUse.has(client)) return false;
+  inUse.add(client);
+  return true;
+}
+
+/** Gives `client` back (the cache that claimed it closed). */
+export function releaseBorrowed(client: BorrowedClient): void {
+  inUse.delete(client);
+}
+
+/** Whether `value` is an ioredis client (of the ioredis this package uses). */
+export function isIoredisClient(value: unknown): value is BorrowedClient {
+  return value instanceof Redis || value instanceof Cluster;
+}
+
+/**
  * Checks `redis.client` (and what may not come with it) at boot; returns the mode the client runs in. Every
  * error names the option at fault.
  */

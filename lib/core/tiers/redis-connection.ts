@@ -1,6 +1,6 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { ResolvedOptions } from '../options';
-import { duplicateBorrowed, unusableSettings, type BorrowedClient } from './borrowed-client';
+import { claimBorrowed, duplicateBorrowed, unusableSettings, type BorrowedClient } from './borrowed-client';
 
 export type RedisClient = Redis | Cluster;
 export type RedisMode = 'standalone' | 'sentinel' | 'cluster';
@@ -26,6 +26,8 @@ export interface DataConnection {
  */
 export class RedisConnectionFactory {
   private readonly borrowed: BorrowedClient | undefined;
+  /** What the cache should say once about how it uses a borrowed client (beyond what options.ts says at boot). */
+  readonly notes: string[] = [];
 
   constructor(private readonly opts: ResolvedRedis) {
     this.borrowed = (opts as { client?: BorrowedClient }).client;
@@ -41,7 +43,10 @@ export class RedisConnectionFactory {
    */
   primary(purpose: string, overrides: RedisOptions = {}): DataConnection {
     const b = this.borrowed;
-    if (b !== undefined && unusableSettings(b).length === 0) return { client: b, owned: false };
+    if (b !== undefined && unusableSettings(b).length === 0) {
+      if (claimBorrowed(b)) return { client: b, owned: false };
+      this.notes.push('redis.client is already the data connection of another cache in this process; this one sends its commands on a connection of its own, duplicated from it (a connection carries one CLIENT TRACKING redirect)');
+    }
     return { client: this.create(purpose, overrides), owned: true };
   }
 

@@ -7,6 +7,7 @@ import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
 import { LOCK_ACQUIRE, LOCK_EXTEND, LOCK_RELEASE, READ_OR_LOCK, READ_OR_LOCK_SHA, releaseLock } from './lock-scripts';
+import { releaseBorrowed } from './borrowed-client';
 import { watchConnectionErrors } from './connection-errors';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
 import type { FillMark, ReplayableTier, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
@@ -1249,6 +1250,7 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
     this.routes?.close();
     await Promise.all(this.conns.map((conn) => (conn.owned ? closeOwned(conn.client) : this.letGo(conn))));
     for (const detach of this.detachers) detach();
+    for (const conn of this.conns) if (!conn.owned) releaseBorrowed(conn.client);
   }
 
   /**
