@@ -103,6 +103,8 @@ export interface EngineContext {
   readonly options: ResolvedOptions;
   /** keyPrefix: the cache's namespace in Redis. */
   readonly prefix: string;
+  /** How messages name L2 (tier-label.ts). */
+  readonly l2Label: string;
   readonly reserved: ReservedNames;
   readonly l1: MemoryTier | undefined;
   readonly l2: RedisTier | undefined;

@@ -54,7 +54,7 @@ export class Invalidator {
     if (r === L2_FAILED) {
       // Redis still holds these: replayed until it no longer does.
       deferred.addKeys(list);
-      ctx.log('warn', 'deferred', `delete of ${list.length} key(s) could not reach Redis; it is retried until it lands`);
+      ctx.log('warn', 'deferred', `${ctx.l2Label}: delete failed for ${list.length} key(s); it is retried until it lands`);
     } else deferred.settled(list);
     return r;
   }
@@ -74,7 +74,7 @@ export class Invalidator {
     const deferred = l2.failedNodes.length > 0;
     if (deferred) {
       ctx.deferred?.addPattern(glob);
-      ctx.log('warn', 'deferred', `pattern invalidation could not reach ${l2.failedNodes.join(', ')}; it is retried until it lands`);
+      ctx.log('warn', 'deferred', `${ctx.l2Label}: scan failed: the pattern invalidation could not reach ${l2.failedNodes.join(', ')}; it is retried until it lands`);
     }
     ctx.emit({ type: 'pattern', pattern: glob });
     // L1 is (mostly) a subset of L2, so the larger count is the honest one without holding every key name.
@@ -97,7 +97,7 @@ export class Invalidator {
       l2Count = Math.max(r.removed, lower);
       if (r.failedNodes.length > 0) {
         ctx.deferred?.addClear();
-        ctx.log('warn', 'deferred', `clear could not reach ${r.failedNodes.join(', ')}; it is retried until it lands`);
+        ctx.log('warn', 'deferred', `${ctx.l2Label}: clear failed: it could not reach ${r.failedNodes.join(', ')}; it is retried until it lands`);
       }
     }
     ctx.emit({ type: 'clear' });

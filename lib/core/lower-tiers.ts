@@ -15,6 +15,7 @@ import { encodeEntry, pastStaleAt, payloadStart, readHeader, type EntryHeader } 
 import { withGrace } from './get-set/resilience-policy';
 import { cappedTtl, type FillMark, type TierEntry, type TierHealth, type TierWrite } from './tiers/tier';
 import { WriteBehindQueue } from './write-behind-queue';
+import { L2_LEVEL, tierLabel } from './tier-label';
 
 /** What the lower tiers need of a prepared write (engine-context.ts's LowerWrite is one). */
 export interface LowerWrite {
@@ -52,6 +53,8 @@ interface LevelCounters {
 /** One tier below the first Redis tier, with what the stack keeps for it. */
 interface Level {
   readonly index: number;
+  /** How messages name it: L3, L4, … (tier-label.ts). */
+  readonly label: string;
   readonly tier: SharedTier;
   readonly ttl: number;
   readonly promoteAfter: number;
@@ -92,8 +95,10 @@ export interface LowerTierHooks {
   landed(change: LandedInvalidation, level: number): void;
   /** Queued writes were replayed on tier `level` (or their keys deleted there): the tiers above drop their copies. */
   recovered(keys: string[], level: number): void;
-  onError(tier: string, op: string, err: unknown): void;
-  log(message: string): void;
+  /** `label`: how messages name the tier (tier-label.ts). */
+  onError(tier: string, label: string, op: string, err: unknown): void;
+  /** `kind`: what the log throttle counts it under (default: the deferred work's). */
+  log(message: string, kind?: string): void;
 }
 
 /**
@@ -119,12 +124,13 @@ export class LowerTiers {
     recovery?: { maxKeys: number; batchSize: number },
   ) {
     this.levels = specs.map((spec, index) => {
-      const tier = buildTier(spec, namespace, fillWindow, (op, err) => hooks.onError(spec.name, op, err));
+      const label = tierLabel(L2_LEVEL + 1 + index, spec.type, spec.name);
+      const tier = buildTier(spec, namespace, fillWindow, (op, err) => hooks.onError(spec.name, label, op, err), (note) => hooks.log(`${label}: ${note}`, `options:client:${spec.name}`));
       const target = tierTarget(tier);
       const deferred = new DeferredInvalidations(target, '', NO_TAGS, DEFERRED_LIMITS, {
         landed: (change) => hooks.landed(change, index),
         tagKeys: () => undefined,
-        log: (message) => hooks.log(`tier ${spec.name}: ${message}`),
+        log: (message) => hooks.log(`${label}: ${message}`),
       });
       const recovered = (ws: readonly LowerWrite[]): void => hooks.recovered(ws.map((w) => w.key), index);
       const replay = recovery
@@ -132,7 +138,7 @@ export class LowerTiers {
             overflowed: (w) => deferred.addKeys([w.key]),
             replayed: recovered,
             dropped: recovered,
-            log: (message) => hooks.log(`tier ${spec.name}: ${message}`),
+            log: (message) => hooks.log(`${label}: ${message}`),
           })
         : undefined;
       const queue = spec.behind
@@ -147,6 +153,7 @@ export class LowerTiers {
         : undefined;
       return {
         index,
+        label,
         tier,
         ttl: spec.ttl,
         promoteAfter: spec.promoteAfter,
@@ -433,6 +440,11 @@ export class LowerTiers {
     return out;
   }
 
+  /** How messages name the tier at `index`. */
+  labelOf(index: number): string {
+    return this.levels[index]?.label ?? `tier ${index}`;
+  }
+
   /** Counts a failed command of tier `name` (its onError). */
   countError(name: string): void {
     const l = this.levels.find((x) => x.tier.name === name);
@@ -493,11 +505,11 @@ export class LowerTiers {
 
   private defer(level: Level, what: string, count: number, add: () => void): void {
     add();
-    this.hooks.log(`tier ${level.tier.name}: ${what} invalidation (${count}) could not reach it; it is retried until it lands`);
+    this.hooks.log(`${level.label}: ${what} invalidation (${count}) could not reach it; it is retried until it lands`);
   }
 }
 
-function buildTier(spec: ResolvedLowerTier, namespace: string, fillWindow: number, onError: (op: string, err: unknown) => void): SharedTier {
+function buildTier(spec: ResolvedLowerTier, namespace: string, fillWindow: number, onError: (op: string, err: unknown) => void, note: (message: string) => void): SharedTier {
   const compressor = spec.compression ? new EntryCompressor(spec.compression) : undefined;
   if (spec.type === 'postgres') {
     const p = spec.postgres;
@@ -505,7 +517,10 @@ function buildTier(spec: ResolvedLowerTier, namespace: string, fillWindow: numbe
   }
   const r = resolveRedis(spec.redis, `tiers.${spec.name}.redis`);
   if (!r) throw new TypeError(`tier ${spec.name}: no redis connection`);
-  return new RedisTier(new RedisConnectionFactory(r), r.maxConnections, r.commandTimeout, r.connectTimeout, onError, r.socketTimeout, namespace, spec.name, fillWindow, compressor, r.breaker || undefined);
+  const factory = new RedisConnectionFactory(r);
+  const tier = new RedisTier(factory, r.maxConnections, r.commandTimeout, r.connectTimeout, onError, r.socketTimeout, namespace, spec.name, fillWindow, compressor, r.breaker || undefined);
+  for (const n of factory.notes) note(n);
+  return tier;
 }
 
 function connectTier(tier: SharedTier): Promise<boolean> {

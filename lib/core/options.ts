@@ -5,6 +5,7 @@ import type { ResolvedCompression } from './compression';
 import type { ResolvedHitRateTarget } from './hit-rate-targets';
 import { resolveResilience, type ResolvedResilience } from './get-set/resilience-policy';
 import type { BreakerSettings } from './tiers/circuit-breaker';
+import { checkBorrowedClient, isIoredisClient, unusableSettings, type BorrowedClient } from './tiers/borrowed-client';
 import { expandTiers, resolveBreaker, resolveCompression, resolveHitRateTarget, type ResolvedLowerTier } from './tier-options';
 import type { CacheTracer } from './tracing-options.interface';
 import type {
@@ -69,10 +70,11 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
   if (typeof keyPrefix !== 'string') throw new TieredCacheOptionsError('keyPrefix', keyPrefix, 'expected a string');
   const defaultTtl = parseDuration('defaultTtl', input.defaultTtl ?? '1h');
   const tiers = input.tiers === undefined ? undefined : expandTiers(input, defaultTtl);
+  const warnings = [...(tiers?.warnings ?? [])];
   if (tiers) {
     input = { ...input, ...tiers.short };
     // Checked here, at boot, as the first Redis tier is (the tier resolves it again when it is built).
-    for (const t of tiers.lower) if (t.type === 'redis') resolveRedis(t.redis, `tiers.${t.name}.redis`);
+    for (const t of tiers.lower) if (t.type === 'redis') warnings.push(...borrowedNotes(resolveRedis(t.redis, `tiers.${t.name}.redis`), `tiers.${t.name}.redis`));
   }
 
   const l1In = input.l1 ?? {};
@@ -86,6 +88,7 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
   };
 
   const redis = resolveRedis(input.redis);
+  warnings.unshift(...borrowedNotes(redis, tiers?.names.l2 ? `tiers.${tiers.names.l2}.redis` : 'redis'));
   const l2In = input.l2 ?? {};
   const l2 = {
     enabled: bool('l2.enabled', l2In.enabled, redis !== undefined),
@@ -144,7 +147,7 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
     cacheNullValues: bool('cacheNullValues', input.cacheNullValues, false),
     codec: resolveCodec(codec),
     maxValueBytes: positiveInt('maxValueBytes', input.maxValueBytes, 1024 * 1024),
-    logger: input.logger ?? consoleLogger,
+    logger: resolveLogger(input.logger),
     bus: resolveBus(input.bus, l2.enabled),
     invalidation: resolveInvalidation(input.invalidation),
     lock: resolveLock(input.lock, l2.enabled),
@@ -153,7 +156,7 @@ export function resolveOptions(options: TieredCacheOptions = {}): ResolvedOption
     lower: tiers?.lower ?? [],
     resilience: resolveResilience(input.resilience),
     tracing: resolveTracing(input.tracing, metricsName(input.metrics) ?? keyPrefix),
-    warnings: tiers?.warnings ?? [],
+    warnings,
   };
 }
 
@@ -176,6 +179,25 @@ function resolveTracing(input: TieredCacheOptions['tracing'], name: string): Res
 /** The name the cache's metrics carry (`metrics.name`), which its spans carry too. */
 function metricsName(metrics: TieredCacheOptions['metrics']): string | undefined {
   return typeof metrics === 'object' && metrics !== null && typeof metrics.name === 'string' && metrics.name !== '' ? metrics.name : undefined;
+}
+
+function resolveLogger(input: unknown): CacheLogger {
+  if (input === undefined) return consoleLogger;
+  const l = input as Partial<CacheLogger> | null;
+  if (l === null || typeof l !== 'object' || typeof l.warn !== 'function' || typeof l.error !== 'function') {
+    throw new TieredCacheOptionsError('logger', input, 'expected an object with warn(message) and error(message), such as a Nest Logger');
+  }
+  // Bound: a LoggerService's methods may use `this`.
+  return { warn: (m) => l.warn?.(m), error: (m) => l.error?.(m) };
+}
+
+/** What boot says once about a borrowed client the cache cannot use as it is (see borrowed-client.ts). */
+function borrowedNotes(redis: ResolvedOptions['redis'], at: string): string[] {
+  const client = (redis as { client?: BorrowedClient } | undefined)?.client;
+  if (client === undefined) return [];
+  const why = unusableSettings(client);
+  if (why.length === 0) return [];
+  return [`${at}.client: ${why.join('; ')}. The cache sends its commands on a connection of its own, duplicated from the client with that corrected; the client itself is left alone`];
 }
 
 function resolveRecovery(input: TieredCacheOptions['recovery']): ResolvedOptions['recovery'] {
@@ -226,9 +248,28 @@ function resolveInvalidation(input: TieredCacheOptions['invalidation']): Resolve
 
 export function resolveRedis(input: TieredCacheOptions['redis'], at = 'redis'): ResolvedOptions['redis'] {
   if (input === undefined || input === null || input === '') return undefined;
+  if (isIoredisClient(input)) throw new TieredCacheOptionsError(at, '[an ioredis client]', `to share your client, pass it as ${at}: { client }`);
   const opts: RedisConnectionOptions = typeof input === 'string' ? { url: input } : input;
   if (typeof opts !== 'object') throw new TieredCacheOptionsError(at, input, 'expected a URL or connection options');
-  const mode = opts.mode ?? 'standalone';
+  const borrowed = (opts as { client?: unknown }).client !== undefined;
+  const mode = borrowed ? checkBorrowedClient(at, opts as unknown as Record<string, unknown>) : (opts.mode ?? 'standalone');
+  if (!borrowed) checkConnection(at, input, opts, mode);
+  const protocol = opts.protocol ?? 2;
+  if (protocol !== 2 && protocol !== 3) throw new TieredCacheOptionsError(`${at}.protocol`, protocol, 'expected 2 or 3');
+  return {
+    ...opts,
+    mode,
+    commandTimeout: parseTimerDuration(`${at}.commandTimeout`, opts.commandTimeout ?? 250),
+    connectTimeout: parseTimerDuration(`${at}.connectTimeout`, opts.connectTimeout ?? '3s'),
+    socketTimeout: parseTimerDuration(`${at}.socketTimeout`, opts.socketTimeout ?? '10s'),
+    maxConnections: positiveInt(`${at}.maxConnections`, opts.maxConnections, 1),
+    protocol,
+    breaker: resolveBreaker(`${at}.breaker`, opts.breaker),
+  } as ResolvedOptions['redis'];
+}
+
+/** The connection settings of a URL, Sentinel or Cluster configuration. */
+function checkConnection(at: string, input: unknown, opts: RedisConnectionOptions, mode: string): void {
   if (mode === 'standalone') {
     const url = (opts as { url?: unknown }).url;
     let parsed: URL | undefined;
@@ -252,18 +293,6 @@ export function resolveRedis(input: TieredCacheOptions['redis'], at = 'redis'): 
   } else {
     throw new TieredCacheOptionsError(`${at}.mode`, mode, "expected 'standalone', 'sentinel' or 'cluster'");
   }
-  const protocol = opts.protocol ?? 2;
-  if (protocol !== 2 && protocol !== 3) throw new TieredCacheOptionsError(`${at}.protocol`, protocol, 'expected 2 or 3');
-  return {
-    ...opts,
-    mode,
-    commandTimeout: parseTimerDuration(`${at}.commandTimeout`, opts.commandTimeout ?? 250),
-    connectTimeout: parseTimerDuration(`${at}.connectTimeout`, opts.connectTimeout ?? '3s'),
-    socketTimeout: parseTimerDuration(`${at}.socketTimeout`, opts.socketTimeout ?? '10s'),
-    maxConnections: positiveInt(`${at}.maxConnections`, opts.maxConnections, 1),
-    protocol,
-    breaker: resolveBreaker(`${at}.breaker`, opts.breaker),
-  } as ResolvedOptions['redis'];
 }
 
 /** Hides the password of a Redis URL before it reaches an error message or a log. */

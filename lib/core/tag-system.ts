@@ -42,7 +42,7 @@ export class TagSystem {
       }
       if (failed.length > 0) {
         (ctx.deferred as DeferredInvalidations).addTags(failed);
-        ctx.log('warn', 'deferred', `invalidation of ${failed.length} tag(s) could not reach Redis; it is retried until it lands`);
+        ctx.log('warn', 'deferred', `${ctx.l2Label}: tag invalidation failed for ${failed.length} tag(s); it is retried until it lands`);
       }
     }
     ctx.emit({ type: 'tags', tags: [...list] });

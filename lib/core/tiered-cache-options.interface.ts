@@ -1,4 +1,4 @@
-import type { RedisOptions, ClusterOptions } from 'ioredis';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import type { CacheCodec } from './codec';
 import type { Duration } from './duration';
 import type { TieredCacheMetricsOptions } from './metrics-options.interface';
@@ -114,7 +114,22 @@ export interface ClusterRedisOptions extends RedisCommonOptions {
   clusterOptions?: ClusterOptions;
 }
 
-export type RedisConnectionOptions = StandaloneRedisOptions | SentinelRedisOptions | ClusterRedisOptions;
+/**
+ * An ioredis client of the app's own (`new Redis(...)`, a Sentinel client, or `new Cluster(...)`), shared with
+ * the cache. The cache sends its commands through it and never closes it; the connections it needs besides
+ * (the bus subscriber, further data connections) are duplicated from it and closed with the cache. Its
+ * connection settings apply, so none of url, sentinels, nodes, password, … may come with it; the common options
+ * (commandTimeout, connectTimeout, socketTimeout, maxConnections, protocol, redisOptions, breaker) still do,
+ * `protocol` and `redisOptions` for the duplicated connections only. A client with `keyPrefix` is refused.
+ * See docs/redis-client-and-logging.md.
+ */
+export interface ExistingRedisClientOptions extends RedisCommonOptions {
+  client: Redis | Cluster;
+  /** Taken from the client; if given, it must match it. */
+  mode?: 'standalone' | 'sentinel' | 'cluster';
+}
+
+export type RedisConnectionOptions = StandaloneRedisOptions | SentinelRedisOptions | ClusterRedisOptions | ExistingRedisClientOptions;
 
 export interface WriteBehindOptions {
   /** Flush interval (default 100ms). */
@@ -251,7 +266,11 @@ export interface TieredCacheOptions {
   codec?: 'default' | 'json' | CacheCodec;
   /** Values whose serialized form exceeds this are rejected before anything is written (default 1 MiB). */
   maxValueBytes?: number;
-  /** Called for operational events (L2 errors, corrupt payloads); defaults to console.warn, once per kind per minute. */
+  /**
+   * Where operational messages go (Redis and database errors, corrupt payloads), at most once per kind per
+   * minute. Default: console (`[tiered-cache] …`) for the engine alone; in the Nest module, Nest's `Logger`
+   * with the context `TieredCache`. A Nest `LoggerService` or `Logger` instance fits as it is.
+   */
   logger?: CacheLogger;
   /**
    * Cross-instance L1 consistency over Redis pub/sub (default on whenever L2 is on). `false` turns it off:

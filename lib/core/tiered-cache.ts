@@ -22,6 +22,7 @@ import { InvalidationCounters } from './invalidation-stats';
 import { Invalidator } from './invalidator';
 import { checkKey, isValidKey, keyError, reservedNames } from './keys/cache-key';
 import { LogThrottle } from './log-throttle';
+import { errorText, L2_LEVEL, tierLabel } from './tier-label';
 import { LowerTiers } from './lower-tiers';
 import { fanOut, type CacheObserver, type CacheOperation, type CacheTier, type InvalidationSource } from './observer';
 import { resolveOptions, type ResolvedOptions } from './options';
@@ -82,6 +83,8 @@ export class TieredCache {
   readonly #tracing: CacheTracing | undefined;
   readonly #getBelowL1: <T>(key: string, sample: boolean, t0: number) => Promise<T | undefined>;
   readonly #fillBelowL1: FillBelowL1;
+  /** How messages name L2 (tier-label.ts). */
+  readonly #l2Label: string;
   #observers: CacheObserver[] = [];
   #closing = false;
 
@@ -96,6 +99,8 @@ export class TieredCache {
     const prefix = o.keyPrefix;
     this.#logs = new LogThrottle(o.logger);
     const log = (level: 'warn' | 'error', kind: string, message: string): void => this.#logs.log(level, kind, message);
+    const l2Label = tierLabel(L2_LEVEL, 'redis', o.tierNames.l2);
+    this.#l2Label = l2Label;
     this.l1 = o.l1.enabled ? new MemoryTier(o.l1.maxEntries, o.l1.maxBytes, o.l1.cleanupInterval, o.tierNames.l1) : undefined;
     let factory: RedisConnectionFactory | undefined;
     if (o.redis) {
@@ -113,8 +118,10 @@ export class TieredCache {
         o.l2.compression ? new EntryCompressor(o.l2.compression) : undefined,
         o.redis.breaker || undefined,
       );
+      factory.notes.forEach((note, i) => log('warn', `options:client:${i}`, `${l2Label}: ${note}`));
     }
-    for (const w of o.warnings) log('warn', 'options', w);
+    // One kind each: the throttle would keep all but the first of them.
+    o.warnings.forEach((w, i) => log('warn', `options:${i}`, w));
     this.#targets = new HitRateTargets(o.hitRateTargets);
     const l2 = this.l2;
     const reserved = reservedNames(prefix);
@@ -122,6 +129,7 @@ export class TieredCache {
     const state: EngineState = {
       options: o,
       prefix,
+      l2Label,
       reserved,
       l1: this.l1,
       l2,
@@ -143,16 +151,17 @@ export class TieredCache {
       state.lower = new LowerTiers(o.lower, prefix, o.l2.fillWindow, {
         landed: (change) => void this.#invalidator.landedBelow(change),
         recovered: (keys, level) => void this.#invalidator.replayedBelow(keys, level),
-        onError: (tier, op, err) => {
+        onError: (tier, label, op, err) => {
           state.lower?.countError(tier);
-          this.#logs.log('warn', `${tier}:${op}`, `tier ${tier}: ${op} failed: ${err instanceof Error ? err.message : String(err)}`);
+          this.#logs.log('warn', `${tier}:${op}`, `${label}: ${op} failed: ${errorText(err)}`);
         },
-        log: (message) => log('warn', 'deferred', message),
+        log: (message, kind = 'deferred') => log('warn', kind, message),
       }, o.recovery);
     }
-    for (const tier of [this.l2, ...(state.lower?.levels ?? []).map((l) => l.tier)]) {
-      tier?.breaker.onChange((st) => {
-        const m = breakerMessage(tier.name, tier.breaker, st);
+    const labelled = [...(this.l2 ? [{ tier: this.l2, label: l2Label }] : []), ...(state.lower?.levels ?? []).map((l) => ({ tier: l.tier, label: l.label }))];
+    for (const { tier, label } of labelled) {
+      tier.breaker.onChange((st) => {
+        const m = breakerMessage(label, tier.breaker, st);
         if (m) log('warn', `breaker:${tier.name}:${st}`, m);
       });
     }
@@ -168,7 +177,7 @@ export class TieredCache {
       const deferred = new DeferredInvalidations(target, prefix, { prefix: reserved.tagPrefix, legacyPrefix: reserved.legacyTagPrefix }, DEFERRED_LIMITS, {
         landed: (change) => this.#invalidator.replayed(change),
         tagKeys: (pkeys) => tags.droppedByTag(pkeys),
-        log: (message) => log('warn', 'deferred', message),
+        log: (message) => log('warn', 'deferred', `${l2Label}: ${message}`),
       });
       state.deferred = deferred;
       const cacheKeys = (ws: readonly L2Write[]): string[] => ws.map((w) => w.pkey.slice(prefix.length));
@@ -183,7 +192,7 @@ export class TieredCache {
               this.#emit(change);
             },
             dropped: (ws) => this.#invalidator.replayed({ type: 'delete', keys: cacheKeys(ws) }),
-            log: (message) => log('warn', 'recovery', message),
+            log: (message) => log('warn', 'recovery', `${l2Label}: ${message}`),
           })
         : undefined;
       state.recovery = recovery;
@@ -202,6 +211,7 @@ export class TieredCache {
     }
     const internals: EngineInternals = {
       keyPrefix: prefix,
+      tierLabel: l2Label,
       hasL1: o.l1.enabled,
       onChange: (listener) => this.onChange(listener),
       dropLocal: ((change: CacheChange) => this.#invalidator.dropLocal(change)) as EngineInternals['dropLocal'],
@@ -228,9 +238,13 @@ export class TieredCache {
     // What writes that fail from now on are checked against when they are replayed (recovery-queue.ts).
     if (ok) await this.#state.recovery?.refresh();
     lower?.forEach((up, i) => {
-      if (!up) this.#logs.log('warn', 'connect', `tier ${this.options.lower[i].name} is not reachable; it is skipped until it answers`);
+      const name = this.options.lower[i].name;
+      if (!up) this.#logs.log('warn', `${name}:connect`, `${this.#state.lower?.labelOf(i)}: connect failed: not reachable; the tier is skipped until it answers`);
     });
-    if (!ok) this.#logs.log('warn', 'connect', 'Redis is not reachable; serving from L1 and reconnecting in the background');
+    if (!ok) {
+      const within = this.options.redis?.connectTimeout ?? 0;
+      this.#logs.log('warn', `${this.options.tierNames.l2}:connect`, `${this.#l2Label}: connect failed: Redis did not answer within ${within} ms; serving from L1 (and the tiers below) and reconnecting in the background`);
+    }
     return ok;
   }
 
@@ -658,8 +672,7 @@ export class TieredCache {
   #onL2Error(op: string, err: unknown): void {
     this.#state.n.l2Errors++;
     this.#state.observer?.l2Error?.(op);
-    const msg = err instanceof Error ? err.message : String(err);
-    this.#logs.log('warn', `l2:${op}`, `Redis ${op} failed: ${msg}`);
+    this.#logs.log('warn', `${this.options.tierNames.l2}:${op}`, `${this.#l2Label}: ${op} failed: ${errorText(err)}`);
   }
 }
 

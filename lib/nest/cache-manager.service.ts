@@ -5,6 +5,7 @@ import { TieredCache, type PatternInvalidationReport } from '../core/tiered-cach
 import { TIERED_CACHE_OPTIONS } from './tiered-cache.module-definition';
 import { DEFAULT_CACHE_NAME, TIERED_CACHE_NAME } from './constants';
 import { CacheRegistry } from './cache-registry';
+import { nestCacheLogger } from './nest-cache-logger';
 
 /**
  * The cache as Nest code sees it: a thin shell over the engine (`TieredCache`) that ties it to the module
@@ -25,7 +26,9 @@ export class CacheManagerService implements OnModuleInit, OnApplicationShutdown 
     // A named cache gets a namespace of its own by default, so it never shares keys or a bus channel with another.
     const named = this.name !== DEFAULT_CACHE_NAME && options !== null && typeof options === 'object' && options.keyPrefix === undefined;
     // Invalid options throw here, so the app fails at boot with a message naming the option.
-    this.engine = new TieredCache(named ? { ...options, keyPrefix: `${this.name}:` } : options);
+    // Without a logger of the app's own, the engine logs through Nest's.
+    const withLogger = options?.logger === undefined ? { ...options, logger: nestCacheLogger() } : options;
+    this.engine = new TieredCache(named ? { ...withLogger, keyPrefix: `${this.name}:` } : withLogger);
     try {
       registry?.register(this);
     } catch (err) {

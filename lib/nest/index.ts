@@ -1,6 +1,7 @@
 // The Nest layer: a thin shell around the engine in ../core.
 export { TieredCacheModule } from './tiered-cache.module';
 export { CacheManagerService } from './cache-manager.service';
+export { nestCacheLogger, TIERED_CACHE_LOG_CONTEXT } from './nest-cache-logger';
 export { TIERED_CACHE_OPTIONS } from './tiered-cache.module-definition';
 export { TIERED_CACHE, CACHE_OPERATIONS_METADATA, TIERED_CACHE_INTERCEPTOR_OPTIONS, TIERED_CACHE_NAME, DEFAULT_CACHE_NAME } from './constants';
 export { getCacheToken, getCacheHealthIndicatorToken } from './cache-tokens';

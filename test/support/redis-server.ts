@@ -206,6 +206,13 @@ export class RedisSentinelGroup {
     }, 30_000);
   }
 
+  /** SIGKILLs the Sentinel (it stays dead until stop()): its clients lose it, the master and replica stay up. */
+  killSentinel(): Promise<void> {
+    const p = this.sentinelProc;
+    this.sentinelProc = undefined;
+    return killProcess(p);
+  }
+
   async stop(): Promise<void> {
     const p = this.sentinelProc;
     this.sentinelProc = undefined;

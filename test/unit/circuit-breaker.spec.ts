@@ -196,9 +196,10 @@ describe('CircuitBreaker', () => {
     expect(breakerHealth(h.breaker)).toBeUndefined();
     h.fail(3);
     expect(breakerHealth(h.breaker)).toEqual({ ok: false, status: 'breaker open', breaker: 'open' });
-    expect(breakerMessage('l3', h.breaker, OPEN)).toMatch(/^tier l3: circuit breaker open after 3 .* within 1000 ms; .* 500 ms/);
-    expect(breakerMessage('l3', h.breaker, HALF_OPEN)).toBeUndefined();
-    expect(breakerMessage('l3', h.breaker, CLOSED)).toMatch(/^tier l3: circuit breaker closed/);
+    const label = 'L3 redis tier "l3"';
+    expect(breakerMessage(label, h.breaker, OPEN)).toMatch(/^L3 redis tier "l3": circuit breaker open after 3 .* within 1000 ms; .* 500 ms/);
+    expect(breakerMessage(label, h.breaker, HALF_OPEN)).toBeUndefined();
+    expect(breakerMessage(label, h.breaker, CLOSED)).toMatch(/^L3 redis tier "l3": circuit breaker closed/);
   });
 });
 

@@ -7,6 +7,8 @@ import type { CacheChange } from '../cache-change';
 export interface BusHost {
   /** Namespace of the channel and of tracked keys. */
   readonly keyPrefix: string;
+  /** How log messages name the Redis tier the bus runs on (tier-label.ts). */
+  readonly tierLabel: string;
   /** Without L1 there is nothing local to drop: the bus only publishes. */
   readonly hasL1: boolean;
   /** Local changes, to be published. */

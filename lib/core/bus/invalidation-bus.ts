@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory } from '../tiers/redis-connection';
+import { watchConnectionErrors } from '../tiers/connection-errors';
+import { errorText } from '../tier-label';
 import type { CacheChange } from '../cache-change';
 import type { BusHost } from './bus-host';
 import { zeroCounts, type BusStats } from './bus-stats';
@@ -130,7 +132,7 @@ export class InvalidationBus {
     const sub = factory.create('bus-sub', this.wantTracking ? { autoResubscribe: false, protocol: 2 } : { autoResubscribe: false });
     this.sub = sub;
     this.disposeRevive = reviveOnEnd(sub, () => this.closed);
-    sub.on('error', (err: unknown) => this.warn('bus:sub', `invalidation bus subscriber: ${message(err)}`));
+    watchConnectionErrors(sub, (op, err) => this.warn('bus:sub', `bus subscriber ${op} failed: ${errorText(err)}`));
     sub.on('ready', () => void this.subscribe());
     sub.on('close', () => this.lost());
     // ioredis rethrows a listener's exception on the next tick, as an uncaught exception: whatever a message
@@ -241,7 +243,7 @@ export class InvalidationBus {
       await (tracking ? sub.subscribe(this.channel, this.fillChannel, TRACKING_CHANNEL) : sub.subscribe(this.channel, this.fillChannel));
     } catch (err) {
       // The connection dropped again before the reply: the next `ready` retries.
-      this.warn('bus:subscribe', `invalidation bus could not subscribe to ${this.channel}: ${message(err)}`);
+      this.warn('bus:subscribe', `subscribe failed (invalidation bus channel ${this.channel}): ${message(err)}`);
       return;
     }
     if (this.closed || this.subscribedNow) return;
@@ -274,7 +276,7 @@ export class InvalidationBus {
           else this.trackingAgain = true;
         } else if (r === 'unsupported') {
           this.trackingSupported = false;
-          this.warn('bus:tracking', 'Redis refused CLIENT TRACKING; overwrites are published on the bus instead (every instance must do the same)');
+          this.warn('bus:tracking', 'tracking failed: Redis refused CLIENT TRACKING; overwrites are published on the bus instead (every instance must do the same)');
         } else this.retryTrackingLater();
       } while (this.trackingAgain);
     })().finally(() => {
@@ -474,7 +476,7 @@ export class InvalidationBus {
         this.n.published += messages.length;
       } catch (err) {
         this.n.publishFailures++;
-        this.warn('bus:publish', `invalidation bus publish failed (will retry): ${message(err)}`);
+        this.warn('bus:publish', `publish failed (invalidation bus, will retry): ${message(err)}`);
         for (let j = i; j < changes.length; j++) this.outbox.add(changes[j]);
         this.retryLater();
         return;
@@ -512,8 +514,9 @@ export class InvalidationBus {
 
   // ---------------------------------------------------------------- helpers
 
+  /** Every message names the tier the bus runs on. */
   private warn(kind: string, msg: string): void {
-    if (!this.closed) this.engine.log('warn', kind, msg);
+    if (!this.closed) this.engine.log('warn', kind, `${this.engine.tierLabel}: ${msg}`);
   }
 
   private async settle(p: Promise<unknown>, ms: number): Promise<void> {
@@ -530,6 +533,4 @@ export class InvalidationBus {
 
 type KeyChange = Extract<CacheChange, { keys: string[] }>;
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+const message = errorText;

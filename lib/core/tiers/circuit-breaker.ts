@@ -194,9 +194,9 @@ export function breakerHealth(breaker: CircuitBreaker): (TierHealth & { breaker:
 }
 
 /** What the engine logs when tier `name`'s breaker opens or closes (nothing for half-open: the probe's answer follows). */
-export function breakerMessage(name: string, breaker: CircuitBreaker, state: BreakerState): string | undefined {
+export function breakerMessage(label: string, breaker: CircuitBreaker, state: BreakerState): string | undefined {
   const s = breaker.settings;
   if (s === undefined || state === HALF_OPEN) return undefined;
-  if (state === OPEN) return `tier ${name}: circuit breaker open after ${s.failures} failed or timed-out calls within ${s.window} ms; its calls are skipped for ${s.openFor} ms, then one probe decides`;
-  return `tier ${name}: circuit breaker closed, the server answered; calls go out again`;
+  if (state === OPEN) return `${label}: circuit breaker open after ${s.failures} failed or timed-out calls within ${s.window} ms; its calls are skipped for ${s.openFor} ms, then one probe decides`;
+  return `${label}: circuit breaker closed, the server answered; calls go out again`;
 }

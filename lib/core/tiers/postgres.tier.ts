@@ -400,6 +400,12 @@ export class PostgresTier implements Tier<string>, ReplayableTier<string> {
       (async () => {
         const client = await this.pool.connect();
         let broken: Error | undefined;
+        // A checked-out client has no pool listener: the connection breaking between two of these queries would
+        // be an 'error' event with none, thrown (the next query fails with it anyway).
+        const onError = (err: Error): void => {
+          broken ??= err;
+        };
+        client.on('error', onError);
         try {
           if (this.createTable) {
             // Serialized: two instances creating the same table at once can collide in the catalog.
@@ -417,6 +423,7 @@ export class PostgresTier implements Tier<string>, ReplayableTier<string> {
           broken = err as Error;
           throw err;
         } finally {
+          client.removeListener('error', onError);
           // A failed transaction leaves the connection mid-transaction: discard it rather than pool it.
           client.release(broken ?? false);
         }

@@ -7,6 +7,8 @@ import type { EntryCompressor } from '../compression';
 import { escapeGlob } from '../glob';
 import { fenceKeyOf, RESERVED, reservedNames } from '../keys/cache-key';
 import { LOCK_ACQUIRE, LOCK_EXTEND, LOCK_RELEASE, READ_OR_LOCK, READ_OR_LOCK_SHA, releaseLock } from './lock-scripts';
+import { releaseBorrowed } from './borrowed-client';
+import { watchConnectionErrors } from './connection-errors';
 import { reviveOnEnd, type RedisClient, type RedisConnectionFactory, type RedisMode } from './redis-connection';
 import type { FillMark, ReplayableTier, Tier, TierCapabilities, TierEntry, TierHealth, TierRemoval, TierWrite } from './tier';
 
@@ -152,6 +154,10 @@ interface FillCommands {
 /** One data connection, with what the write coalescing and the half-open watchdog need to know about it. */
 interface Conn {
   readonly client: RedisClient;
+  /** Ours to close; false for the app's own client (`redis: { client }`), which close() only lets go of. */
+  readonly owned: boolean;
+  /** Our 'ready' handler, for a borrowed client that was ready before we listened (connect() calls it). */
+  onReady?: () => void;
   /** IDLE: nothing sent this tick; SENT: one command went straight out; CORKED: later ones wait for the tick's end. */
   tick: typeof IDLE | typeof SENT | typeof CORKED;
   /** Last time any reply bytes arrived (performance.now()). */
@@ -165,6 +171,11 @@ const SENT = 1;
 const CORKED = 2;
 
 const UTF8 = { replyEncoding: 'utf8' as const };
+
+/** A client's queue of commands waiting for a connection (ioredis' private `offlineQueue`; empty without the offline queue). */
+function offlineQueueOf(client: RedisClient): () => CommandQueue | undefined {
+  return () => (client as unknown as { offlineQueue?: CommandQueue }).offlineQueue;
+}
 
 /**
  * A write whose promise resolves to true whether it succeeded or failed (a failure is handed to `onFail`,
@@ -230,6 +241,10 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
   private readonly readyListeners: Array<() => void> = [];
   private readonly primaryListeners: Array<(up: boolean) => void> = [];
   private readonly disposers: Array<() => void> = [];
+  /** Our listeners on the connections, taken off once they are closed (a borrowed client goes back to the app as it came). */
+  private readonly detachers: Array<() => void> = [];
+  /** CLIENT TRACKING was turned on on the first connection (turned off again at close when it is the app's client). */
+  private tracking = false;
   /**
    * Skips every call at once while the server keeps failing or missing deadlines (circuit-breaker.ts). Tested
    * where a call picks its connection (pick(), and the routed and SCAN paths that pick none): a closed breaker
@@ -292,7 +307,9 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
       // clients' redisOptions, not on the Cluster client, whose commands are written as they are called.
       // Keep it that way: the Cluster client's auto-pipelining would hold writes and deletes until
       // setImmediate, and a routed read of the same key (written at the tick's end) would overtake them.
-      const client = this.coalesce ? factory.create(name, { socketTimeout: undefined }) : factory.create(name, { enableAutoPipelining: true });
+      // A borrowed client (the first connection) is used with the app's own settings.
+      const overrides = this.coalesce ? { socketTimeout: undefined } : { enableAutoPipelining: true };
+      const { client, owned } = i === 0 ? factory.primary(name, overrides) : { client: factory.create(name, overrides), owned: true };
       // EVALSHA instead of EVAL: fills and tagged writes would otherwise send the scripts' text every time.
       (client as Redis).defineCommand('tcFillStore', { numberOfKeys: 2, lua: FILL_STORE });
       (client as Redis).defineCommand('tcReplayStore', { numberOfKeys: 2, lua: REPLAY_STORE });
@@ -300,26 +317,38 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
       (client as Redis).defineCommand('tcLockAcquire', { numberOfKeys: 2, lua: LOCK_ACQUIRE });
       (client as Redis).defineCommand('tcLockExtend', { numberOfKeys: 2, lua: LOCK_EXTEND });
       (client as Redis).defineCommand('tcLockRelease', { numberOfKeys: 2, lua: LOCK_RELEASE });
-      const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
-      this.disposers.push(reviveOnEnd(client, () => this.closed));
-      client.on('error', (err: unknown) => this.onError('connection', err));
-      client.on('ready', () => {
+      const conn: Conn = { client, owned, tick: IDLE, lastDataAt: 0, silentSince: -1 };
+      // The app's own client is not revived: whether it ends is the app's call.
+      if (owned) this.disposers.push(reviveOnEnd(client, () => this.closed));
+      // Errors while closing are the close's own noise.
+      this.detachers.push(watchConnectionErrors(client, (op, err) => this.closed || this.onError(op, err)));
+      const onReady = (): void => {
         // A handshake Redis answered is as good as the breaker's probe. Closing an open breaker calls the
         // listeners itself; a closed one forgets the failures of the connection that went.
         const closing = this.breaker.state !== CLOSED;
         this.breaker.succeeded();
         if (!closing) for (const l of this.readyListeners) l();
         if (i === 0) for (const l of this.primaryListeners) l(true);
-      });
-      if (i === 0) client.on('close', () => {
+      };
+      conn.onReady = onReady;
+      this.listen(client, 'ready', onReady);
+      if (i === 0) this.listen(client, 'close', () => {
         for (const l of this.primaryListeners) l(false);
       });
       if (this.coalesce) {
-        client.on('connect', () => {
+        const onData = (): void => {
+          conn.lastDataAt = performance.now();
+        };
+        const watchStream = (): void => {
           conn.tick = IDLE;
           conn.silentSince = -1;
-          (client as Redis).stream.on('data', () => (conn.lastDataAt = performance.now()));
-        });
+          (client as Redis).stream.on('data', onData);
+        };
+        this.listen(client, 'connect', watchStream);
+        // A borrowed client may be connected already: its 'connect' has been and gone.
+        const stream = (client as Redis).stream as Redis['stream'] | undefined;
+        if (!owned && stream && (client.status === 'connect' || client.status === 'ready')) stream.on('data', onData);
+        this.detachers.push(() => ((client as Redis).stream as Redis['stream'] | undefined)?.off('data', onData));
       }
       return conn;
     });
@@ -345,15 +374,23 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
         // After a reconnect and until the new socket is ready, ioredis keeps the old socket's unanswered
         // commands here (to resend them): a handshake that hangs must not hold their callers.
         this.deadlines.watch(() => client.prevCommandQueue ?? undefined, conn);
+        // A borrowed client may have its offline queue on: a command that lands there (a socket that stopped
+        // being writable under a 'ready' client) still fails at its deadline.
+        if (client.options.enableOfflineQueue) this.deadlines.watch(offlineQueueOf(client), conn);
       }
     }
     this.routedOptions = commandOptions(this.conns[0]);
     this.routes = this.mode === 'cluster' ? new ClusterReads<Conn>(this.conns[0].client as Cluster, (client) => this.adoptNode(client)) : undefined;
   }
 
+  private listen(client: RedisClient, event: string, fn: () => void): void {
+    client.on(event, fn);
+    this.detachers.push(() => client.off(event, fn));
+  }
+
   /** A master connection reads are routed to: its own tick state, and its unanswered commands under the deadline sweep. */
   private adoptNode(client: Redis): RoutedNode<Conn> {
-    const conn: Conn = { client, tick: IDLE, lastDataAt: 0, silentSince: -1 };
+    const conn: Conn = { client, owned: false, tick: IDLE, lastDataAt: 0, silentSince: -1 };
     // A new socket is not corked: the tick's end must not uncork it.
     const reset = (): void => {
       conn.tick = IDLE;
@@ -362,11 +399,14 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
     const withPrev = client as Redis & { prevCommandQueue?: CommandQueue | null };
     const unwatch = this.deadlines.watch(() => client.commandQueue as unknown as CommandQueue, conn);
     const unwatchPrev = this.deadlines.watch(() => withPrev.prevCommandQueue ?? undefined, conn);
+    // The node connections of a borrowed Cluster client may keep an offline queue (see the constructor).
+    const unwatchOffline = client.options.enableOfflineQueue ? this.deadlines.watch(offlineQueueOf(client), conn) : undefined;
     return {
       node: conn,
       dispose: () => {
         unwatch();
         unwatchPrev();
+        unwatchOffline?.();
         client.off('connect', reset);
       },
     };
@@ -402,12 +442,33 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
 
   /** Starts connecting; waits at most connectTimeout. A Redis that is down leaves the app booting L1-only. */
   async connect(): Promise<boolean> {
-    const attempts = this.conns.map(({ client: c }) => c.connect().then(() => true, () => false));
+    const cleanups: Array<() => void> = [];
+    const attempts = this.conns.map((conn) => this.connectOne(conn, cleanups));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.connectTimeoutMs)));
     const ok = await Promise.race([Promise.all(attempts).then((r) => r.every(Boolean)), timeout]);
     clearTimeout(timer);
+    for (const f of cleanups) f();
     return ok;
+  }
+
+  /**
+   * Our own connections are lazy: connect them. A borrowed client is connected if it has not been (lazyConnect,
+   * or ended), else waited for while it connects under the app's settings; one already ready gets our 'ready'
+   * handler now, its event having come before we listened.
+   */
+  private connectOne(conn: Conn, cleanups: Array<() => void>): Promise<boolean> {
+    const c = conn.client;
+    if (conn.owned || c.status === 'wait' || c.status === 'end') return c.connect().then(() => true, () => false);
+    if (c.status === 'ready') {
+      conn.onReady?.();
+      return Promise.resolve(true);
+    }
+    return new Promise<boolean>((resolve) => {
+      const ready = (): void => resolve(true);
+      c.once('ready', ready);
+      cleanups.push(() => c.off('ready', ready));
+    });
   }
 
   get ready(): boolean {
@@ -628,6 +689,8 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
       refused = err;
       return undefined;
     });
+    // Sent, whatever its answer: a borrowed connection gets its OFF at close.
+    this.tracking = true;
     const r = await this.deadlines.run(sent, 'tracking', conn);
     if (r === L2_FAILED) return 'failed';
     if (refused === undefined) return 'ok';
@@ -1185,29 +1248,46 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
     // Fails the routed reads still waiting on a master's connection first: then stop watching those.
     this.deadlines.close();
     this.routes?.close();
-    await Promise.all(
-      this.conns.map(async ({ client: c }) => {
-        if (c.status === 'ready') {
-          let timer: NodeJS.Timeout | undefined;
-          await Promise.race([c.quit().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 1_000)))]);
-          clearTimeout(timer);
-        }
-        c.disconnect();
-        // QUIT resolves on its reply, before the socket's close: until then the client still reads 'ready' (and so
-        // would `ready`). Resolve once it has ended; bounded, as ioredis destroys a lingering socket after disconnectTimeout.
-        if (c.status !== 'end' && c.status !== 'reconnecting' && c.status !== 'disconnecting') {
-          let timer: NodeJS.Timeout | undefined;
-          let ended: () => void = () => undefined;
-          await new Promise<void>((resolve) => {
-            ended = resolve;
-            c.once('end', ended);
-            timer = setTimeout(resolve, 1_000);
-          });
-          clearTimeout(timer);
-          c.off('end', ended);
-        }
-      }),
-    );
+    await Promise.all(this.conns.map((conn) => (conn.owned ? closeOwned(conn.client) : this.letGo(conn))));
+    for (const detach of this.detachers) detach();
+    for (const conn of this.conns) if (!conn.owned) releaseBorrowed(conn.client);
+  }
+
+  /**
+   * The app's client stays connected: only what we changed on it is undone (CLIENT TRACKING, which would keep
+   * redirecting to a subscriber that is gone; bounded by the command deadline). Our listeners come off after.
+   */
+  private async letGo(conn: Conn): Promise<void> {
+    const c = conn.client;
+    if (!this.tracking || conn !== this.conns[0] || c.status !== 'ready') return;
+    this.tracking = false;
+    let timer: NodeJS.Timeout | undefined;
+    const off = (c as Redis).call('CLIENT', 'TRACKING', 'OFF').catch(() => undefined);
+    await Promise.race([off, new Promise((r) => (timer = setTimeout(r, this.commandTimeoutMs)))]);
+    clearTimeout(timer);
+  }
+}
+
+/** QUIT (bounded), then the socket's end, for a connection of ours. */
+async function closeOwned(c: RedisClient): Promise<void> {
+  if (c.status === 'ready') {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([c.quit().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 1_000)))]);
+    clearTimeout(timer);
+  }
+  c.disconnect();
+  // QUIT resolves on its reply, before the socket's close: until then the client still reads 'ready' (and so
+  // would `ready`). Resolve once it has ended; bounded, as ioredis destroys a lingering socket after disconnectTimeout.
+  if (c.status !== 'end' && c.status !== 'reconnecting' && c.status !== 'disconnecting') {
+    let timer: NodeJS.Timeout | undefined;
+    let ended: () => void = () => undefined;
+    await new Promise<void>((resolve) => {
+      ended = resolve;
+      c.once('end', ended);
+      timer = setTimeout(resolve, 1_000);
+    });
+    clearTimeout(timer);
+    c.off('end', ended);
   }
 }
 
