@@ -15,6 +15,11 @@ export interface CacheHealthCheckOptions {
   requireL2?: boolean;
   /** Upper bound on the whole check (default 1s). Redis that does not answer in time counts as unreachable. */
   timeout?: Duration;
+  /**
+   * Report down while a bootstrap warm-up is still running, within its `onBootstrap.readiness` bound (default false):
+   * for a readiness probe, never a liveness one. See docs/warming.md.
+   */
+  requireWarmup?: boolean;
 }
 
 /** What a component (the invalidation bus, …) reports about itself; shown under its name in the details. */
@@ -22,6 +27,8 @@ export interface CacheComponentHealth {
   state: string;
   /** false marks the cache degraded (never down on its own). */
   healthy: boolean;
+  /** false: a check with `requireWarmup` reports down (the warm-up component sets it while it warms). */
+  ready?: boolean;
   [detail: string]: unknown;
 }
 
@@ -108,7 +115,8 @@ export class TieredCacheHealthIndicator {
   async isHealthy<const Key extends string>(key: Key, options: CacheHealthCheckOptions = {}): Promise<CacheHealthResult<Key>> {
     const session = this.indicatorService().check(key);
     const details = await this.details(options);
-    const down = options.requireL2 === true && details.l2.status !== 'up';
+    const warming = options.requireWarmup === true && (details.warmup as CacheComponentHealth | undefined)?.ready === false;
+    const down = (options.requireL2 === true && details.l2.status !== 'up') || warming;
     return (down ? session.down(details) : session.up(details)) as unknown as CacheHealthResult<Key>;
   }
 
