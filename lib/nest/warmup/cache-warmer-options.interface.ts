@@ -191,6 +191,8 @@ export interface WarmupObserver {
 export interface WarmerStats {
   name: string;
   kind: 'load' | 'method' | 'http';
+  /** HTTP warmers: where the requests go (null: this app's own server). */
+  baseUrl?: string | null;
   mode: WarmupMode;
   concurrency: number;
   cron?: string;

@@ -141,6 +141,7 @@ export class WarmupOrchestrator implements OnModuleInit, OnApplicationBootstrap,
         running: state.running !== undefined,
         totals: { runs: state.runs.completed + state.runs.cancelled + state.runs.failed, skippedRuns: state.runs.skipped, keys: { ...state.keys } },
       };
+      if (o.http !== undefined) s.baseUrl = o.http.baseUrl ?? null;
       if (o.cron !== undefined) {
         s.cron = o.cron;
         s.nextRun = state.job?.isActive ? nextDate(state.job) : null;
