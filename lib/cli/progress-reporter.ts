@@ -106,12 +106,14 @@ class BarReporter extends Reporter {
 
 class LineReporter extends Reporter {
   private lastLine = performance.now();
+  private lastStatus = '';
 
   protected update(): void {
     const now = performance.now();
     if (now - this.lastLine < LINE_EVERY_MS) return;
     this.lastLine = now;
-    this.line(this.status());
+    this.lastStatus = this.status();
+    this.line(this.lastStatus);
   }
 
   private status(): string {
@@ -127,6 +129,7 @@ class LineReporter extends Reporter {
   }
 
   stop(): void {
-    this.line(this.status());
+    const status = this.status();
+    if (status !== this.lastStatus) this.line(status);
   }
 }

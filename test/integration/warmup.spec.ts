@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Controller, Get, Injectable, Module, Param, UseInterceptors, type INestApplication, type INestApplicationContext, type Type } from '@nestjs/common';
+import { Controller, Get, Injectable, Module, Param, UseInterceptors, type INestApplication, type INestApplicationContext, type LoggerService, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventEmitterModule, OnEvent } from '@nestjs/event-emitter';
 import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
@@ -150,7 +150,7 @@ const open: INestApplicationContext[] = [];
 
 async function boot(
   warmers: Array<Type<unknown>>,
-  options: { cache?: TieredCacheOptions; imports?: unknown[]; providers?: unknown[]; metricsName?: string } = {},
+  options: { cache?: TieredCacheOptions; imports?: unknown[]; providers?: unknown[]; metricsName?: string; logger?: LoggerService } = {},
 ): Promise<Booted> {
   const registry = new Registry();
   @Module({
@@ -161,7 +161,7 @@ async function boot(
     providers: [Source, CustomerService, ...warmers, ...((options.providers ?? []) as [])],
   })
   class AppModule {}
-  const app = await NestFactory.createApplicationContext(AppModule, { logger: false, abortOnError: false });
+  const app = await NestFactory.createApplicationContext(AppModule, { logger: options.logger ?? false, abortOnError: false });
   open.push(app);
   return { app, warmup: app.get(TieredCacheWarmup), cache: app.get(CacheManagerService), source: app.get(Source), registry };
 }
@@ -327,8 +327,12 @@ describe('cache warmers (@CacheWarmer, TieredCacheWarmup)', () => {
   describe('keys that fail, concurrency, cancellation', () => {
     it('counts and reports a failing key and goes on with the others', async () => {
       const logged: string[] = [];
+      const log = (m: unknown, context?: string) => {
+        if (context === 'TieredCacheWarmup') logged.push(String(m));
+      };
       const { warmup, cache, source } = await boot([entriesWarmer({ concurrency: 1 })], {
-        cache: { ...withRedis(), logger: { warn: (m) => logged.push(m), error: (m) => logged.push(m) } },
+        cache: withRedis(),
+        logger: { log, warn: log, error: log },
       });
       source.ids = [1, 2, 3, 4, 5];
       source.failing = new Set([2, 4]);
@@ -341,9 +345,19 @@ describe('cache warmers (@CacheWarmer, TieredCacheWarmup)', () => {
       ]);
       expect(progress).toEqual(['1:ok', '2:failed', '3:ok', '4:failed', '5:ok']);
       expect(await cache.mget(['entry:1', 'entry:2', 'entry:5'])).toEqual([expect.objectContaining({ id: 1 }), undefined, expect.objectContaining({ id: 5 })]);
-      // Logged through the cache's logger (throttled per warmer: the first one).
-      expect(logged).toEqual(['warm-up "entries": id 2 failed: no customer 2']);
+      expect(logged).toEqual([
+        'warm-up "entries": id 2 failed: no customer 2',
+        'warm-up "entries": id 4 failed: no customer 4',
+        expect.stringMatching(/^warm-up "entries" \(manual\) completed in \d+\.\d s: 3 ok, 2 failed, 0 skipped$/),
+      ]);
       expect(warmup.stats().entries.totals.keys).toEqual({ ok: 3, failed: 2, skipped: 0 });
+      // A run logs its first five failures; the rest are counted.
+      logged.length = 0;
+      source.ids = Array.from({ length: 9 }, (_, i) => i + 1);
+      source.failing = new Set(source.ids);
+      expect((await warmup.run('entries')).keys.failed).toBe(9);
+      expect(logged.slice(5, 7)).toEqual(['warm-up "entries": more keys failed; they are counted, not logged (see the run\'s result and stats())', expect.stringContaining('9 failed')]);
+      expect(logged).toHaveLength(7);
     });
 
     it('never has more than `concurrency` keys in flight, and starts the next one as soon as one is done', async () => {

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { Injectable, Logger, Optional, type OnApplicationBootstrap, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost, ModuleRef } from '@nestjs/core';
 import { TieredCacheOptionsError } from '../../core/errors';
-import { engineInternals, type TieredCache } from '../../core/tiered-cache';
+import type { TieredCache } from '../../core/tiered-cache';
 import { TieredCacheHealthIndicator, type CacheComponentHealth } from '../health/tiered-cache.health';
 import { reportWarmupMetrics, type WarmupMetrics } from '../metrics/cache-metrics';
 import type { WarmerStats, WarmupMode, WarmupObserver, WarmupRunOptions, WarmupRunResult, WarmupTrigger } from './cache-warmer-options.interface';
@@ -18,6 +18,8 @@ import { WarmupRegistry, type RegisteredWarmer } from './warmup.registry';
 /** How long keys in flight are waited for when a run is cancelled (shutdown included). */
 const CANCEL_GRACE_MS = 5_000;
 const CRON_PREFIX = 'tiered-cache-warmup:';
+/** Failed keys logged one by one per run; the rest are counted (a source that is down fails every key). */
+const MAX_LOGGED_FAILURES = 5;
 
 /**
  * Acts on the app's warmers: explores them at module init (the claiming module only, see WarmupRegistry), mounts
@@ -203,8 +205,8 @@ export class WarmupOrchestrator implements OnModuleInit, OnApplicationBootstrap,
       if (outcome === undefined) {
         const mode = o.mode ?? def.options.mode;
         const parse = o.parseIds === true;
-        const engine = def.engine;
         const live = running.keys;
+        let logged = 0;
         outcome = await executeRun({
           warmer: def.name,
           trigger,
@@ -216,7 +218,11 @@ export class WarmupOrchestrator implements OnModuleInit, OnApplicationBootstrap,
           warm: (id, ctx) => def.warm(parse ? def.parseId(String(id)) : id, mode, ctx),
           onKey: (id, result, error) => {
             live[result]++;
-            if (error !== undefined) keyFailed(engine, def.name, id, error);
+            if (result === 'failed' && logged <= MAX_LOGGED_FAILURES) {
+              logged++;
+              if (logged <= MAX_LOGGED_FAILURES) this.logger.warn(`warm-up "${def.name}": id ${describeId(id)} failed: ${error instanceof Error ? error.message : String(error)}`);
+              else this.logger.warn(`warm-up "${def.name}": more keys failed; they are counted, not logged (see the run's result and stats())`);
+            }
             this.notifier.progress({ warmer: def.name, trigger, id, result, error, keys: live }, o.observer);
           },
         }).catch((err: unknown): RunOutcome => ({ status: 'failed', reason: err instanceof Error ? err.message : String(err), keys: { ...live }, errors: [] }));
@@ -398,11 +404,6 @@ function checkRunOptions(o: WarmupRunOptions): CheckedRunOptions {
   }
   if (o.mode !== undefined && o.mode !== 'refresh' && o.mode !== 'missing') throw new TypeError(`run(name, { mode }): expected 'refresh' or 'missing', got ${String(o.mode)}`);
   return o;
-}
-
-/** A failed key: in the cache's log (throttled per warmer, as every operational message is). */
-function keyFailed(engine: TieredCache, warmer: string, id: unknown, err: unknown): void {
-  engineInternals(engine).log('warn', `warmup:${warmer}`, `warm-up "${warmer}": id ${describeId(id)} failed: ${err instanceof Error ? err.message : String(err)}`);
 }
 
 function nextDate(job: { nextDate(): { toJSDate(): Date } }): Date | null {
