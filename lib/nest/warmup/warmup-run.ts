@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { WarmupContext, WarmupKeyCounts, WarmupRunStatus, WarmupTrigger } from './cache-warmer-options.interface';
 import { WarmupKeyTimeoutError } from './warmup-errors';
 
@@ -41,6 +42,8 @@ export async function executeRun(plan: RunPlan): Promise<RunOutcome> {
   const keys: WarmupKeyCounts = { ok: 0, failed: 0, skipped: 0 };
   const errors: RunOutcome['errors'] = [];
   const runSignal = plan.signal;
+  // Each key in flight listens to the run's signal (and each worker waiting for an id): not a leak.
+  setMaxListeners(Math.max(10, plan.concurrency * 2 + 4), runSignal);
   const iterator = iteratorOf(plan.ids);
   let stopped = false;
   let sourceError: unknown;
