@@ -5,7 +5,9 @@ export interface CronJobLike {
   start(): void;
   stop(): unknown;
   nextDate(): { toJSDate(): Date };
-  readonly isActive: boolean;
+  /** cron 4 (@nestjs/schedule 6); cron 3 calls it `running`. */
+  readonly isActive?: boolean;
+  readonly running?: boolean;
   fireOnTick(): unknown;
 }
 

@@ -34,9 +34,12 @@ export class WarmupExplorer {
     const found = new Map<string, WarmerDefinition>();
     const seen = new Set<unknown>();
     for (const wrapper of this.discovery.getProviders()) {
-      const options = this.accessor.warmerOptions(wrapper.metatype);
+      // A class provider's own class; a factory or value provider's, through the instance it made.
+      const made: unknown = wrapper.isDependencyTreeStatic() ? wrapper.instance : undefined;
+      const type = this.accessor.warmerOptions(wrapper.metatype) !== undefined ? wrapper.metatype : (made as { constructor?: unknown } | null | undefined)?.constructor;
+      const options = this.accessor.warmerOptions(type);
       if (options === undefined) continue;
-      const className = (wrapper.metatype as { name: string }).name;
+      const className = (type as { name: string }).name;
       const where = `warmer "${options.name}" (${className})`;
       if (!wrapper.isDependencyTreeStatic() || wrapper.isTransient) {
         throw new CacheWarmerError(`${where} is ${wrapper.isTransient ? 'transient' : 'request-scoped (itself or through a dependency)'}; warmers must be singleton providers`);

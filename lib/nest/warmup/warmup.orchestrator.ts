@@ -146,7 +146,8 @@ export class WarmupOrchestrator implements OnModuleInit, OnApplicationBootstrap,
       if (o.http !== undefined) s.baseUrl = o.http.baseUrl ?? null;
       if (o.cron !== undefined) {
         s.cron = o.cron;
-        s.nextRun = state.job?.isActive ? nextDate(state.job) : null;
+        const job = state.job;
+        s.nextRun = job !== undefined && (job.isActive ?? job.running) === true ? nextDate(job) : null;
       }
       const r = state.running;
       if (r !== undefined) s.current = { trigger: r.trigger, startedAt: r.startedAt, keys: { ...r.keys } };
