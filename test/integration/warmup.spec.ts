@@ -21,6 +21,7 @@ import {
   type WarmupContext,
   type WarmupRunResult,
 } from '../../lib';
+import { expectPromtoolToAccept } from '../support/promtool';
 import { RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
 
@@ -580,6 +581,10 @@ describe('cache warmers (@CacheWarmer, TieredCacheWarmup)', () => {
       const last = warmup.stats().entries.lastRun!;
       expect(await metric(registry, 'cache_warmup_last_run_duration_seconds', { warmer: 'entries' })).toBe(last.durationMs / 1000);
       expect(await metric(registry, 'cache_warmup_last_run_timestamp_seconds', { warmer: 'entries' })).toBe(last.endedAt.getTime() / 1000);
+      // The real Prometheus parser and linter accept the scrape.
+      const text = await registry.metrics();
+      expect(text).toContain('cache_warmup_keys_total{cache="app",warmer="entries",result="ok"} 2');
+      expectPromtoolToAccept(text);
     });
 
     it('emits started, progress and finished on the app’s EventEmitter2', async () => {
