@@ -27,3 +27,9 @@ export { TieredCacheHealthIndicator, type CacheHealthCheckOptions, type CacheHea
 export type { ClusterProbe } from './health/redis-probe';
 export { CacheMetricsService } from './metrics/cache-metrics.service';
 export { attachCacheMetrics, DEFAULT_DURATION_BUCKETS } from './metrics/cache-metrics';
+export { CacheWarmer } from './warmup/cache-warmer.decorator';
+export { TieredCacheWarmup } from './warmup/tiered-cache-warmup.service';
+export { TIERED_CACHE_WARMUP, WARMUP_EVENTS } from './warmup/warmup.constants';
+export { CacheWarmerError, WarmupKeyTimeoutError, WarmupCancelledError } from './warmup/warmup-errors';
+export type * from './warmup/cache-warmer-options.interface';
+export type { WarmupMetrics } from './metrics/cache-metrics';

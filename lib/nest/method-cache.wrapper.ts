@@ -9,6 +9,7 @@ import {
   MethodFailure,
   NotStored,
   type Args,
+  type TagsOf,
   type TemplateCompiler,
 } from './cache-invocation';
 import { KeyTemplate } from '../core/keys/key-template';
@@ -35,29 +36,50 @@ export type EngineResolver = (cache: string | undefined) => TieredCache;
  * is decided here, so a cache hit costs a key build and an L1 lookup.
  */
 export function createMethodWrapper(ops: CacheOperations, engineOf: EngineResolver): InstalledWrapper {
+  if (ops.cacheable) return cacheableWrapper(ops, engineOf(ops.cacheable.cache));
   const where = `${ops.className}.${ops.methodName}`;
-  const names = parameterNames(ops.original);
-  const compiler: TemplateCompiler = {
-    template: (source, segment) => KeyTemplate.parse(source, where).bind(names, where, segment),
-    call: <R>(fn: (...args: never[]) => R) => (args: Args) => (fn as unknown as (...a: Args) => R)(...args),
-  };
-  if (ops.cacheable) return cacheableWrapper(ops, engineOf(ops.cacheable.cache), compiler, where);
+  const compiler = templateCompiler(ops, where);
   let inner: InstalledWrapper = (self, args) => ops.original.apply(self, args);
   if (ops.put) inner = putWrapper(ops, inner, engineOf(ops.put.cache), compiler, where);
   if (ops.evict.length > 0) inner = evictWrapper(ops, inner, engineOf, compiler, where);
   return inner;
 }
 
-function cacheableWrapper(ops: CacheOperations, engine: TieredCache, c: TemplateCompiler, where: string): InstalledWrapper {
-  const o = ops.cacheable!;
-  const original = ops.original;
+/** A @Cacheable method's caching, compiled once: what the installed wrapper and a warm-up through the method both use. */
+export interface CompiledCacheable {
+  readonly where: string;
+  /** The method as written. */
+  readonly original: AnyMethod;
+  /** The cache key of an argument list (throws for arguments a template cannot fill). */
+  readonly keyOf: (args: Args) => string;
+  /** The write options fixed at bootstrap (ttl, l1Ttl, static tags, resilience). */
+  readonly base: GetOrSetOptions<never>;
+  /** Tags that depend on the arguments or the result, when there are such. */
+  readonly dynamicTags: TagsOf | undefined;
+  readonly condition: ((...args: Args) => boolean) | undefined;
+  readonly unless: ((result: unknown) => boolean) | undefined;
+}
+
+export function compileCacheable(ops: CacheOperations): CompiledCacheable {
+  const where = `${ops.className}.${ops.methodName}`;
+  const o = ops.cacheable;
+  if (!o) throw new TypeError(`${where} is not @Cacheable`);
   const prefix = methodKeyPrefix(ops);
-  const keyOf = prefix !== undefined ? defaultKeys(prefix) : compileKey(c, o.key!, `${where} key`);
+  const c = templateCompiler(ops, where);
   const tags = compileTags(c, o.tags, where);
-  const dynamicTags = typeof tags === 'function' ? tags : undefined;
-  const base = baseSetOptions(`@Cacheable() on ${where}`, o, tags);
-  const condition = o.condition as ((...args: Args) => boolean) | undefined;
-  const unless = o.unless as ((result: unknown) => boolean) | undefined;
+  return {
+    where,
+    original: ops.original,
+    keyOf: prefix !== undefined ? defaultKeys(prefix) : compileKey(c, o.key!, `${where} key`),
+    base: baseSetOptions(`@Cacheable() on ${where}`, o, tags),
+    dynamicTags: typeof tags === 'function' ? tags : undefined,
+    condition: o.condition as ((...args: Args) => boolean) | undefined,
+    unless: o.unless as ((result: unknown) => boolean) | undefined,
+  };
+}
+
+function cacheableWrapper(ops: CacheOperations, engine: TieredCache): InstalledWrapper {
+  const { where, original, keyOf, base, dynamicTags, condition, unless } = compileCacheable(ops);
 
   const miss = (self: unknown, args: unknown[], key: string): Promise<unknown> => {
     // The engine reads the options when it stores the factory's result, so tags that depend on the
@@ -102,6 +124,15 @@ function cacheableWrapper(ops: CacheOperations, engine: TieredCache, c: Template
     // The hit path: one L1 lookup, no closures, no promise chaining.
     const hit = engine.peekLocal(key);
     return hit !== undefined ? Promise.resolve(hit) : miss(self, args, key);
+  };
+}
+
+/** Templates bound to the method's parameter names and positions; functions called with its arguments. */
+function templateCompiler(ops: CacheOperations, where: string): TemplateCompiler {
+  const names = parameterNames(ops.original);
+  return {
+    template: (source, segment) => KeyTemplate.parse(source, where).bind(names, where, segment),
+    call: <R>(fn: (...args: never[]) => R) => (args: Args) => (fn as unknown as (...a: Args) => R)(...args),
   };
 }
 

@@ -14,6 +14,12 @@ import { TieredCacheHealthIndicator } from './health/tiered-cache.health';
 import { CacheMetricsService } from './metrics/cache-metrics.service';
 import { HttpFastPath, HttpFastPathMiddleware } from './http/http-fast-path';
 import { engineInternals } from '../core/tiered-cache';
+import { TieredCacheWarmup } from './warmup/tiered-cache-warmup.service';
+import { TIERED_CACHE_WARMUP } from './warmup/warmup.constants';
+import { WarmupExplorer } from './warmup/warmup.explorer';
+import { WarmupMetadataAccessor } from './warmup/warmup-metadata.accessor';
+import { WarmupOrchestrator } from './warmup/warmup.orchestrator';
+import { WarmupRegistry } from './warmup/warmup.registry';
 
 /**
  * `TieredCacheModule.forRoot(options)` or `.forRootAsync({ imports, inject, useFactory, isGlobal })`.
@@ -33,6 +39,13 @@ import { engineInternals } from '../core/tiered-cache';
     CacheMetricsService,
     // Always provided (options may come from forRootAsync, known only once resolved); idle unless http.fastPath.
     HttpFastPath,
+    // @CacheWarmer providers: found at init, scheduled at bootstrap, run on demand through TieredCacheWarmup.
+    WarmupMetadataAccessor,
+    WarmupExplorer,
+    WarmupRegistry,
+    WarmupOrchestrator,
+    TieredCacheWarmup,
+    { provide: TIERED_CACHE_WARMUP, useExisting: TieredCacheWarmup },
   ],
   // Exports depend on the name (see withExports): a named cache must not export the class tokens, or with
   // isGlobal it would shadow the default cache wherever CacheManagerService is injected by type.
@@ -85,7 +98,7 @@ export class TieredCacheModule extends ConfigurableModuleClass implements NestMo
 function withExports(definition: DynamicModule, name: string | undefined): DynamicModule {
   const n = resolveCacheName('name', name);
   if (n === DEFAULT_CACHE_NAME) {
-    return { ...definition, exports: [...(definition.exports ?? []), CacheManagerService, TIERED_CACHE, TieredCacheHealthIndicator, CacheMetricsService, HttpFastPath] };
+    return { ...definition, exports: [...(definition.exports ?? []), CacheManagerService, TIERED_CACHE, TieredCacheHealthIndicator, CacheMetricsService, HttpFastPath, TieredCacheWarmup, TIERED_CACHE_WARMUP] };
   }
   const aliases: Provider[] = [
     { provide: getCacheToken(n), useExisting: CacheManagerService },

@@ -4,6 +4,7 @@ import { EventEmitterModule } from '@nestjs/event-emitter';
 import { TieredCacheModule, tieredCacheOptionsFromEnv } from '../../lib';
 import { CacheAdminModule } from './cache-admin/cache-admin.module';
 import { FakeDatabase } from './database/fake-database';
+import { SAMPLE_WARMERS } from './key-accounts.warmer';
 import { PingController } from './ping.controller';
 import { PropertiesController } from './properties/properties.controller';
 import { PropertyService } from './properties/property.service';
@@ -35,6 +36,6 @@ import { LeadScoringService, LeadsController } from './scoring/lead-scoring.serv
   ],
   // PingController: GET /ping and /ping/property, the HTTP benchmark's no-cache baselines (bench/http.bench.js).
   controllers: [PropertiesController, LeadsController, PingController],
-  providers: [FakeDatabase, PropertyService, LeadScoringService],
+  providers: [FakeDatabase, PropertyService, LeadScoringService, ...SAMPLE_WARMERS],
 })
 export class AppModule {}

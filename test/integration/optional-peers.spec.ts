@@ -34,7 +34,7 @@ function transpileLib(outDir: string): void {
 const BLOCKER = `
 const Module = require('module');
 const resolve = Module._resolveFilename;
-const missing = ['@nestjs/terminus', 'prom-client', '@willsoto/nestjs-prometheus', '@opentelemetry/api'];
+const missing = ['@nestjs/terminus', 'prom-client', '@willsoto/nestjs-prometheus', '@opentelemetry/api', '@nestjs/schedule'];
 Module._resolveFilename = function (request, ...rest) {
   if (missing.some((m) => request === m || request.startsWith(m + '/'))) {
     const err = new Error("Cannot find module '" + request + "'");
@@ -74,12 +74,21 @@ const lib = require(process.env.LIB);
   } catch (e) {
     out.tracingError = e.message;
   }
+  class Nightly { async *keys() {} async load() { return true; } }
+  lib.CacheWarmer({ name: 'nightly', cron: '0 2 * * *' })(Nightly);
+  class WithCron {}
+  require('@nestjs/common').Module({ imports: [lib.TieredCacheModule.forRoot({})], providers: [Nightly] })(WithCron);
+  try {
+    await NestFactory.createApplicationContext(WithCron, { logger: false, abortOnError: false });
+  } catch (e) {
+    out.cronError = e.message;
+  }
   try { require.resolve('prom-client'); out.blocked = false; } catch { out.blocked = true; }
   try { require.resolve('@opentelemetry/api'); out.otelBlocked = false; } catch { out.otelBlocked = true; }
   console.log(JSON.stringify(out));
 })();`;
 
-describe('optional peers (@nestjs/terminus, prom-client, @willsoto/nestjs-prometheus, @opentelemetry/api) not installed', () => {
+describe('optional peers (@nestjs/terminus, prom-client, @willsoto/nestjs-prometheus, @opentelemetry/api, @nestjs/schedule) not installed', () => {
   let dir: string;
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'tiered-cache-peers-'));
@@ -89,7 +98,7 @@ describe('optional peers (@nestjs/terminus, prom-client, @willsoto/nestjs-promet
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('the module boots and caches with metrics and tracing off; health says what is missing; metrics: true and tracing: true fail at boot', () => {
+  it('the module boots and caches with metrics and tracing off; health says what is missing; metrics: true, tracing: true and a warmer cron fail at boot', () => {
     const r = spawnSync(process.execPath, ['-r', join(dir, 'blocker.js'), join(dir, 'app.js')], {
       encoding: 'utf8',
       env: { ...process.env, LIB: join(dir, 'lib'), NODE_PATH: join(root, 'node_modules') },
@@ -106,5 +115,6 @@ describe('optional peers (@nestjs/terminus, prom-client, @willsoto/nestjs-promet
     expect(out.details).toMatchObject({ l1: { enabled: true, entries: 1 }, l2: { enabled: false } });
     expect(out.healthError).toBe('TieredCacheHealthIndicator needs @nestjs/terminus (npm install @nestjs/terminus)');
     expect(out.bootError).toBe('Invalid tiered-cache option "metrics.enabled" = true: prom-client is not installed (npm install prom-client)');
+    expect(out.cronError).toBe('warmer "nightly" sets a cron, which needs @nestjs/schedule: npm install @nestjs/schedule (ScheduleModule.forRoot() is optional)');
   });
 });

@@ -23,6 +23,11 @@ export interface CacheHealthCheckOptions {
    * indicator's own cache (the default cache's indicator when injected by type).
    */
   cache?: string;
+  /**
+   * Report down while a bootstrap warm-up is still running, within its `onBootstrap.readiness` bound (default false):
+   * for a readiness probe, never a liveness one. See docs/warming.md.
+   */
+  requireWarmup?: boolean;
 }
 
 /** What a component (the invalidation bus, …) reports about itself; shown under its name in the details. */
@@ -30,6 +35,8 @@ export interface CacheComponentHealth {
   state: string;
   /** false marks the cache degraded (never down on its own). */
   healthy: boolean;
+  /** false: a check with `requireWarmup` reports down (the warm-up component sets it while it warms). */
+  ready?: boolean;
   [detail: string]: unknown;
 }
 
@@ -130,7 +137,8 @@ export class TieredCacheHealthIndicator {
   async isHealthy<const Key extends string>(key: Key, options: CacheHealthCheckOptions = {}): Promise<CacheHealthResult<Key>> {
     const session = this.indicatorService().check(key);
     const details = await this.details(options);
-    const down = options.requireL2 === true && details.l2.status !== 'up';
+    const warming = options.requireWarmup === true && (details.warmup as CacheComponentHealth | undefined)?.ready === false;
+    const down = (options.requireL2 === true && details.l2.status !== 'up') || warming;
     return (down ? session.down(details) : session.up(details)) as unknown as CacheHealthResult<Key>;
   }
 

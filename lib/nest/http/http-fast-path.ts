@@ -7,6 +7,7 @@ import type { TieredCache } from '../../core/tiered-cache';
 import type { TieredCacheHttpOptions, TieredCacheOptions } from '../../core/tiered-cache-options.interface';
 import { TIERED_CACHE_OPTIONS } from '../tiered-cache.module-definition';
 import { DEFAULT_CACHE_NAME, TIERED_CACHE_NAME } from '../constants';
+import { WARM_HEADER } from '../warmup/http-warm-token';
 
 /** What TieredCacheInterceptor stores for a cached response. */
 export interface CachedHttpResponse {
@@ -151,6 +152,8 @@ export class HttpFastPath {
     if (req.method !== 'GET') return next();
     const entry = this.index.get(req.originalUrl);
     if (entry === undefined) return next();
+    // A warm-up's request (warmup/http-warm.ts) must reach the interceptor, which may refresh the entry.
+    if (req.headers[WARM_HEADER] !== undefined) return next();
     if (!entry.public) {
       const h = req.headers;
       // The interceptor answers these with BYPASS (it never caches a response that may belong to a user).

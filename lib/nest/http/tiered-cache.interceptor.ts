@@ -38,6 +38,7 @@ import { CacheFactoryTimeoutError } from '../../core/errors';
 import type { TieredCache } from '../../core/tiered-cache';
 import { CacheRegistry } from '../cache-registry';
 import { describeCache } from '../cache-name';
+import { WARM_RESULT_HEADER, warmModeOf, type WarmResult } from '../warmup/http-warm-token';
 
 /** The parts of a request and response this interceptor reads (Express and Fastify both have them). */
 interface HttpRequest {
@@ -144,7 +145,13 @@ export class TieredCacheInterceptor implements NestInterceptor {
       setHeader(res, 'X-Cache', 'BYPASS');
       return next.handle();
     }
-    if (c.condition !== undefined && c.condition(req) !== true) return next.handle();
+    // A warm-up of this app (warmup/http-warm.ts) is told what happened to the response.
+    const warm = warmModeOf(req.headers);
+    if (c.condition !== undefined && c.condition(req) !== true) {
+      if (warm !== undefined) setHeader(res, WARM_RESULT_HEADER, 'not-stored');
+      return next.handle();
+    }
+    if (warm === 'refresh') return this.refreshed(ctx, c, req, res, next);
     const engine = c.engine;
     let early: string | undefined;
     try {
@@ -158,6 +165,7 @@ export class TieredCacheInterceptor implements NestInterceptor {
       if (hit !== undefined) {
         res.statusCode = hit.s;
         setHeader(res, 'X-Cache', 'HIT');
+        if (warm !== undefined) setHeader(res, WARM_RESULT_HEADER, 'cached');
         if (this.fastPath?.active === true && this.fastPath.engine === engine) this.offerToFastPath(ctx, req, early, c.public);
         return of(hit.b);
       }
@@ -196,6 +204,7 @@ export class TieredCacheInterceptor implements NestInterceptor {
             res.statusCode = entry.s;
             setHeader(res, 'X-Cache', 'HIT');
           }
+          if (warm !== undefined) setHeader(res, WARM_RESULT_HEADER, ran && entry === producedEntry ? 'stored' : 'cached');
           if (this.fastPath?.active === true && this.fastPath.engine === engine) this.offerToFastPath(ctx, req, key, c.public);
           return entry.b;
         },
@@ -207,11 +216,38 @@ export class TieredCacheInterceptor implements NestInterceptor {
             engineInternals(engine).log('warn', 'decorator-store', `response of ${key.split(':~r')[0]} not cached (${(err as Error)?.message ?? String(err)})`);
           }
           setHeader(res, 'X-Cache', 'MISS');
+          if (warm !== undefined) setHeader(res, WARM_RESULT_HEADER, 'not-stored');
           // A request that waited on another's uncacheable response runs its own handler: that response
           // (status, headers) was never meant to be shared.
           return ran ? produced : lastValueFrom(next.handle(), { defaultValue: undefined });
         },
       );
+    });
+  }
+
+  /**
+   * A warm-up's refresh of this response (its request carries the process's warm token): the handler runs even
+   * when the cache holds the response, and what it answers is written with `set`, as a client's fill would have
+   * stored it (same key, TTL and tags).
+   */
+  private refreshed(ctx: ExecutionContext, c: NonNullable<CompiledRoute['cache']>, req: HttpRequest, res: HttpResponse, next: CallHandler): Observable<unknown> {
+    return defer(async () => {
+      const key = this.key(c, req);
+      const body: unknown = await lastValueFrom(next.handle(), { defaultValue: undefined });
+      const status = res.statusCode;
+      setHeader(res, 'X-Cache', 'MISS');
+      let result: WarmResult = 'not-stored';
+      if (storable(res, status, body) && (c.unless === undefined || c.unless(body) !== true)) {
+        const options = c.tags ? { ...c.options, tags: c.tags([req], body) } : c.options;
+        try {
+          if (await c.engine.set<CachedResponse>(key, { s: status, b: body }, options as GetOrSetOptions<CachedResponse>)) result = 'stored';
+        } catch (err) {
+          engineInternals(c.engine).log('warn', 'decorator-store', `response of ${key.split(':~r')[0]} not cached (${(err as Error)?.message ?? String(err)})`);
+        }
+      }
+      setHeader(res, WARM_RESULT_HEADER, result);
+      if (result === 'stored' && this.fastPath?.active === true && this.fastPath.engine === c.engine) this.offerToFastPath(ctx, req, key, c.public);
+      return body;
     });
   }
 

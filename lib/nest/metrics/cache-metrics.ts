@@ -25,6 +25,29 @@ const RECOVERY_OUTCOMES = ['replayed', 'dropped', 'overflowed'] as const;
 const MAX_ERROR_OPS = 32;
 const INVALIDATION_SOURCES: readonly InvalidationSource[] = ['api', 'event', 'bus', 'tag', 'pattern'];
 
+/** A warmer's figures as a scrape reads them (lib/nest/warmup reports them per cache with reportWarmupMetrics). */
+export interface WarmupMetrics {
+  readonly warmer: string;
+  readonly keys: { readonly ok: number; readonly failed: number; readonly skipped: number };
+  readonly runs: Readonly<Record<(typeof WARMUP_RUN_RESULTS)[number], number>>;
+  readonly running: boolean;
+  /** The last run that ran: how long it took (s) and when it ended (Unix ms). */
+  readonly last?: { readonly durationSeconds: number; readonly endedAtMs: number };
+}
+
+const WARMUP_RUN_RESULTS = ['completed', 'cancelled', 'failed', 'skipped'] as const;
+const warmupSources = new WeakMap<TieredCache, Set<() => Iterable<WarmupMetrics>>>();
+
+/** Adds a cache's warmers to its metrics (read when scraped); returns the remover. Warmer names are fixed at boot. */
+export function reportWarmupMetrics(engine: TieredCache, source: () => Iterable<WarmupMetrics>): () => void {
+  let set = warmupSources.get(engine);
+  if (set === undefined) warmupSources.set(engine, (set = new Set()));
+  set.add(source);
+  return () => {
+    set.delete(source);
+  };
+}
+
 /** Per-engine state: pushes from the engine land in plain fields here; scrapes read them. */
 class EngineRecorder implements CacheObserver {
   readonly errors = new Map<string, number>();
@@ -123,6 +146,9 @@ class CacheMetricSet {
       collected(prom.Counter<string>, name, help, labelNames, fill);
     const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>) => void | Promise<void>) =>
       collected(prom.Gauge<string>, name, help, labelNames, fill);
+    const eachWarmer = (fn: (r: EngineRecorder, w: WarmupMetrics) => void) => {
+      for (const r of set.recorders) for (const source of warmupSources.get(r.engine) ?? []) for (const w of source()) fn(r, w);
+    };
     const breakerCounter = (name: string, help: string, value: (b: BreakerStats) => number) =>
       counter(name, help, ['cache', 'tier'], (c) =>
         each((r, s) => {
@@ -352,6 +378,35 @@ class CacheMetricSet {
       ),
       counter('cache_write_behind_dropped_total', 'Queued write-behind writes dropped because the queue was full.', ['cache'], (c) =>
         each((r, s) => c.inc({ cache: r.name }, s.writeBehind.dropped)),
+      ),
+      counter('cache_warmup_keys_total', 'Keys warmed by cache warmers, by result: ok (stored), failed, skipped (nothing to store, or already cached).', ['cache', 'warmer', 'result'], (c) =>
+        eachWarmer((r, w) => {
+          c.inc({ cache: r.name, warmer: w.warmer, result: 'ok' }, w.keys.ok);
+          c.inc({ cache: r.name, warmer: w.warmer, result: 'failed' }, w.keys.failed);
+          c.inc({ cache: r.name, warmer: w.warmer, result: 'skipped' }, w.keys.skipped);
+        }),
+      ),
+      counter(
+        'cache_warmup_runs_total',
+        'Warm-up runs by how they ended: completed, cancelled, failed (reading the ids failed), skipped (another instance held the lease, or a run was still going on).',
+        ['cache', 'warmer', 'result'],
+        (c) =>
+          eachWarmer((r, w) => {
+            for (const result of WARMUP_RUN_RESULTS) c.inc({ cache: r.name, warmer: w.warmer, result }, w.runs[result]);
+          }),
+      ),
+      gauge('cache_warmup_running', '1 while a warmer runs on this instance, else 0.', ['cache', 'warmer'], (g) =>
+        eachWarmer((r, w) => g.set({ cache: r.name, warmer: w.warmer }, w.running ? 1 : 0)),
+      ),
+      gauge('cache_warmup_last_run_duration_seconds', "Duration of a warmer's last run on this instance (no series before its first).", ['cache', 'warmer'], (g) =>
+        eachWarmer((r, w) => {
+          if (w.last) g.set({ cache: r.name, warmer: w.warmer }, w.last.durationSeconds);
+        }),
+      ),
+      gauge('cache_warmup_last_run_timestamp_seconds', "When a warmer's last run on this instance ended, in Unix seconds (no series before its first).", ['cache', 'warmer'], (g) =>
+        eachWarmer((r, w) => {
+          if (w.last) g.set({ cache: r.name, warmer: w.warmer }, w.last.endedAtMs / 1000);
+        }),
       ),
       gauge('redis_cluster_nodes_healthy', 'Redis Cluster nodes seen connected and not failing (CLUSTER NODES); 0 when the cluster does not answer.', ['cache'], (g) =>
         eachCluster(set, (r, p) => g.set({ cache: r.name }, p?.nodesHealthy ?? 0)),
