@@ -31,6 +31,21 @@ describe('Redis unavailable or failing', () => {
     await Promise.all(caches.splice(0).map((c) => c.close()));
   });
 
+  it('close() while connect() still waits for a hung Redis ends the wait at once (connect resolves false)', async () => {
+    const redis = await RedisServer.start();
+    redis.pause();
+    try {
+      // A connect bound far past Jest's own test timeout: only close() can end this wait in time.
+      const cache = new TieredCache({ redis: { url: redis.url, connectTimeout: '60s' } });
+      const connecting = cache.connect();
+      await cache.close();
+      expect(await connecting).toBe(false);
+    } finally {
+      redis.resume();
+      await redis.stop();
+    }
+  });
+
   it('boots with Redis down, serves from L1 and the factory, and uses L2 once Redis is there', async () => {
     const port = await freePort();
     const c = new TieredCache({ redis: { url: `redis://127.0.0.1:${port}`, connectTimeout: 300 }, logger: quiet });

@@ -176,16 +176,24 @@ export class InvalidationBus {
     });
     this.sub.connect().catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)));
+    const timeout = new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), timeoutMs);
+      // close() while this waits ends the wait: the subscription will not come any more.
+      this.endConnectWait = () => r(false);
+    });
     const ok = await Promise.race([subscribed, timeout]);
     clearTimeout(timer);
+    this.endConnectWait = undefined;
     this.onceSubscribed.length = 0;
     return ok;
   }
 
+  private endConnectWait: (() => void) | undefined;
+
   /** Publishes what is still waiting (bounded wait) and closes both connections. */
   async close(): Promise<void> {
     if (this.closed) return;
+    this.endConnectWait?.();
     this.unsubscribeChange();
     if (this.outbox.size > 0 || this.flushScheduled) await this.settle(this.flush(), 1_000);
     else if (this.publishing) await this.settle(this.publishing, 1_000);

@@ -445,12 +445,19 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
     const cleanups: Array<() => void> = [];
     const attempts = this.conns.map((conn) => this.connectOne(conn, cleanups));
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.connectTimeoutMs)));
+    const timeout = new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), this.connectTimeoutMs);
+      // close() while this waits ends the wait: nothing will connect any more.
+      this.endConnectWait = () => r(false);
+    });
     const ok = await Promise.race([Promise.all(attempts).then((r) => r.every(Boolean)), timeout]);
     clearTimeout(timer);
+    this.endConnectWait = undefined;
     for (const f of cleanups) f();
     return ok;
   }
+
+  private endConnectWait: (() => void) | undefined;
 
   /**
    * Our own connections are lazy: connect them. A borrowed client is connected if it has not been (lazyConnect,
@@ -1243,6 +1250,7 @@ export class RedisTier implements Tier<string>, ReplayableTier<string> {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.endConnectWait?.();
     this.breaker.stop();
     for (const dispose of this.disposers) dispose();
     // Fails the routed reads still waiting on a master's connection first: then stop watching those.
