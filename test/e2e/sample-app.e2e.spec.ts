@@ -1,4 +1,4 @@
-import type { INestApplication } from '@nestjs/common';
+import { Logger, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { register } from 'prom-client';
 import request from 'supertest';
@@ -257,7 +257,8 @@ describe('sample app, two instances behind a load balancer (one Redis, one datab
   beforeAll(async () => {
     redis = await RedisServer.start();
     a = await bootSampleApp(redis.url, db);
-    const warn = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+    // The cache logs through Nest's Logger (context TieredCache).
+    const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
     try {
       b = await bootSampleApp(redis.url, db);
       // Both instances live in this one process and registry: their metrics are summed, and B says so.
