@@ -416,3 +416,72 @@ describe('TieredCacheTypeOrmModule: boot', () => {
     expect(own.subscribers).toHaveLength(0);
   });
 });
+
+describe('TieredCacheTypeOrmModule: listeners never fail or hold up a commit', () => {
+  async function app(typeorm: Record<string, unknown>, name: string): Promise<INestApplicationContext> {
+    const mod = typeOrmTestModule({ lib, typeormLib, pgUrl: pg.url, redisUrl: redis.url, keyPrefix: `${name}:`, entities: [UserSchema, Post], typeorm, name });
+    return (await Test.createTestingModule({ imports: [mod] }).compile()).init();
+  }
+
+  /** A listener held until the test releases it (a latch), and whether it has been reached. */
+  function latchedListener(): { listener: () => Promise<void>; reached: () => boolean; release: () => void } {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let reached = false;
+    return {
+      listener: () => {
+        reached = true;
+        return gate;
+      },
+      reached: () => reached,
+      release,
+    };
+  }
+
+  it('a listener that rejects is logged and counted; the write stands', async () => {
+    const c = await app({ entities: [{ entity: UserSchema, payload: () => { throw new Error('mapper bug'); } }] }, 'Rejecting');
+    try {
+      const seen: unknown[] = [];
+      c.get(EventEmitter2).on('user.created', async (p: unknown) => {
+        seen.push(p);
+        throw new Error('listener down');
+      });
+      const saved = await c.get(DataSource).getRepository(UserSchema).save({ tenantId: 'acme', name: 'stands' });
+      expect(seen).toEqual([expect.objectContaining({ pk: { id: saved.id }, name: 'stands' })]);
+      expect(c.get(TypeOrmEntityEvents).stats()).toMatchObject({ emitted: 1, listenerFailures: 1, payloadFailures: 1 });
+      expect(await users.findOneBy({ id: saved.id })).toMatchObject({ name: 'stands' });
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('a listener that does not settle holds the commit up to listenerTimeout only', async () => {
+    const c = await app({ listenerTimeout: '50ms' }, 'Hanging');
+    const held = latchedListener();
+    try {
+      c.get(EventEmitter2).on('user.created', held.listener);
+      const saved = await c.get(DataSource).getRepository(UserSchema).save({ tenantId: 'acme', name: 'not waited for' });
+      expect(held.reached()).toBe(true);
+      expect(c.get(TypeOrmEntityEvents).stats()).toMatchObject({ emitted: 1, listenerTimeouts: 1 });
+      expect(await users.findOneBy({ id: saved.id })).toMatchObject({ name: 'not waited for' });
+    } finally {
+      held.release();
+      await c.close();
+    }
+  });
+
+  it('awaitListeners: false emits and returns without waiting', async () => {
+    const c = await app({ awaitListeners: false }, 'NoWait');
+    const held = latchedListener();
+    try {
+      c.get(EventEmitter2).on('user.created', held.listener);
+      await c.get(DataSource).getRepository(UserSchema).save({ tenantId: 'acme', name: 'fire and forget' });
+      // Emitted (the listener runs), and the save resolved while the listener is still held.
+      expect(held.reached()).toBe(true);
+      expect(c.get(TypeOrmEntityEvents).stats()).toMatchObject({ emitted: 1, listenerTimeouts: 0 });
+    } finally {
+      held.release();
+      await c.close();
+    }
+  });
+});
