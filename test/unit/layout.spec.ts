@@ -31,6 +31,16 @@ describe('package layout', () => {
     expect(JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8' }))).toEqual(['function', true]);
   });
 
+  it('the root entry point loads nothing of TypeORM; nestjs-tiered-cache/typeorm references typeorm for types only', () => {
+    const typeorm = (p: string) => p.includes(`${join('node_modules', 'typeorm')}`) || p.includes(`${join('node_modules', '@nestjs', 'typeorm')}`);
+    const main = loadedBy('nestjs-tiered-cache');
+    expect(main.filter((p) => typeorm(p) || p.includes(join('dist', 'typeorm')))).toEqual([]);
+    // Not in the package's exports map yet: loaded by its path in dist/.
+    const entry = loadedBy(join(root, 'dist', 'typeorm', 'index.js'));
+    expect(entry.some((p) => p.includes(join('dist', 'typeorm', 'tiered-cache-typeorm.module.js')))).toBe(true);
+    expect(entry.filter(typeorm)).toEqual([]);
+  });
+
   it('no source file under lib/core imports @nestjs or the Nest layer', () => {
     const offenders: string[] = [];
     for (const file of sources(join(root, 'lib', 'core'))) {

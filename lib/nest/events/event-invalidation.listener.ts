@@ -2,18 +2,13 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import { ModuleRef } from '@nestjs/core';
 import { CacheManagerService } from '../cache-manager.service';
 import { eventName } from './event-pattern';
+import { findEventEmitter, type AnyEventListener, type EventEmitterLike } from './event-emitter-lookup';
 import { InvalidationExplorer } from './invalidation.explorer';
 import { compileRules, type CompiledRule } from './invalidation-rule';
 import { applyRules } from './rule-runner';
 import { TIERED_CACHE_OPTIONS } from '../tiered-cache.module-definition';
 import type { TieredCacheOptions } from '../../core/tiered-cache-options.interface';
 import { engineInternals } from '../../core/tiered-cache';
-
-type AnyListener = (event: string | string[], ...values: unknown[]) => unknown;
-interface EventEmitterLike {
-  onAny(listener: AnyListener): unknown;
-  offAny(listener: AnyListener): unknown;
-}
 
 /**
  * Routes every event of the app's EventEmitter2 (from `EventEmitterModule`, optional) to the matching
@@ -23,7 +18,7 @@ interface EventEmitterLike {
 @Injectable()
 export class EventInvalidationListener implements OnApplicationBootstrap, OnApplicationShutdown {
   private emitter: EventEmitterLike | undefined;
-  private readonly listener: AnyListener = (event, ...values) => this.handle(eventName(event), values[0]);
+  private readonly listener: AnyEventListener = (event, ...values) => this.handle(eventName(event), values[0]);
   /** `invalidationRules`, compiled at boot: a bad rule fails the app's start with a message naming it. */
   private readonly rules: readonly CompiledRule[];
 
@@ -39,7 +34,7 @@ export class EventInvalidationListener implements OnApplicationBootstrap, OnAppl
   onApplicationBootstrap(): void {
     const hasWork = this.rules.length > 0 || this.explorer.strategies.length > 0;
     if (!hasWork) return;
-    this.emitter = findEmitter(this.moduleRef);
+    this.emitter = findEventEmitter(this.moduleRef);
     if (this.emitter) this.emitter.onAny(this.listener);
     else {
       engineInternals(this.cache.engine).log('warn', 'no-event-emitter', 'invalidation rules or strategies are configured but EventEmitterModule is not imported; they will not run');
@@ -97,22 +92,5 @@ export class EventInvalidationListener implements OnApplicationBootstrap, OnAppl
     this.cache.engine.invalidationCounters.strategyFailures++;
     const msg = err instanceof Error ? err.message : String(err);
     engineInternals(this.cache.engine).log('error', `strategy:${name}`, `invalidation strategy ${name} failed for event "${event}": ${msg}`);
-  }
-}
-
-/** EventEmitter2 from the app's EventEmitterModule, if the optional package is installed and the module imported. */
-function findEmitter(moduleRef: ModuleRef): EventEmitterLike | undefined {
-  let token: unknown;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    token = (require('@nestjs/event-emitter') as { EventEmitter2: unknown }).EventEmitter2;
-  } catch {
-    return undefined;
-  }
-  try {
-    const emitter = moduleRef.get(token as new () => EventEmitterLike, { strict: false });
-    return emitter && typeof emitter.onAny === 'function' ? emitter : undefined;
-  } catch {
-    return undefined;
   }
 }
