@@ -37,15 +37,7 @@ const ops = {
   },
 };
 
-process.on('message', async ({ id, op, args }) => {
-  try {
-    const value = await ops[op](...(args || []));
-    process.send({ id, ok: true, value: value === undefined ? null : value, undef: value === undefined });
-  } catch (err) {
-    process.send({ id, ok: false, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
-  }
-});
-process.on('disconnect', () => process.exit(0));
+require('./child-ipc').serveOps(ops);
 
 NestFactory.createApplicationContext(ChildAppModule, { logger: false }).then(
   (ctx) => {

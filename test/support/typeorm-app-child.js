@@ -49,15 +49,7 @@ const loads = {};
       return true;
     },
   };
-  process.on('message', async ({ id, op, args }) => {
-    try {
-      const value = await ops[op](...(args || []));
-      process.send({ id, ok: true, value: value === undefined ? null : value, undef: value === undefined });
-    } catch (err) {
-      process.send({ id, ok: false, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
-    }
-  });
-  process.on('disconnect', () => process.exit(0));
+  require('./child-ipc').serveOps(ops);
   process.send({ id: 0, ok: true, value: 'started' });
 })().catch((err) => {
   process.send?.({ id: 0, ok: false, error: err instanceof Error ? err.stack : String(err) });
