@@ -6,7 +6,8 @@
  *   node scripts/sample.js build       builds if needed, and exits
  *
  * Builds with `tsc -p sample-app/tsconfig.json` only when a source is newer than the last successful build, and
- * prints "build: compiled" or "build: up to date". The built entry is then require()d in this very process, not
+ * prints "build: compiled" or "build: up to date" (on stderr, as tsc's messages: stdout stays the entry's own, e.g.
+ * the warm-up's --json report). The built entry is then require()d in this very process, not
  * spawned: a SIGTERM or SIGINT sent to this process (npm forwards its own to it) reaches the app's shutdown hooks,
  * and no child is left behind when it ends.
  */
@@ -52,17 +53,17 @@ function buildIfStale() {
   const sources = Math.max(...SOURCES.map(newestMtime));
   const built = lastBuild();
   if (built !== undefined && built >= sources && Object.values(ENTRIES).every((f) => fs.existsSync(f))) {
-    console.log('build: up to date');
+    console.error('build: up to date');
     return false;
   }
   const tsc = require.resolve('typescript/bin/tsc', { paths: [ROOT] });
-  const res = spawnSync(process.execPath, [tsc, '-p', path.join(ROOT, 'sample-app', 'tsconfig.json')], { cwd: ROOT, stdio: 'inherit' });
+  const res = spawnSync(process.execPath, [tsc, '-p', path.join(ROOT, 'sample-app', 'tsconfig.json')], { cwd: ROOT, stdio: ['ignore', 2, 2] });
   if (res.status !== 0) {
     console.error(`build: failed (tsc -p sample-app/tsconfig.json exited with ${res.status ?? res.signal})`);
     process.exit(res.status ?? 1);
   }
   fs.writeFileSync(STAMP, `${JSON.stringify({ sources })}\n`);
-  console.log('build: compiled');
+  console.error('build: compiled');
   return true;
 }
 
