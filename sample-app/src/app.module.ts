@@ -3,23 +3,24 @@ import { EventEmitterModule } from '@nestjs/event-emitter';
 // In your app: from 'nestjs-tiered-cache'.
 import { TieredCacheModule, tieredCacheOptionsFromEnv } from '../../lib';
 import { CacheAdminModule } from './cache-admin/cache-admin.module';
-import { FakeDatabase } from './database/fake-database';
+import { DatabaseModule } from './database/database.module';
 import { SAMPLE_WARMERS } from './key-accounts.warmer';
 import { PingController } from './ping.controller';
 import { PropertiesController } from './properties/properties.controller';
 import { PropertyService } from './properties/property.service';
+import { LeadScoreModel } from './scoring/lead-score-model';
 import { LeadScoringService, LeadsController } from './scoring/lead-scoring.service';
 
 @Module({
   imports: [
     EventEmitterModule.forRoot({ wildcard: true }),
-    // L1 only unless REDIS_URL is set; every CACHE_* variable of the README works here.
+    // L1 only unless REDIS_URL is set; every CACHE_* variable of docs/options.md works here.
     TieredCacheModule.forRootAsync({
       isGlobal: true,
       useFactory: () => ({
         keyPrefix: 'realestate:',
         ...tieredCacheOptionsFromEnv(),
-        // L1 hits of GET /properties/:id are answered before Nest routing (see "HTTP fast path" in the README).
+        // L1 hits of GET /properties/:id are answered before Nest routing (see "HTTP fast path" in docs/http-caching.md).
         http: { fastPath: true },
         invalidationRules: [
           {
@@ -33,9 +34,11 @@ import { LeadScoringService, LeadsController } from './scoring/lead-scoring.serv
       }),
     }),
     CacheAdminModule,
+    // PostgreSQL through TypeORM when DATABASE_URL is set (shared by every instance), else the in-memory FakeDatabase.
+    DatabaseModule.forRoot(),
   ],
   // PingController: GET /ping and /ping/property, the HTTP benchmark's no-cache baselines (bench/http.bench.js).
   controllers: [PropertiesController, LeadsController, PingController],
-  providers: [FakeDatabase, PropertyService, LeadScoringService, ...SAMPLE_WARMERS],
+  providers: [PropertyService, LeadScoreModel, LeadScoringService, ...SAMPLE_WARMERS],
 })
 export class AppModule {}

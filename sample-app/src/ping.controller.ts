@@ -1,5 +1,5 @@
 import { Controller, Get } from '@nestjs/common';
-import type { Property } from './database/fake-database';
+import type { Property } from './database/property';
 
 const PONG = { ok: true } as const;
 /** The same body as `GET /properties/1` (same fields, a Date to serialize, same size). */

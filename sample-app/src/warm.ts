@@ -20,6 +20,11 @@ export function warmArgs(argv: readonly string[]): string[] {
   return [...args, ...rest];
 }
 
+/** Runs the warm-up with the sample's arguments and resolves to the CLI's exit code (scripts/sample.js calls this). */
+export function warm(argv: readonly string[]): Promise<number> {
+  return runWarmCommand(warmArgs(argv));
+}
+
 if (require.main === module) {
-  void runWarmCommand(warmArgs(process.argv.slice(2))).then((code) => process.exit(code));
+  void warm(process.argv.slice(2)).then((code) => process.exit(code));
 }

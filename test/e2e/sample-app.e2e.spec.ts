@@ -12,7 +12,9 @@ import { RedisServer } from '../support/redis-server';
 import { waitFor } from '../support/wait-for';
 
 /**
- * End to end: the sample app's real AppModule over HTTP (supertest), against a real redis-server.
+ * End to end in this process: the sample app's real AppModule over HTTP (supertest), against a real redis-server,
+ * on the in-memory FakeDatabase (AppModule picks its backend when it is loaded, and DATABASE_URL is not set here).
+ * The same app as separate processes on PostgreSQL is sample-two-process.e2e.spec.ts.
  * AppModule reads its cache options from the environment (tieredCacheOptionsFromEnv), so REDIS_URL is set
  * before each app is compiled; ADMIN_TOKEN is read by the admin guard on every request.
  */
@@ -36,7 +38,11 @@ afterAll(() => {
   register.clear();
 });
 
-/** Boots the sample app on `redisUrl`. With `db`, it replaces the app's FakeDatabase (instances sharing a database). */
+/**
+ * Boots the sample app on `redisUrl`. With `db`, that FakeDatabase object replaces the app's own: two apps in this
+ * process given the same one share their data, as instances on one PostgreSQL do (a FakeDatabase is otherwise
+ * private to its app).
+ */
 async function bootSampleApp(redisUrl: string, db?: FakeDatabase): Promise<INestApplication> {
   process.env.REDIS_URL = redisUrl;
   const builder = Test.createTestingModule({ imports: [AppModule] });
@@ -248,7 +254,7 @@ describe('sample app, one instance (real Redis)', () => {
   });
 });
 
-describe('sample app, two instances behind a load balancer (one Redis, one database)', () => {
+describe('sample app, two instances in this process behind a load balancer (one Redis, one shared FakeDatabase object)', () => {
   let redis: RedisServer;
   let a: INestApplication;
   let b: INestApplication;

@@ -1,6 +1,7 @@
 import { Body, Controller, Get, Param, Put, Query, UseInterceptors } from '@nestjs/common';
 import { Cacheable, TieredCacheInterceptor } from '../../../lib';
-import type { Property } from '../database/fake-database';
+import type { Property } from '../database/property';
+import { parsePropertyPatch } from './property-patch';
 import { PropertyService } from './property.service';
 
 @Controller('properties')
@@ -28,8 +29,9 @@ export class PropertiesController {
     return this.properties.findByIdUncached(id);
   }
 
+  /** Body: one or more of `{ "address": "…", "price": 260000, "state": "listed" | "under_offer" | "sold" }`. */
   @Put(':id')
-  update(@Param('id') id: string, @Body() body: Partial<Pick<Property, 'address' | 'price' | 'state'>>): Promise<Property> {
-    return this.properties.update(id, body);
+  update(@Param('id') id: string, @Body() body: unknown): Promise<Property> {
+    return this.properties.update(id, parsePropertyPatch(body));
   }
 }

@@ -2,12 +2,13 @@ import { Injectable, NotFoundException } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 // In your app: from 'nestjs-tiered-cache'.
 import { Cacheable } from '../../../lib';
-import { FakeDatabase, type Property } from '../database/fake-database';
+import type { Property, PropertyPatch } from '../database/property';
+import { PropertyRepository } from '../database/property-repository';
 
 @Injectable()
 export class PropertyService {
   constructor(
-    private readonly db: FakeDatabase,
+    private readonly db: PropertyRepository,
     private readonly events: EventEmitter2,
   ) {}
 
@@ -32,8 +33,12 @@ export class PropertyService {
     return p;
   }
 
-  /** Updates, then emits `property.updated`: the invalidation rules in app.module.ts do the rest, on every instance. */
-  async update(id: string, patch: Partial<Pick<Property, 'address' | 'price' | 'state'>>): Promise<Property> {
+  /**
+   * Updates, then emits `property.updated`: the invalidation rules in app.module.ts do the rest, on every instance.
+   * The repository resolves after its transaction committed, so the event never runs ahead of the data: an
+   * instance that drops its copy and reads again finds the new row, not the old one.
+   */
+  async update(id: string, patch: PropertyPatch): Promise<Property> {
     const p = await this.db.updateProperty(id, patch);
     if (!p) throw new NotFoundException(`property ${id} not found`);
     await this.events.emitAsync('property.updated', { propertyId: p.id, tenantId: p.tenantId });

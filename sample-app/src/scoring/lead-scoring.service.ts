@@ -1,15 +1,15 @@
 import { Controller, Get, Injectable, Param } from '@nestjs/common';
 import { Cacheable } from '../../../lib';
-import { FakeDatabase } from '../database/fake-database';
+import { LeadScoreModel } from './lead-score-model';
 
 @Injectable()
 export class LeadScoringService {
-  constructor(private readonly db: FakeDatabase) {}
+  constructor(private readonly model: LeadScoreModel) {}
 
   /** As in the original design: lead scores cached for an hour under the `lead_score` prefix. */
   @Cacheable({ keyPrefix: 'lead_score', ttl: '1h', tags: ['lead:{leadId}'] })
   async score(leadId: string): Promise<{ leadId: string; score: number }> {
-    return this.db.scoreLead(leadId);
+    return this.model.score(leadId);
   }
 }
 

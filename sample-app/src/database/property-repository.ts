@@ -1,0 +1,21 @@
+import type { Property, PropertyPatch } from './property';
+
+/**
+ * What the services need from the data store, whichever backend holds it: the in-memory FakeDatabase (no
+ * DATABASE_URL) or PostgreSQL through TypeORM. An abstract class rather than an interface so that it is also the
+ * injection token (`constructor(private readonly db: PropertyRepository)`).
+ */
+export abstract class PropertyRepository {
+  /** Reads that reached the backend, in this process: how the tests and the demo show the cache answered instead. */
+  abstract readonly queries: number;
+
+  abstract findProperty(id: string): Promise<Property | null>;
+
+  abstract listProperties(tenantId: string): Promise<Property[]>;
+
+  /**
+   * Applies `patch` and returns the new row, or null when there is no such property. Resolves only once the
+   * write is durable (committed): a caller that announces the change afterwards never announces an uncommitted one.
+   */
+  abstract updateProperty(id: string, patch: PropertyPatch): Promise<Property | null>;
+}
