@@ -24,10 +24,11 @@ import { LeadScoringService, LeadsController } from './scoring/lead-scoring.serv
         http: { fastPath: true },
         invalidationRules: [
           {
+            // From the ORM after commit on PostgreSQL (the row's columns in the payload), from PropertyService otherwise.
             event: 'property.updated',
-            keys: ['property:detail:{propertyId}'],
+            keys: ['property:detail:{id}'],
             patterns: ['properties:list:{tenantId}:*'],
-            tags: ['property:{propertyId}', 'properties:list'],
+            tags: ['property:{id}', 'properties:list'],
           },
           { event: 'score.*', tags: ['lead:{leadId}'] },
         ],

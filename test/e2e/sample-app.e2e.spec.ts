@@ -1,3 +1,5 @@
+// First: AppModule chooses its database when loaded; this spec runs it in memory.
+import '../support/without-database-url';
 import { Logger, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { register } from 'prom-client';

@@ -1,5 +1,7 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
+// In your app: from 'nestjs-tiered-cache/typeorm'.
+import { TieredCacheTypeOrmModule } from '../../../lib/typeorm';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { FakeDatabase } from './fake-database';
 import { PropertyRepository } from './property-repository';
@@ -53,6 +55,9 @@ export class DatabaseModule {
             return dataSource;
           },
         }),
+        // Committed writes of PropertyEntity become property.created|updated|deleted events: the cache's rules fire
+        // with no hand-written event, and a rolled-back write announces nothing.
+        TieredCacheTypeOrmModule.forRoot({ entities: [PropertyEntity] }),
       ],
       providers: [TypeOrmPropertyRepository, { provide: PropertyRepository, useExisting: TypeOrmPropertyRepository }],
       exports: [PropertyRepository],

@@ -15,6 +15,7 @@ export { LATENCY_MS } from './simulated-latency';
 @Injectable()
 export class FakeDatabase extends PropertyRepository {
   queries = 0;
+  readonly announcesChanges = false;
   private readonly properties = new Map<string, Property>();
 
   constructor() {

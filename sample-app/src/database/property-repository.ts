@@ -9,6 +9,13 @@ export abstract class PropertyRepository {
   /** Reads that reached the backend, in this process: how the tests and the demo show the cache answered instead. */
   abstract readonly queries: number;
 
+  /**
+   * Whether the backend itself announces its writes as domain events (`property.updated` after commit): the
+   * TypeORM one does, through nestjs-tiered-cache/typeorm's subscriber. The in-memory one does not, so the
+   * service announces them.
+   */
+  abstract readonly announcesChanges: boolean;
+
   abstract findProperty(id: string): Promise<Property | null>;
 
   abstract listProperties(tenantId: string): Promise<Property[]>;

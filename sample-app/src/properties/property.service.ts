@@ -34,14 +34,16 @@ export class PropertyService {
   }
 
   /**
-   * Updates, then emits `property.updated`: the invalidation rules in app.module.ts do the rest, on every instance.
-   * The repository resolves after its transaction committed, so the event never runs ahead of the data: an
-   * instance that drops its copy and reads again finds the new row, not the old one.
+   * Updates; `property.updated` then reaches the invalidation rules in app.module.ts, which do the rest on every
+   * instance. On PostgreSQL the ORM emits it after the transaction committed (nestjs-tiered-cache/typeorm), with
+   * the row's columns (`id`, `tenantId`, …) in its payload; the in-memory store has no ORM, so the service emits
+   * the same payload itself, after the write. Either way the event never runs ahead of the data: an instance that
+   * drops its copy and reads again finds the new row, not the old one.
    */
   async update(id: string, patch: PropertyPatch): Promise<Property> {
     const p = await this.db.updateProperty(id, patch);
     if (!p) throw new NotFoundException(`property ${id} not found`);
-    await this.events.emitAsync('property.updated', { propertyId: p.id, tenantId: p.tenantId });
+    if (!this.db.announcesChanges) await this.events.emitAsync('property.updated', { id: p.id, tenantId: p.tenantId });
     return p;
   }
 }

@@ -1,7 +1,13 @@
 import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
+// In your app: from 'nestjs-tiered-cache/typeorm'.
+import { EntityEvents } from '../../../../lib/typeorm';
 import type { PropertyState } from '../property';
 
-/** The `property` table (created by CreatePropertyTable, never by `synchronize`). */
+/**
+ * The `property` table (created by CreatePropertyTable, never by `synchronize`). Its committed writes are announced
+ * as `property.created|updated|deleted` (the default name would be `propertyEntity`).
+ */
+@EntityEvents({ name: 'property' })
 @Entity({ name: 'property' })
 export class PropertyEntity {
   @PrimaryColumn({ type: 'varchar', length: 64 })

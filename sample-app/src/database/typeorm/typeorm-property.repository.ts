@@ -21,6 +21,8 @@ const byId = (a: Property, b: Property) => a.id.localeCompare(b.id, 'en', { nume
 @Injectable()
 export class TypeOrmPropertyRepository extends PropertyRepository {
   queries = 0;
+  /** The ORM subscriber (TieredCacheTypeOrmModule in database.module.ts) emits property.updated after each commit. */
+  readonly announcesChanges = true;
 
   constructor(private readonly dataSource: DataSource) {
     super();
