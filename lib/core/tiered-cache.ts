@@ -241,7 +241,8 @@ export class TieredCache {
       const name = this.options.lower[i].name;
       if (!up) this.#logs.log('warn', `${name}:connect`, `${this.#state.lower?.labelOf(i)}: connect failed: not reachable; the tier is skipped until it answers`);
     });
-    if (!ok) {
+    // A connect that close() cut short did not fail: nothing to say.
+    if (!ok && !this.#closing) {
       const within = this.options.redis?.connectTimeout ?? 0;
       this.#logs.log('warn', `${this.options.tierNames.l2}:connect`, `${this.#l2Label}: connect failed: Redis did not answer within ${within} ms; serving from L1 (and the tiers below) and reconnecting in the background`);
     }
