@@ -326,6 +326,7 @@ export class TieredCache {
   /** get past L1 in a span of its own: the tier that answered, or a miss. */
   async #getBelowL1Traced<T>(key: string, sample: boolean, t0: number): Promise<T | undefined> {
     const tracing = this.#tracing as CacheTracing;
+    if (!tracing.listening) return this.#getBelowL1Plain(key, sample, t0);
     const span = tracing.start('get', key);
     try {
       const r = this.l2 ? await tracing.within(span, () => this.#stack.readBelowFrom(key)) : undefined;
@@ -519,6 +520,7 @@ export class TieredCache {
    */
   #fillBelowL1Traced<T>(key: string, factory: () => T | Promise<T>, o: GetOrSetOptions<never> | undefined, held: HeldCopy | undefined, sample: boolean, t0: number): Promise<T> {
     const tracing = this.#tracing as CacheTracing;
+    if (!tracing.listening) return this.#fillBelowL1Plain(key, factory, o, held, sample, t0);
     const flights = this.#state.flights;
     const running = flights.running(key);
     const coalesced = running !== undefined && !running.stale;

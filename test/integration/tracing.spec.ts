@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { context, ROOT_CONTEXT, SpanStatusCode, trace, type Context, type ContextManager } from '@opentelemetry/api';
+import { context, ProxyTracer, ROOT_CONTEXT, SpanStatusCode, trace, type Context, type ContextManager } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { TieredCache, TieredCacheOptionsError, type TieredCacheOptions } from '../../lib';
 import { redisFixture } from '../support/redis-fixture';
@@ -232,6 +232,29 @@ describe('OpenTelemetry tracing (real BasicTracerProvider + InMemorySpanExporter
       expect(late.getFinishedSpans().map((s) => s.name)).toEqual(['cache.get']);
     } finally {
       await p.shutdown();
+    }
+  });
+
+  it('the API installed but no SDK registered: no span is even started (the plain paths run), until one registers', async () => {
+    trace.disable();
+    const started = jest.spyOn(ProxyTracer.prototype, 'startSpan');
+    try {
+      const c = await cache();
+      await c.get('nobody-listens');
+      expect(await c.getOrSet('nobody-listens', async () => 1)).toBe(1);
+      await c.delete('nobody-listens');
+      expect(started).not.toHaveBeenCalled();
+      const late = new InMemorySpanExporter();
+      const p = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(late)] });
+      trace.setGlobalTracerProvider(p);
+      try {
+        await c.get('now-listened');
+        expect(late.getFinishedSpans().map((s) => s.name)).toEqual(['cache.get']);
+      } finally {
+        await p.shutdown();
+      }
+    } finally {
+      started.mockRestore();
     }
   });
 
