@@ -58,6 +58,18 @@ describe('source and Redis faults under getOrSet', () => {
     await redis.stop();
   });
 
+  /** A Redis of the test's own (to stop or kill), and a cache holding 'k' = 'v1' past its TTL, within grace; the source now says 'v2'. */
+  async function staleOnOwnRedis(): Promise<{ own: RedisServer; source: Source; c: TieredCache }> {
+    const own = await RedisServer.start();
+    cleanups.push(() => own.stop());
+    const source = new Source();
+    const c = await cache({ resilience: { grace: '1h' }, redis: { url: own.url, commandTimeout: 100 } }, own.url);
+    await c.getOrSet('k', source.read, { ttl: 30 });
+    await expired(c, 'k');
+    source.value = 'v2';
+    return { own, source, c };
+  }
+
   async function cache(opts: Partial<TieredCacheOptions> = {}, url = redis.url): Promise<TieredCache> {
     const c = new TieredCache({ redis: url, logger: quiet, keyPrefix: `sf${++seq}:`, ...opts });
     caches.push(c);
@@ -109,13 +121,7 @@ describe('source and Redis faults under getOrSet', () => {
   });
 
   it('Redis stopped (SIGSTOP) with a stale entry: getOrSet answers at once from the stale L1 copy, the refresh keeps its result, and Redis is used again after SIGCONT', async () => {
-    const own = await RedisServer.start();
-    cleanups.push(() => own.stop());
-    const source = new Source();
-    const c = await cache({ resilience: { grace: '1h' }, redis: { url: own.url, commandTimeout: 100 } }, own.url);
-    await c.getOrSet('k', source.read, { ttl: 30 });
-    await expired(c, 'k');
-    source.value = 'v2';
+    const { own, source, c } = await staleOnOwnRedis();
     own.pause();
     try {
       expect(await c.getOrSet('k', source.read, { ttl: '1h' })).toBe('v1');
@@ -152,13 +158,7 @@ describe('source and Redis faults under getOrSet', () => {
   });
 
   it('Redis killed while a refresh runs: the caller is never failed, the refreshed value is served, and Redis restarted empty is filled by the next miss', async () => {
-    const own = await RedisServer.start();
-    cleanups.push(() => own.stop());
-    const source = new Source();
-    const c = await cache({ resilience: { grace: '1h' }, redis: { url: own.url, commandTimeout: 100 } }, own.url);
-    await c.getOrSet('k', source.read, { ttl: 30 });
-    await expired(c, 'k');
-    source.value = 'v2';
+    const { own, source, c } = await staleOnOwnRedis();
     source.hang();
     expect(await c.getOrSet('k', source.read, { ttl: '1h' })).toBe('v1');
     await own.kill();

@@ -9,7 +9,7 @@ import { EntityEvents, TypeOrmEntityEvents, type EntityBulkChange, type EntityRo
 import { PostgresServer } from '../support/postgres-server';
 import { RedisServer } from '../support/redis-server';
 import { typeOrmTestModule, UserSchema, type TestUser } from '../support/typeorm-app';
-import { TypeOrmAppProcess } from '../support/typeorm-app-process';
+import { EngineProcess } from '../support/engine-process';
 import { waitFor } from '../support/wait-for';
 
 /**
@@ -37,7 +37,7 @@ const KEY_PREFIX = 'orm:';
 let pg: PostgresServer;
 let redis: RedisServer;
 let a: INestApplicationContext;
-let b: TypeOrmAppProcess;
+let b: EngineProcess;
 let ds: DataSource;
 let users: Repository<TestUser>;
 let cacheA: CacheManagerService;
@@ -76,7 +76,8 @@ beforeAll(async () => {
   // B boots on the schema A created; what A published before (the seed's events) B never hears.
   await cacheA.engine.bus!.drain();
   publishedBeforeB = cacheA.engine.stats().bus.published;
-  b = await TypeOrmAppProcess.start({ pgUrl: pg.url, redisUrl: redis.url, keyPrefix: KEY_PREFIX });
+  // Another replica in a Node process of its own (test/support/typeorm-app-child.js, from dist/).
+  b = await EngineProcess.fork('typeorm-app-child.js', { pgUrl: pg.url, redisUrl: redis.url, keyPrefix: KEY_PREFIX });
 }, 90_000);
 
 afterAll(async () => {

@@ -48,7 +48,7 @@ export class EngineProcess {
 
   /**
    * A child running another script of test/support that speaks the same protocol (nest-app-child.js: a whole
-   * Nest app). `options` reaches it as JSON in TC_OPTIONS.
+   * Nest app; typeorm-app-child.js: an app on TypeORM and PostgreSQL). `options` reaches it as JSON in TC_OPTIONS.
    */
   static async fork(script: string, options: unknown): Promise<EngineProcess> {
     const dist = join(ROOT, 'dist', 'index.js');

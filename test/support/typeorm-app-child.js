@@ -2,7 +2,7 @@
 /**
  * An ORM-invalidation test instance in a Node process of its own, from the built package (dist/ and
  * dist/typeorm): TypeORM + TieredCacheModule + TieredCacheTypeOrmModule, driven over IPC by
- * test/support/typeorm-app-process.ts ({ id, op, args } → { id, ok, value | error }).
+ * EngineProcess.fork (engine-process.ts), its options in TC_OPTIONS ({ id, op, args } → { id, ok, value | error }).
  */
 require('reflect-metadata');
 const { NestFactory } = require('@nestjs/core');
@@ -11,7 +11,7 @@ const lib = require('../../dist');
 const typeormLib = require('../../dist/typeorm');
 const { typeOrmTestModule, UserSchema } = require('./typeorm-app');
 
-const config = JSON.parse(process.env.TC_TYPEORM_APP || '{}');
+const config = JSON.parse(process.env.TC_OPTIONS || '{}');
 /** Factory runs per cache key: how the parent tells a load from the database from a cache hit. */
 const loads = {};
 
